@@ -1,0 +1,221 @@
+"""Vehicle passes and the rules for the plates they are filed for.
+
+A plate is stored and compared in the form GATE-CTL controllers send it: upper case,
+no separators, the twelve Cyrillic plate letters АВЕКМНОРСТУХ written as their Latin
+look-alikes ABEKMHOPCTYX (GATE_PROTOCOL.md). People see it grouped and in Cyrillic.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from flask_babel import lazy_gettext as _l
+
+from domain.errors import DomainError
+
+# The protocol carries a plate in 16 ASCII characters (input registers 30–37).
+PLATE_MAX_LENGTH = 16
+FOREIGN_MIN_LENGTH = 2
+
+# GOST R 50577 allows only the Cyrillic letters that have a Latin twin, so a plate reads
+# the same to a Russian camera and a foreign one; each maps to the twin the gate sends.
+PLATE_LETTERS_CYRILLIC = "АВЕКМНОРСТУХ"
+PLATE_LETTERS_LATIN = "ABEKMHOPCTYX"
+
+_TO_LATIN = str.maketrans(PLATE_LETTERS_CYRILLIC, PLATE_LETTERS_LATIN)
+_TO_CYRILLIC = str.maketrans(PLATE_LETTERS_LATIN, PLATE_LETTERS_CYRILLIC)
+
+# What people type between groups, copied from documents or printed on stickers.
+_SEPARATORS = frozenset("-.|_\u2010\u2011\u2012\u2013\u2014\u2015\u2212")
+
+
+class PlateKind(StrEnum):
+    """The Russian plate combinations of GOST R 50577 that a plate's text can tell apart."""
+
+    PRIVATE = "private"  # тип 1 (and 1А, the same combination on a 290×170 plate)
+    TAXI = "taxi"  # тип 1Б: taxis and route transport, yellow
+    TRAILER = "trailer"  # тип 2: trailers and semi-trailers
+    TRANSIT = "transit"  # тип 15: «ТРАНЗИТ», temporary
+    # тип 3 (tractors), 4 (motorcycles) and 5/7/8 (military, black) share one combination,
+    # so the text alone cannot say which of them it is.
+    MOTO_OR_MILITARY = "moto_or_military"
+    POLICE = "police"  # тип 20: police cars, blue
+    DIPLOMATIC = "diplomatic"  # тип 9 (heads of mission, CD) and 10 (D, T), red
+
+
+# Combinations in GOST notation (М = a plate letter, 0 = a digit, 55 = region code),
+# written as templates: {L} a plate letter, {N3}/{N4} the serial number, {R} the region.
+# The serial number is never all zeros; a region code is 01–99 or three digits that do not
+# start with 0 (1xx and 7xx are issued today; other first digits are left open for new ones).
+_TEMPLATES: tuple[tuple[PlateKind, str], ...] = (
+    (PlateKind.PRIVATE, "{L}{N3}{L}{L}{R}"),  # тип 1/1А: М 000 ММ 55(5)
+    (PlateKind.TAXI, "{L}{L}{N3}{R}"),  # тип 1Б: ММ 000 55(5)
+    (PlateKind.TRAILER, "{L}{L}{N4}{R}"),  # тип 2: ММ 0000 55(5)
+    (PlateKind.TRANSIT, "{L}{L}{N3}{L}{R}"),  # тип 15: ММ 000 М 55(5)
+    (PlateKind.MOTO_OR_MILITARY, "{N4}{L}{L}{R}"),  # тип 3, 4, 5, 7, 8: 0000 ММ 55(5)
+    (PlateKind.POLICE, "{L}{N4}{R}"),  # тип 20: М 0000 55(5)
+    # тип 9: 000 CD 0 55, тип 10: 000 D 000 55 and 000 T 000 55 — the first three digits
+    # are the mission's country code; D and CD are Latin, the only non-plate letters.
+    (PlateKind.DIPLOMATIC, "(?!000)[0-9]{{3}}(?:CD[0-9]|[DT][0-9]{{3}}){R}"),
+)
+
+_LETTER = f"[{PLATE_LETTERS_LATIN}]"
+_SERIAL_3 = "(?!000)[0-9]{3}"
+_SERIAL_4 = "(?!0000)[0-9]{4}"
+_REGION = "(?:0[1-9]|[1-9][0-9]|[1-9][0-9]{2})"
+_ANY_3, _ANY_4, _ANY_REGION = "[0-9]{3}", "[0-9]{4}", "[0-9]{2,3}"
+
+_Patterns = tuple[tuple[PlateKind, re.Pattern[str]], ...]
+
+
+def _compile(serial_3: str, serial_4: str, region: str) -> _Patterns:
+    """Build the full-match patterns, with strict or loose serial numbers and regions."""
+    return tuple(
+        (kind, re.compile(template.format(L=_LETTER, N3=serial_3, N4=serial_4, R=region)))
+        for kind, template in _TEMPLATES
+    )
+
+
+_PATTERNS = _compile(_SERIAL_3, _SERIAL_4, _REGION)
+# Looser twins let parse_plate say *why* an otherwise well-shaped plate is refused.
+_PATTERNS_ANY_SERIAL = _compile(_ANY_3, _ANY_4, _REGION)
+_PATTERNS_ANY_REGION = _compile(_SERIAL_3, _SERIAL_4, _ANY_REGION)
+
+# Two letters and six digits is both тип 1Б with a three-digit region (ТХ 123 777) and
+# тип 2 with a two-digit one (АВ 1234 77). Three-digit regions in wide use start with 1 or 7,
+# so those read as a taxi and the rest as a trailer; it only changes how the plate is shown.
+_TAXI_OR_TRAILER = re.compile(f"{_LETTER}{{2}}[0-9]{{6}}")
+_THREE_DIGIT_REGION_FIRST = frozenset("17")
+
+
+def normalize_plate(text: str) -> str:
+    """Return the plate as a gate controller sends it: upper case, no separators, Latin."""
+    kept = (ch for ch in text.upper() if not ch.isspace() and ch not in _SEPARATORS)
+    return "".join(kept).translate(_TO_LATIN)
+
+
+def classify_plate(norm: str) -> PlateKind | None:
+    """Return which Russian plate combination the plate has, or None if it has none."""
+    norm = normalize_plate(norm)
+    if _TAXI_OR_TRAILER.fullmatch(norm):
+        looks_taxi = norm[-3] in _THREE_DIGIT_REGION_FIRST
+        kind = PlateKind.TAXI if looks_taxi else PlateKind.TRAILER
+        if dict(_PATTERNS)[kind].fullmatch(norm):
+            return kind
+    return next((kind for kind, pattern in _PATTERNS if pattern.fullmatch(norm)), None)
+
+
+def _shown(ch: str) -> str:
+    """Name a character in a message, also when it is invisible."""
+    return ch if ch.isprintable() else f"U+{ord(ch):04X}"
+
+
+def parse_plate(text: str, foreign: bool = False) -> str:
+    """Normalise a typed plate and check it is a Russian (or, if `foreign`, any) plate."""
+    norm = normalize_plate(text or "")
+    if not norm:
+        raise DomainError(_l("Введите номер автомобиля"), field="plate")
+    if len(norm) > PLATE_MAX_LENGTH:
+        raise DomainError(
+            _l("Номер слишком длинный: не больше %(max)s символов", max=PLATE_MAX_LENGTH),
+            field="plate",
+        )
+    for ch in norm:
+        if ("A" <= ch <= "Z") or ("0" <= ch <= "9"):
+            continue
+        if not ch.isalpha():
+            raise DomainError(
+                _l(
+                    "Недопустимый символ «%(char)s»: в номере только буквы и цифры", char=_shown(ch)
+                ),
+                field="plate",
+            )
+        if foreign:
+            raise DomainError(
+                _l(
+                    "Буква «%(letter)s» не подходит: в иностранном номере только латинские "
+                    "буквы и цифры",
+                    letter=_shown(ch),
+                ),
+                field="plate",
+            )
+        raise DomainError(
+            _l(
+                "Буквы «%(letter)s» нет на российских номерах: бывают только "
+                "А, В, Е, К, М, Н, О, Р, С, Т, У, Х",
+                letter=_shown(ch),
+            ),
+            field="plate",
+        )
+    if foreign:
+        if len(norm) < FOREIGN_MIN_LENGTH:
+            raise DomainError(_l("Номер слишком короткий"), field="plate")
+        return norm
+    if classify_plate(norm) is None:
+        raise _not_russian(norm)
+    return norm
+
+
+def _not_russian(norm: str) -> DomainError:
+    """Build the most helpful error for a plate that fits no Russian combination."""
+    for ch in norm:
+        if ch.isalpha() and ch not in PLATE_LETTERS_LATIN:
+            return DomainError(
+                _l(
+                    "Буквы «%(letter)s» нет на российских номерах. Если номер иностранный, "
+                    "отметьте «иностранный номер»",
+                    letter=ch,
+                ),
+                field="plate",
+            )
+    if any(p.fullmatch(norm) for _, p in _PATTERNS_ANY_SERIAL):
+        return DomainError(_l("Номер из одних нулей не выдаётся: проверьте цифры"), field="plate")
+    if any(p.fullmatch(norm) for _, p in _PATTERNS_ANY_REGION):
+        return DomainError(
+            _l("Такого кода региона нет: проверьте последние цифры номера"), field="plate"
+        )
+    return DomainError(
+        _l(
+            "Номер не похож на российский (например, А 777 АА 77). Если номер иностранный, "
+            "отметьте «иностранный номер»"
+        ),
+        field="plate",
+    )
+
+
+# How each combination is grouped on the plate itself: lengths of the groups, left to right,
+# the region taking whatever is left.
+_GROUPS: dict[PlateKind, tuple[int, ...]] = {
+    PlateKind.PRIVATE: (1, 3, 2),
+    PlateKind.TAXI: (2, 3),
+    PlateKind.TRAILER: (2, 4),
+    PlateKind.TRANSIT: (2, 3, 1),
+    PlateKind.MOTO_OR_MILITARY: (4, 2),
+    PlateKind.POLICE: (1, 4),
+}
+
+
+def format_plate(norm: str) -> str:
+    """Return the plate as people read it: grouped, plate letters in Cyrillic (А 777 АА 77).
+
+    Russian plates are shown in Cyrillic because that is what is written on them and what
+    people type; the Latin D/CD/T of diplomatic plates stay Latin, as on the plate. A plate
+    of no Russian combination (a foreign one) is shown as stored.
+    """
+    norm = normalize_plate(norm)
+    kind = classify_plate(norm)
+    if kind is None:
+        return norm
+    if kind is PlateKind.DIPLOMATIC:
+        # тип 9 has one digit between CD and the region, тип 10 three after D or T.
+        letters = "CD" if norm[3:5] == "CD" else norm[3]
+        serial_len = 1 if letters == "CD" else 3
+        rest = norm[3 + len(letters) :]
+        return " ".join((norm[:3], letters, rest[:serial_len], rest[serial_len:]))
+    parts, pos = [], 0
+    for size in _GROUPS[kind]:
+        parts.append(norm[pos : pos + size])
+        pos += size
+    parts.append(norm[pos:])
+    return " ".join(parts).translate(_TO_CYRILLIC)
