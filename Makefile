@@ -1,0 +1,60 @@
+# Propusk: `make run` to try it, `make test` to check it. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export INSTANCE_PATH ?= $(CURDIR)/instance
+
+.PHONY: setup dev-setup run test lint bench i18n-extract i18n-update chromium
+
+## setup: virtualenv with the pinned requirements, htmx from npm, compiled translations
+setup: $(VENV)/.deps static/vendor/htmx.min.js translations/en/LC_MESSAGES/messages.mo
+
+$(VENV)/.deps: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt requirements.txt $(VENV)/.deps
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# htmx is third-party code: it comes from the npm registry at the version package-lock.json pins.
+static/vendor/htmx.min.js: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js $@
+
+translations/en/LC_MESSAGES/messages.mo: translations/en/LC_MESSAGES/messages.po $(VENV)/.deps
+	$(BIN)/pybabel compile --statistics -d translations 2>&1 | tail -n 1
+
+## dev-setup: test tools and Debian's Chromium for the browser tests
+dev-setup: setup $(VENV)/.dev-deps chromium
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
+
+## run: database, demo data (logins printed), then the app on http://127.0.0.1:$${PORT:-5000}
+run: setup
+	$(BIN)/flask --app app migrate
+	@echo "Demo logins (ROLE, LOGIN, PASSWORD):"
+	@$(BIN)/flask --app app seed-demo
+	$(BIN)/python app.py
+
+## test: the whole suite (unit, web, real gevent server, Modbus, Chromium)
+test: dev-setup
+	$(BIN)/python -m pytest
+
+lint: dev-setup
+	$(BIN)/ruff check .
+
+bench: dev-setup
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+## i18n: extract messages and merge them into the English catalog
+i18n-extract: setup
+	$(BIN)/pybabel extract --no-location --sort-output -F babel.cfg -k _l -o translations/messages.pot .
+
+i18n-update: i18n-extract
+	$(BIN)/pybabel update --no-fuzzy-matching --omit-header -i translations/messages.pot -d translations

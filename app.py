@@ -1,0 +1,140 @@
+"""Propusk: `create_app()` builds the web app; `python app.py` serves it with the gatebridge."""
+
+if __name__ == "__main__":
+    # Sockets, threads and time must be cooperative before anything else imports them.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import datetime as dt
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import gatebridge
+import providers
+from blueprints import register_blueprints
+from blueprints.i18n import init_i18n
+from blueprints.security import init_security
+from blueprints.sessions import init_sessions
+from cli import register_cli
+from domain.db import db, init_db
+from extensions import csrf, htmx
+
+log = logging.getLogger("propusk")
+
+
+def _secret_key(instance: Path) -> str:
+    """SECRET_KEY from the environment, else one generated once into the instance folder."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = instance / "secret_key"
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        # O_EXCL: two processes starting together must not write two different keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def settings(instance: Path) -> dict[str, Any]:
+    """The configuration SPEC §10 reads from the environment, with the embedded defaults."""
+    return {
+        "DATABASE_URL": os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'propusk.db'}",
+        "TELEPHONY": os.environ.get("TELEPHONY", "outbox"),
+        "MAIL": os.environ.get("MAIL", "outbox"),
+        "PAYMENT_PROVIDER": os.environ.get("PAYMENT_PROVIDER", "sandbox"),
+        "DEV_PAGES": os.environ.get("DEV_PAGES", "1") == "1",
+        "SESSION_COOKIE_SECURE": os.environ.get("COOKIE_SECURE", "0") == "1",
+        "PROXY_HOPS": int(os.environ.get("PROXY_HOPS", "0")),
+        "GATEBRIDGE": os.environ.get("GATEBRIDGE", "1") == "1",
+    }
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the Propusk web application; `config` overrides the environment (tests)."""
+    config = dict(config or {})
+    instance = Path(config.get("INSTANCE_PATH") or os.environ.get("INSTANCE_PATH", "instance"))
+    instance = instance.resolve()
+    instance.mkdir(parents=True, exist_ok=True)
+    app = Flask(__name__, instance_path=str(instance))
+    app.config.from_mapping(settings(instance))
+    app.config.update(
+        INSTANCE_PATH=str(instance),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="propusk",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(days=365),
+        # A PWA tab stays open for days: the token lives as long as the session does.
+        WTF_CSRF_TIME_LIMIT=None,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+    )
+    app.config.update(config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(instance)
+    if app.config["PROXY_HOPS"]:
+        # Behind one reverse proxy the client's address is the last X-Forwarded-For hop.
+        hops = app.config["PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    init_db(app.config["DATABASE_URL"])
+    _bind_connection(app)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    init_i18n(app)
+    init_sessions(app)
+    init_security(app)
+    providers.init_app(app)
+    register_blueprints(app)
+    register_cli(app)
+    gatebridge.init_app(app)
+    return app
+
+
+def _bind_connection(app: Flask) -> None:
+    """One database connection per request, closed in teardown."""
+
+    @app.before_request
+    def _connect() -> None:
+        db.connect(reuse_if_open=True)
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        if not db.is_closed():
+            db.close()
+
+
+def main() -> None:
+    """Serve on 127.0.0.1:$PORT with gevent's WSGI server, the gatebridge alongside."""
+    from gevent.pywsgi import WSGIServer
+
+    from domain.schema import upgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = create_app()
+    with app.app_context(), db.connection_context():
+        upgrade()
+    port = int(os.environ.get("PORT", "5000"))
+    server = WSGIServer(("127.0.0.1", port), app, log=None, error_log=log)
+    gatebridge.start(app)
+    log.info("Propusk on http://127.0.0.1:%s", port)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gatebridge.stop(app)
+
+
+if __name__ == "__main__":
+    main()

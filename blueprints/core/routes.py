@@ -1,0 +1,121 @@
+"""The shell of the app: home, PWA files, offline page, language, help, development outbox."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+
+import providers
+from blueprints.i18n import LANGUAGES
+from blueprints.ui import EmptyForm, page
+
+bp = Blueprint("core", __name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+# What the service worker keeps for offline use: public, unchanging files only.
+SHELL = ["core.offline", "static:app.css", "static:app.js", "static:vendor/htmx.min.js",
+         "static:icons/icon-192.png", "static:icons/icon.svg"]
+
+
+@bp.get("/")
+def home() -> Response:
+    """The start page: the signed-in home, or a welcome with sign-in for visitors."""
+    return page("core/home.html")
+
+
+@bp.get("/offline")
+def offline() -> Response:
+    """Shown by the service worker when the network is gone."""
+    response = page("core/offline.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.get("/help/install")
+def install_help() -> Response:
+    """How to install the app where the browser offers no install button."""
+    return page("core/install_help.html")
+
+
+@bp.get("/manifest.webmanifest")
+def manifest() -> Response:
+    """The web app manifest, at the root so its scope covers the whole app."""
+    data = json.loads((ROOT / "manifest.webmanifest").read_text(encoding="utf-8"))
+    body = json.dumps(data, ensure_ascii=False)
+    response = Response(body, mimetype="application/manifest+json")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _shell_urls() -> list[str]:
+    urls = []
+    for item in SHELL:
+        if item.startswith("static:"):
+            urls.append(url_for("static", filename=item.removeprefix("static:")))
+        else:
+            urls.append(url_for(item))
+    return urls
+
+
+def _shell_version() -> str:
+    """Changes whenever a precached file changes, so browsers fetch the new shell."""
+    digest = hashlib.sha256()
+    static = Path(current_app.static_folder or "")
+    for item in SHELL:
+        if item.startswith("static:"):
+            path = static / item.removeprefix("static:")
+            digest.update(path.read_bytes() if path.exists() else b"")
+    digest.update((ROOT / "templates" / "core" / "offline.html").read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@bp.get("/sw.js")
+def service_worker() -> Response:
+    """The service worker, served from the root so it may control every page."""
+    body = render_template(
+        "core/sw.js",
+        version=_shell_version(),
+        shell=json.dumps(_shell_urls()),
+        offline_url=url_for("core.offline"),
+    )
+    response = Response(body, mimetype="text/javascript")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.post("/lang/<code>")
+def set_language(code: str) -> Response:
+    """Switch the interface language for this browser and go back where the person was."""
+    if code not in LANGUAGES or not EmptyForm().validate_on_submit():
+        abort(400)
+    session["lang"] = code
+    if current_user.is_authenticated and current_user.locale != code:
+        current_user.locale = code
+        current_user.save(only=["locale"])
+    target = request.referrer or ""
+    # Only go back within this site.
+    if not target.startswith(request.host_url):
+        target = url_for("core.home")
+    return redirect(target)
+
+
+@bp.get("/dev/outbox")
+def outbox() -> Response:
+    """Development page: every call, SMS and e-mail the outbox providers "sent"."""
+    if not current_app.config.get("DEV_PAGES"):
+        abort(404)
+    return page("core/outbox.html", "core/_outbox.html", entries=providers.outbox().entries())

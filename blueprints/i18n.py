@@ -1,0 +1,76 @@
+"""Language and formats: Russian by default, English on request; dates, money, phones."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from babel.numbers import format_currency
+from flask import Flask, g, session
+from flask_babel import get_locale
+from flask_login import current_user
+from markupsafe import Markup
+
+from domain.phones import format_phone
+from extensions import babel
+
+LANGUAGES = ("ru", "en")
+DEFAULT_TZ = "Europe/Moscow"  # UTC+03, the default time zone of a territory
+
+
+def select_locale() -> str:
+    """The chosen language: this browser's choice, else the account's, else Russian."""
+    chosen = session.get("lang")
+    if chosen in LANGUAGES:
+        return chosen
+    if current_user and current_user.is_authenticated and current_user.locale in LANGUAGES:
+        return current_user.locale
+    return "ru"
+
+
+def select_timezone() -> str:
+    """Times are shown in the current territory's zone (UTC+03 by default)."""
+    return getattr(g, "timezone", None) or DEFAULT_TZ
+
+
+def format_datetime(value: dt.datetime | None, tz: str | None = None) -> str:
+    """DD.MM.YYYY HH:MM in the territory's time zone."""
+    if value is None:
+        return "-"
+    zone = ZoneInfo(tz or select_timezone())
+    return value.astimezone(zone).strftime("%d.%m.%Y %H:%M")
+
+
+def format_date(value: dt.date | dt.datetime | None, tz: str | None = None) -> str:
+    """DD.MM.YYYY (a datetime is first put into the territory's zone)."""
+    if value is None:
+        return "-"
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(ZoneInfo(tz or select_timezone())).date()
+    return value.strftime("%d.%m.%Y")
+
+
+def format_money(kopecks: int | None) -> str:
+    """An amount kept in kopecks as 1 380,00 ₽ (1,380.00 ₽ in English)."""
+    if kopecks is None:
+        return "-"
+    amount = Decimal(int(kopecks)) / 100
+    return format_currency(amount, "RUB", locale=str(get_locale() or "ru"))
+
+
+def init_i18n(app: Flask) -> None:
+    """Bind Flask-Babel and the template filters for our formats."""
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "ru")
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    app.jinja_env.filters["dt"] = format_datetime
+    app.jinja_env.filters["date"] = format_date
+    app.jinja_env.filters["money"] = format_money
+    app.jinja_env.filters["phone"] = format_phone
+    app.jinja_env.filters["tel"] = lambda e164: Markup.escape(f"tel:{e164 or ''}")
+
+    @app.context_processor
+    def _lang() -> dict:
+        return {"current_lang": str(get_locale() or "ru"), "languages": LANGUAGES}
+

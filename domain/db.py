@@ -1,0 +1,67 @@
+"""One deferred Peewee database for every model, set up from DATABASE_URL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from peewee import DatabaseProxy, DateTimeField, Model, SqliteDatabase
+from playhouse.db_url import connect
+
+db = DatabaseProxy()
+
+# SQLite is the embedded default; WAL and a busy timeout let the web process and a
+# separate gatebridge process share the file without "database is locked" errors.
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "synchronous": "normal",
+}
+
+
+def utcnow() -> dt.datetime:
+    """The current moment as an aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTimeField(DateTimeField):
+    """Stores an aware datetime as UTC and hands it back aware, on SQLite and PostgreSQL alike."""
+
+    def db_value(self, value: Any) -> Any:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                raise ValueError("naive datetimes are not stored; attach a time zone")
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return super().db_value(value)
+
+    def python_value(self, value: Any) -> Any:
+        value = super().python_value(value)
+        if isinstance(value, dt.datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class BaseModel(Model):
+    """Base of every model: bound to the deferred database."""
+
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+def open_database(url: str) -> Any:
+    """Build a Peewee database object for a DATABASE_URL (sqlite:///… or postgresql://…)."""
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        # check_same_thread=False: gevent's thread pool may finish work begun elsewhere.
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    if url.startswith(("postgresql://", "postgres://")):
+        return connect(url, autorollback=True)
+    raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
+
+
+def init_db(url: str) -> None:
+    """Point the deferred database at DATABASE_URL."""
+    db.initialize(open_database(url))
+

@@ -1,0 +1,43 @@
+"""Phone numbers: parsing what people type and showing them the Russian way."""
+
+from __future__ import annotations
+
+import phonenumbers
+from flask_babel import lazy_gettext as _l
+
+from domain.errors import DomainError
+
+
+def parse_phone(text: str, field: str = "phone") -> str:
+    """Normalise a typed phone (9990001122, 89990001122, +7 999 000-11-22) to E.164."""
+    raw = (text or "").strip()
+    if not raw:
+        raise DomainError(_l("Введите номер телефона"), field)
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    # Russians type the ten digits after +7, or the trunk prefix 8; both mean +7.
+    if not raw.startswith("+"):
+        if len(digits) == 10:
+            raw = "+7" + digits
+        elif len(digits) == 11 and digits[0] in "78":
+            raw = "+7" + digits[1:]
+    try:
+        number = phonenumbers.parse(raw, "RU")
+    except phonenumbers.NumberParseException:
+        raise DomainError(_l("Неверный номер телефона"), field) from None
+    if not phonenumbers.is_valid_number(number):
+        raise DomainError(_l("Неверный номер телефона"), field)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def format_phone(e164: str | None) -> str:
+    """Show an E.164 phone as +7 (999) 888-77-66 (other countries in international form)."""
+    if not e164:
+        return ""
+    if e164.startswith("+7") and len(e164) == 12:
+        d = e164[2:]
+        return f"+7 ({d[:3]}) {d[3:6]}-{d[6:8]}-{d[8:]}"
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

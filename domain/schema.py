@@ -1,0 +1,111 @@
+"""Creating the schema and upgrading a live database without losing data.
+
+We use peewee's own playhouse.migrate rather than peewee-migrate: it ships with the ORM,
+so it never lags behind a peewee release, it speaks SQLite and PostgreSQL alike, and the
+few operations we need (add a column, add an index, create a table) fit in a short,
+explicit list of numbered steps that a reviewer reads in one screen.
+
+A fresh database gets every table at once and is stamped with every known step; an older
+one runs the steps it has not seen, in order, inside one transaction, and then gains any
+table added since. Steps are idempotent, so a database created between two releases
+(with some columns already present) upgrades cleanly too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from peewee import CharField, IntegerField, Model
+from playhouse.migrate import SchemaMigrator, migrate
+
+from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+
+
+class SchemaVersion(BaseModel):
+    """One upgrade step that has been applied to this database."""
+
+    version = IntegerField(primary_key=True)
+    name = CharField()
+    applied_at = UtcDateTimeField(default=utcnow)
+
+
+class Steps:
+    """Idempotent schema operations a migration step is written in."""
+
+    def __init__(self, database: Any) -> None:
+        self.database = database
+        self.migrator = SchemaMigrator.from_database(database)
+
+    def _columns(self, table: str) -> set[str]:
+        return {c.name for c in self.database.get_columns(table)}
+
+    def add_columns(self, model: type[Model], *names: str) -> None:
+        """Add the model's fields `names` where the table lacks them."""
+        table = model._meta.table_name
+        if not self.database.table_exists(table):
+            return  # created whole, with these columns, at the end of the upgrade
+        present = self._columns(table)
+        ops = []
+        for name in names:
+            field = model._meta.fields[name]
+            if field.column_name not in present:
+                ops.append(self.migrator.add_column(table, field.column_name, field))
+        if ops:
+            migrate(*ops)
+
+    def add_index(self, model: type[Model], *names: str, unique: bool = False) -> None:
+        """Add an index over the model's fields `names` unless it exists."""
+        table = model._meta.table_name
+        columns = [model._meta.fields[n].column_name for n in names]
+        existing = {tuple(i.columns) for i in self.database.get_indexes(table)}
+        if tuple(columns) not in existing:
+            migrate(self.migrator.add_index(table, columns, unique))
+
+    def create_tables(self, *models: type[Model]) -> None:
+        """Create the models' tables unless they exist."""
+        self.database.create_tables(models, safe=True)
+
+
+Migration = tuple[int, str, Callable[[Steps], None]]
+
+# Numbered upgrade steps, oldest first. Append; never renumber or edit a released step.
+MIGRATIONS: list[Migration] = []
+
+
+def app_models() -> list[type[BaseModel]]:
+    """Every model of the application."""
+    from domain import accounts, territories
+
+    return [
+        accounts.Account,
+        accounts.Device,
+        territories.Territory,
+        territories.Unit,
+        territories.Membership,
+        territories.JoinRequest,
+    ]
+
+
+def upgrade(
+    database: Any = db,
+    models: Sequence[type[Model]] | None = None,
+    migrations: Iterable[Migration] = MIGRATIONS,
+) -> list[int]:
+    """Bring the database to the current schema; returns the step numbers that ran."""
+    models = list(app_models() if models is None else models)
+    steps = sorted(migrations, key=lambda m: m[0])
+    with database.bind_ctx([SchemaVersion]), database.atomic():
+        fresh = not any(database.table_exists(m._meta.table_name) for m in models)
+        database.create_tables([SchemaVersion], safe=True)
+        done = {v.version for v in SchemaVersion.select(SchemaVersion.version)}
+        ran: list[int] = []
+        for version, name, step in steps:
+            if version in done:
+                continue
+            if not fresh:
+                step(Steps(database))
+                ran.append(version)
+            SchemaVersion.create(version=version, name=name)
+        database.create_tables(models, safe=True)
+    return ran

@@ -1,0 +1,68 @@
+// Propusk's own script: service worker, install button, small behaviours htmx leaves to us.
+// Lives in a file (never inline) so the Content-Security-Policy needs no 'unsafe-inline'.
+(function () {
+  "use strict";
+
+  const script = document.currentScript;
+  if ("serviceWorker" in navigator && script && script.dataset.sw) {
+    navigator.serviceWorker.register(script.dataset.sw, { scope: "/" }).catch(function () {});
+  }
+
+  // Chrome offers installation through beforeinstallprompt; show our button only then.
+  let deferred = null;
+  window.addEventListener("beforeinstallprompt", function (event) {
+    event.preventDefault();
+    deferred = event;
+    const button = document.getElementById("install-button");
+    if (button) button.hidden = false;
+  });
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest("#install-button");
+    if (!button || !deferred) return;
+    deferred.prompt();
+    deferred.userChoice.finally(function () {
+      deferred = null;
+      button.hidden = true;
+    });
+  });
+  window.addEventListener("appinstalled", function () {
+    const button = document.getElementById("install-button");
+    if (button) button.hidden = true;
+  });
+
+  // Live countdowns: <span data-countdown="SECONDS"> ticks as MM:SS; elements with
+  // data-countdown-done are revealed (and the counter's parent hidden) when it reaches zero.
+  function startCountdowns(root) {
+    root.querySelectorAll("[data-countdown]:not([data-ticking])").forEach(function (el) {
+      el.dataset.ticking = "1";
+      let left = parseInt(el.dataset.countdown, 10) || 0;
+      const scope = el.closest("[data-countdown-scope]") || document;
+      function show() {
+        const m = String(Math.floor(left / 60)).padStart(2, "0");
+        const s = String(left % 60).padStart(2, "0");
+        el.textContent = m + ":" + s;
+      }
+      show();
+      const timer = setInterval(function () {
+        left -= 1;
+        if (left <= 0) {
+          clearInterval(timer);
+          scope.querySelectorAll("[data-countdown-done]").forEach(function (x) { x.hidden = false; });
+          const wrap = el.closest("[data-countdown-wrap]");
+          if (wrap) wrap.hidden = true;
+          return;
+        }
+        show();
+      }, 1000);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { startCountdowns(document); });
+  document.addEventListener("htmx:load", function (event) { startCountdowns(event.detail.elt); });
+
+  // hx-confirm is handled by htmx itself; plain forms may ask too.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    const question = form.dataset && form.dataset.confirm;
+    if (question && !window.confirm(question)) event.preventDefault();
+  }, true);
+})();

@@ -1,0 +1,70 @@
+"""The app installs as a PWA, works offline, and nothing breaks the CSP."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import csp_violations
+from tests.server import running_app
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _controlled(page) -> bool:
+    page.wait_for_function("navigator.serviceWorker && navigator.serviceWorker.ready")
+    page.reload()
+    return page.evaluate("!!navigator.serviceWorker.controller")
+
+
+def test_installable_with_a_clean_manifest(browser, demo):
+    page = browser.new_page()
+    page.goto(demo["base"] + "/")
+    assert _controlled(page)
+    cdp = browser.new_cdp_session(page)
+    manifest = cdp.send("Page.getAppManifest")
+    assert manifest["errors"] == []
+    assert manifest["url"].endswith("/manifest.webmanifest")
+    installability = cdp.send("Page.getInstallabilityErrors")
+    assert installability["installabilityErrors"] == []
+    assert csp_violations(page) == []
+
+
+def test_offline_page_when_the_server_is_gone(browser, tmp_path):
+    instance = tmp_path / "instance"
+    page = browser.new_page()
+    with running_app(instance) as base:
+        page.goto(base + "/")
+        assert _controlled(page)
+    # The server is stopped now: a navigation falls back to the cached offline page.
+    page.goto(base + "/help/install")
+    assert "Нет соединения с интернетом" in page.content()
+    assert csp_violations(page) == []
+
+
+def test_no_csp_violation_on_any_page(browser, demo):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    base = demo["base"]
+    for path in ["/", "/login", "/offline", "/help/install", "/dev/outbox"]:
+        page.goto(base + path)
+        assert csp_violations(page) == [], path
+    # A failed login: the 422 answer shows the error and keeps what was typed.
+    page.goto(base + "/login")
+    page.fill("#login", "+7 999 000-00-03")
+    page.fill("#password", "wrong-password1")
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Неверный логин или пароль")
+    assert page.input_value("#login") == "+7 999 000-00-03"
+    # Then the right password: signed in, navigation for members.
+    login, password = demo["logins"]["resident"]
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Выйти")
+    # Switch the language and back, through the footer buttons.
+    page.click("button[lang=en]")
+    page.wait_for_selector("html[lang=en]", state="attached")
+    page.click("button[lang=ru]")
+    page.wait_for_selector("html[lang=ru]", state="attached")
+    assert csp_violations(page) == []
+    assert not [e for e in errors if "Content Security Policy" in e]

@@ -1,0 +1,63 @@
+"""Signing in and out on server-side device sessions."""
+
+from __future__ import annotations
+
+from domain.accounts import Device
+from tests.conftest import PASSWORD, csrf_token
+
+
+def test_login_with_phone_in_any_shape(client, auth, make_account):
+    make_account(phone="+79990001122")
+    response = auth.login("8 (999) 000-11-22")
+    assert response.status_code == 302
+    assert Device.select().count() == 1
+    page = client.get("/")
+    assert "Выйти" in page.get_data(as_text=True)
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_login_with_email(client, auth, make_account):
+    make_account(email="Ivan@Example.ru")
+    assert auth.login("ivan@example.ru").status_code == 302
+
+
+def test_wrong_password_keeps_the_login_and_says_so(client, auth, make_account):
+    make_account(phone="+79990001122")
+    response = auth.login("+79990001122", "wrong-pass1")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Неверный логин или пароль" in html
+    assert 'value="+79990001122"' in html
+    assert Device.select().count() == 0
+
+
+def test_unknown_account_gets_the_same_answer(client, auth):
+    html = auth.login("+79990009999", "whatever1").get_data(as_text=True)
+    assert "Неверный логин или пароль" in html
+
+
+def test_login_requires_csrf(client, make_account):
+    make_account(phone="+79990001122")
+    response = client.post("/login", data={"login": "+79990001122", "password": PASSWORD})
+    assert response.status_code == 400
+
+
+def test_logout_kills_the_device_so_a_copied_cookie_is_dead(app, client, auth, make_account):
+    make_account(phone="+79990001122")
+    auth.login("+79990001122")
+    copied = client.get_cookie("propusk").value
+    auth.logout()
+    assert Device.select().count() == 0
+    thief = app.test_client()
+    thief.set_cookie("propusk", copied)
+    assert "Выйти" not in thief.get("/").get_data(as_text=True)
+
+
+def test_next_parameter_only_goes_to_this_site(client, make_account):
+    make_account(phone="+79990001122")
+    token = csrf_token(client)
+    response = client.post(
+        "/login?next=//evil.example/",
+        data={"login": "+79990001122", "password": PASSWORD, "csrf_token": token},
+    )
+    assert response.headers["Location"] == "/"

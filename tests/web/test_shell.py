@@ -1,0 +1,121 @@
+"""The shell of the app: pages, headers, PWA files, language, partials."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import csrf_token
+
+
+def test_home_renders_russian_by_default(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert '<html lang="ru">' in html
+    assert "Войти" in html
+    assert 'hx-boost="true"' in html
+    assert '"X-CSRFToken"' in html
+
+
+def test_strict_csp_and_security_headers(client):
+    response = client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_htmx_is_configured_for_the_csp(client):
+    html = client.get("/").get_data(as_text=True)
+    start = html.index("name=\"htmx-config\" content='") + len("name=\"htmx-config\" content='")
+    config = json.loads(html[start : html.index("'", start)])
+    assert config["allowEval"] is False
+    assert config["includeIndicatorStyles"] is False
+    assert config["historyCacheSize"] == 0
+    assert "<script>" not in html  # no inline scripts anywhere in the shell
+
+
+def test_manifest(client):
+    response = client.get("/manifest.webmanifest")
+    assert response.status_code == 200
+    assert response.mimetype == "application/manifest+json"
+    data = response.get_json(force=True)
+    assert data["name"] == "Пропуск"
+    assert data["display"] == "standalone"
+    assert data["start_url"].startswith("/") and data["scope"] == "/"
+    sizes = {(i["sizes"], i["purpose"]) for i in data["icons"]}
+    assert {("192x192", "any"), ("512x512", "any"), ("512x512", "maskable")} <= sizes
+    for icon in data["icons"]:
+        with client.get(icon["src"]) as image:
+            assert image.status_code == 200
+            assert image.mimetype == "image/png"
+
+
+def test_service_worker_is_served_from_root(client):
+    response = client.get("/sw.js")
+    assert response.status_code == 200
+    assert response.mimetype == "text/javascript"
+    body = response.get_data(as_text=True)
+    assert "/offline" in body and "/static/app.css" in body
+    assert 'request.method !== "GET"' in body and "HX-Request" in body
+
+
+def test_offline_page_is_public(client):
+    response = client.get("/offline")
+    assert response.status_code == 200
+    assert "Нет соединения" in response.get_data(as_text=True)
+
+
+def test_install_help_has_the_android_steps(client):
+    html = client.get("/help/install").get_data(as_text=True)
+    assert "Добавить на гл. экран" in html and "Установить приложение" in html
+
+
+def test_partial_or_page_is_decided_by_hx_request(client):
+    page = client.get("/dev/outbox")
+    assert "<html" in page.get_data(as_text=True)
+    assert "HX-Request" in page.headers["Vary"]
+    partial = client.get("/dev/outbox", headers={"HX-Request": "true"})
+    body = partial.get_data(as_text=True)
+    assert "<html" not in body and 'id="outbox"' in body
+    assert "HX-Request" in partial.headers["Vary"]
+    assert partial.headers["Cache-Control"] == "no-store"
+    boosted = client.get("/dev/outbox", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert "<html" in boosted.get_data(as_text=True)
+
+
+def test_outbox_page_lists_what_was_sent(app, client):
+    import providers
+
+    with app.test_request_context():
+        providers.telephony().sms("+79990001122", "Код: 4321", code="4321")
+    html = client.get("/dev/outbox").get_data(as_text=True)
+    assert "+79990001122" in html and "4321" in html
+
+
+def test_outbox_page_can_be_switched_off(app, client):
+    app.config["DEV_PAGES"] = False
+    assert client.get("/dev/outbox").status_code == 404
+
+
+def test_language_switch_is_remembered(client):
+    token = csrf_token(client, "/")
+    response = client.post("/lang/en", data={"csrf_token": token}, headers={"Referer": "http://localhost/"})
+    assert response.status_code == 302
+    html = client.get("/").get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert "Sign in" in html
+    client.post("/lang/ru", data={"csrf_token": csrf_token(client, "/")})
+    assert "Войти" in client.get("/").get_data(as_text=True)
+
+
+def test_language_switch_needs_csrf(client):
+    assert client.post("/lang/en").status_code == 400
+
+
+def test_unknown_language_refused(client):
+    token = csrf_token(client, "/")
+    assert client.post("/lang/de", data={"csrf_token": token}).status_code == 400
