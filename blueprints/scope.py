@@ -1,0 +1,55 @@
+"""Territory scope: every territory route is /t/<tid>/…, and only its members get past this."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from flask import abort, g
+from flask_login import current_user, login_required
+
+from domain.errors import NotFound
+from domain.territories import Membership, Territory, membership
+
+
+def current_membership(tid: int) -> Membership:
+    """The signed-in person's membership in territory `tid`; 404 for everyone else.
+
+    A platform admin who is not a member acts as a manager of any territory.
+    """
+    try:
+        found = membership(current_user, tid)
+    except NotFound:
+        if not current_user.is_admin:
+            abort(404)
+        territory = Territory.get_or_none(Territory.id == tid)
+        if territory is None:
+            abort(404)
+        found = Membership(account=current_user, territory=territory, role="manager")
+    return found
+
+
+def territory_route(roles: Iterable[str] | None = None) -> Callable:
+    """Decorate a view taking `tid`: signed in, a member, in one of `roles` — else 404.
+
+    Sets g.membership, g.territory and g.timezone (dates show in the territory's zone).
+    A member without the role also gets 404: an operator must not learn a manager page exists.
+    """
+    allowed = set(roles) if roles else None
+
+    def wrap(view: Callable) -> Callable:
+        @functools.wraps(view)
+        @login_required
+        def inner(tid: int, *args: Any, **kwargs: Any) -> Any:
+            member = current_membership(tid)
+            if allowed is not None and member.role not in allowed:
+                abort(404)
+            g.membership = member
+            g.territory = member.territory
+            g.timezone = member.territory.timezone
+            return view(tid, *args, **kwargs)
+
+        return inner
+
+    return wrap
