@@ -761,8 +761,12 @@ class Simulator:
                 self.stop()
                 raise
             self._http.daemon_threads = True
+            # A short poll interval keeps shutdown() quick; the default waits up to 0.5 s.
             self._http_thread = threading.Thread(
-                target=self._http.serve_forever, name="gate-sim-http", daemon=True
+                target=self._http.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="gate-sim-http",
+                daemon=True,
             )
             self._http_thread.start()
         return self
@@ -890,7 +894,7 @@ def main(argv: list[str] | None = None) -> int:
     control_text = f"{control[0]}:{control[1]}" if control else "-"
     print(f"SIMULATOR modbus={modbus_host}:{modbus_port} control={control_text}", flush=True)
     # A timed wait keeps the main thread returning to Python so signal handlers run.
-    while not done.wait(0.5):
+    while not done.wait(0.1):
         pass
     sim.stop()
     return 0
