@@ -9,8 +9,6 @@ import pytest
 from tests.server import running_app
 
 
-
-
 @pytest.mark.slow
 def test_python_app_py_serves_pages(tmp_path):
     instance = tmp_path / "instance"
