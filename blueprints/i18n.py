@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from babel.numbers import format_currency
+from babel.numbers import format_decimal
 from flask import Flask, g, session
 from flask_babel import get_locale
 from flask_login import current_user
@@ -56,7 +56,9 @@ def format_money(kopecks: int | None) -> str:
     if kopecks is None:
         return "-"
     amount = Decimal(int(kopecks)) / 100
-    return format_currency(amount, "RUB", locale=str(get_locale() or "ru"))
+    # The rouble sign in every language: English readers of a Russian service expect ₽ too.
+    number = format_decimal(amount, "#,##0.00", locale=str(get_locale() or "ru"))
+    return f"{number}\xa0₽"
 
 
 def init_i18n(app: Flask) -> None:
