@@ -12,6 +12,7 @@ from wtforms import (
     DateTimeLocalField,
     IntegerField,
     RadioField,
+    SelectChoice,
     SelectField,
     StringField,
 )
@@ -52,10 +53,10 @@ class PassForm(FlaskForm):
 
     def __init__(self, permanent_allowed: bool, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        choices = [(key, label) for key, label in QUICK_PERIODS.items()]
-        choices.append(("dates", _l("Указать даты")))
+        choices = [SelectChoice(key, label) for key, label in QUICK_PERIODS.items()]
+        choices.append(SelectChoice("dates", _l("Указать даты")))
         if permanent_allowed:
-            choices.append(("permanent", _l("Постоянный (своя машина)")))
+            choices.append(SelectChoice("permanent", _l("Постоянный (своя машина)")))
         self.period.choices = choices
 
     def period_args(self, timezone: str, now: dt.datetime) -> dict:
@@ -96,11 +97,11 @@ class PassFilterForm(FlaskForm):
     status = SelectField(
         _l("Состояние"),
         choices=[
-            ("", _l("Все")),
-            ("active", _l("Действуют")),
-            ("upcoming", _l("Ещё не начались")),
-            ("expired", _l("Закончились")),
-            ("revoked", _l("Отозваны")),
+            SelectChoice("", _l("Все")),
+            SelectChoice("active", _l("Действуют")),
+            SelectChoice("upcoming", _l("Ещё не начались")),
+            SelectChoice("expired", _l("Закончились")),
+            SelectChoice("revoked", _l("Отозваны")),
         ],
         default="",
     )
@@ -116,14 +117,14 @@ class CheckForm(FlaskForm):
 
 
 DECISION_FILTERS = [
-    ("", _l("Все решения")),
-    ("granted", _l("Разрешено")),
-    ("denied", _l("Запрещено")),
-    ("2", _l("Нет пропуска")),
-    ("3", _l("Срок истёк")),
-    ("4", _l("Неизвестен")),
-    ("5", _l("Заблокирован / не оплачен")),
-    ("6", _l("Повторите")),
+    SelectChoice("", _l("Все решения")),
+    SelectChoice("granted", _l("Разрешено")),
+    SelectChoice("denied", _l("Запрещено")),
+    SelectChoice("2", _l("Нет пропуска")),
+    SelectChoice("3", _l("Срок истёк")),
+    SelectChoice("4", _l("Неизвестен")),
+    SelectChoice("5", _l("Заблокирован / не оплачен")),
+    SelectChoice("6", _l("Повторите")),
 ]
 
 

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
 from flask_babel import gettext as _
+from wtforms import SelectChoice
 
 from blueprints.passes.forms import CheckForm, EventFilterForm, LimitForm, PassFilterForm, PassForm
 from blueprints.scope import territory_route
@@ -51,7 +52,7 @@ def _back(default: str) -> str:
 
 def _paged(query, number: int, per: int) -> tuple[list, bool]:
     """One page of a query and whether there is a next one."""
-    rows = list(query.paginate(number, per + 1))
+    rows = list(query.offset((number - 1) * per).limit(per + 1))
     return rows[:per], len(rows) > per
 
 
@@ -246,7 +247,9 @@ def _event_filter(form: EventFilterForm) -> EventFilter:
 
 def _filter_form(tid: int) -> EventFilterForm:
     form = EventFilterForm(request.args)
-    form.gate.choices = [(0, _("Все ворота"))] + [(x.id, x.name) for x in Gate.of(tid)]
+    form.gate.choices = [SelectChoice(0, _("Все ворота"))] + [
+        SelectChoice(x.id, x.name) for x in Gate.of(tid)
+    ]
     form.validate()  # a bad value empties its own filter only
     return form
 
