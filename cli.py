@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from domain import accounts, territories
+from domain import accounts, gates, passes, territories
 from domain.db import db
+from domain.db import utcnow as db_utcnow
 from domain.errors import DomainError
 from domain.phones import parse_phone
 from domain.schema import upgrade
 
+PASS_DEFAULT = dt.timedelta(days=1)
+
 territories_cli = AppGroup("territories", help="Territories: list them.")
+passes_cli = AppGroup("passes", help="Vehicle passes: file one from the shell.")
+gates_cli = AppGroup("gates", help="Gates and their GATE-CTL controllers.")
 
 
 def register_cli(app: Flask) -> None:
@@ -21,10 +28,16 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(territories_cli)
+    app.cli.add_command(passes_cli)
+    app.cli.add_command(gates_cli)
 
 
 def _fail(message: object) -> None:
-    raise click.ClickException(str(message))
+    # Domain messages are lazy translations; the locale selector reads the session, so
+    # they are rendered inside a request context (Russian, the default language).
+    with current_app.test_request_context():
+        text = str(message)
+    raise click.ClickException(text)
 
 
 @click.command("migrate")
@@ -73,3 +86,109 @@ def seed_demo_command() -> None:
     with db.connection_context():
         for role, login, password in seed_demo():
             click.echo(f"{role}\t{login}\t{password}")
+
+
+def _territory(code: str) -> territories.Territory:
+    found = territories.Territory.get_or_none(
+        territories.Territory.code == territories.parse_code(code)
+    )
+    if found is None:
+        raise DomainError(f"no territory with code {code}")
+    return found
+
+
+def _moment(text: str | None, timezone: str, name: str) -> dt.datetime | None:
+    """An ISO-8601 moment; without an offset it is read in the territory's time zone."""
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise DomainError(f"{name}: not an ISO-8601 date or time: {text}") from None
+    return passes.local_moment(value, timezone)
+
+
+def _owner(territory: territories.Territory, login: str | None) -> territories.Membership:
+    """The owner's membership: the account given by phone or e-mail, else the first manager."""
+    Membership = territories.Membership
+    query = Membership.select().where(Membership.territory == territory)
+    if not login:
+        found = query.where(Membership.role == "manager").order_by(Membership.id).first()
+        if found is None:
+            raise DomainError("the territory has no manager; give --owner")
+        return found
+    if "@" in login:
+        account = accounts.Account.get_or_none(accounts.Account.email == login.strip().lower())
+    else:
+        account = accounts.Account.get_or_none(accounts.Account.phone == parse_phone(login))
+    found = query.where(Membership.account == account).first() if account else None
+    if found is None:
+        raise DomainError(f"{login} is not a member of territory {territory.display_code}")
+    return found
+
+
+@passes_cli.command("add")
+@click.option("--territory", "code", required=True, help="Territory code, e.g. 123-456.")
+@click.option("--plate", required=True, help="Plate in any case, Cyrillic or Latin: а777аа77.")
+@click.option("--owner", help="Owner's phone or e-mail (default: the territory's first manager).")
+@click.option("--from", "start", help="Start, ISO-8601 (default: now; no offset = territory time).")
+@click.option("--to", "end", help="End, ISO-8601 (default: start + 1 day).")
+@click.option("--foreign", is_flag=True, help="A foreign plate: any Latin letters and digits.")
+def passes_add(code: str, plate: str, owner: str | None, start: str | None, end: str | None,
+               foreign: bool) -> None:
+    """File a vehicle pass; prints pass<TAB>ID<TAB>PLATE<TAB>FROM<TAB>TO."""
+    try:
+        with db.connection_context():
+            territory = _territory(code)
+            member = _owner(territory, owner)
+            valid_from = _moment(start, territory.timezone, "--from") or db_utcnow()
+            valid_to = _moment(end, territory.timezone, "--to") or valid_from + PASS_DEFAULT
+            filed = passes.file_pass(
+                member, plate=plate, foreign=foreign, valid_from=valid_from, valid_to=valid_to
+            )
+    except DomainError as error:
+        _fail(error.message)
+    click.echo("\t".join([
+        "pass", str(filed.id), filed.plate, filed.valid_from.isoformat(),
+        filed.valid_to.isoformat() if filed.valid_to else "",
+    ]))
+
+
+def _gate_line(gate: gates.Gate) -> str:
+    return f"{gate.id}\t{gate.name}\t{gate.direction}\t{gate.host}:{gate.port}\t{gate.unit_id}"
+
+
+@gates_cli.command("add")
+@click.option("--territory", "code", required=True, help="Territory code, e.g. 123-456.")
+@click.option("--name", required=True, help="Name people see, e.g. «Въезд».")
+@click.option("--host", required=True, help="Controller's address (Modbus TCP).")
+@click.option("--port", required=True, type=int, help="Controller's TCP port.")
+@click.option("--unit", required=True, type=int, help="Modbus unit id of the controller.")
+@click.option("--direction", required=True, type=click.Choice(["entry", "exit", "both"]))
+@click.option("--poll-ms", default=200, show_default=True, type=int, help="Poll interval.")
+@click.option("--word-order", default="big", show_default=True,
+              type=click.Choice(["big", "little"]), help="Word order of multi-register integers.")
+def gates_add(code: str, name: str, host: str, port: int, unit: int, direction: str,
+              poll_ms: int, word_order: str) -> None:
+    """Configure a gate; prints ID<TAB>NAME<TAB>DIRECTION<TAB>HOST:PORT<TAB>UNIT."""
+    try:
+        with db.connection_context():
+            gate = gates.add_gate(
+                _territory(code), name=name, host=host, port=port, unit_id=unit,
+                direction=direction, poll_ms=poll_ms, word_order=word_order,
+            )
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(_gate_line(gate))
+
+
+@gates_cli.command("list")
+@click.option("--territory", "code", required=True, help="Territory code, e.g. 123-456.")
+def gates_list(code: str) -> None:
+    """One line per gate: ID<TAB>NAME<TAB>DIRECTION<TAB>HOST:PORT<TAB>UNIT."""
+    try:
+        with db.connection_context():
+            for gate in gates.Gate.of(_territory(code).id):
+                click.echo(_gate_line(gate))
+    except DomainError as error:
+        _fail(error.message)

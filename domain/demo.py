@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from domain import accounts, territories
 from domain.accounts import Account
 from domain.db import db
@@ -72,7 +74,44 @@ def seed_demo() -> list[tuple[str, str, str]]:
                     account=people["applicant"], territory=territory,
                     defaults={"unit_label": "Участок 17 (дом 9)"},
                 )
+                _passes_and_gate(territory, people)
     return [
         (role, people[role].phone, ADMIN_PASSWORD if role == "admin" else PASSWORD)
         for role in ("admin", "manager", "resident", "operator")
     ]
+
+
+# (whose, plate, starts in days, ends in days or None for a permanent pass)
+DEMO_PASSES = [
+    ("resident", "A777AA77", 0, 7),
+    ("resident", "B123OP777", 0, None),
+    ("resident", "K456MH50", -3, -1),
+    ("manager", "E100TT01", 1, 2),
+]
+
+
+def _passes_and_gate(territory: Territory, people: dict[str, Account]) -> None:
+    """A few passes in every state and the demo gate «Въезд» (the simulator's 127.0.0.1:5020)."""
+    from domain.db import utcnow
+    from domain.gates import Gate
+    from domain.passes import VehiclePass
+
+    now = utcnow()
+    for role, plate, start, end in DEMO_PASSES:
+        owner = people[role]
+        if VehiclePass.select().where(
+            (VehiclePass.territory == territory) & (VehiclePass.account == owner)
+            & (VehiclePass.plate == plate)
+        ).exists():
+            continue
+        member = Membership.get(account=owner, territory=territory)
+        VehiclePass.create(
+            territory=territory, account=owner, unit=member.unit_id, plate=plate,
+            valid_from=now + dt.timedelta(days=start),
+            valid_to=None if end is None else now + dt.timedelta(days=end),
+            created_by=owner,
+        )
+    Gate.get_or_create(
+        territory=territory, name="Въезд",
+        defaults={"host": "127.0.0.1", "port": 5020, "unit_id": 1, "direction": "both"},
+    )

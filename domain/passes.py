@@ -7,12 +7,18 @@ look-alikes ABEKMHOPCTYX (GATE_PROTOCOL.md). People see it grouped and in Cyrill
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
+from peewee import JOIN, BooleanField, CharField, ForeignKeyField
 
-from domain.errors import DomainError
+from domain.accounts import Account
+from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.errors import DomainError, NotFound
+from domain.territories import Membership, Territory, Unit
 
 # The protocol carries a plate in 16 ASCII characters (input registers 30–37).
 PLATE_MAX_LENGTH = 16
@@ -219,3 +225,264 @@ def format_plate(norm: str) -> str:
         pos += size
     parts.append(norm[pos:])
     return " ".join(parts).translate(_TO_CYRILLIC)
+
+
+# ---------------------------------------------------------------------------------------
+# Vehicle passes («заявки на пропуск»)
+
+# A dated pass covers at most a year; longer needs are what permanent passes are for.
+MAX_PERIOD = dt.timedelta(days=366)
+# Quick period choices of the form, in the order they are offered.
+QUICK_PERIODS = {
+    "today": _l("Сегодня"),
+    "day": _l("Сутки"),
+    "week": _l("Неделя"),
+    "month": _l("Месяц"),
+}
+STATUSES = {
+    "active": _l("Действует"),
+    "upcoming": _l("Ещё не начался"),
+    "expired": _l("Закончился"),
+    "revoked": _l("Отозван"),
+}
+
+
+class VehiclePass(BaseModel):
+    """Permission for one plate to enter one territory within a period (or for good).
+
+    The plate is stored normalised (as the gate sends it), so a lookup is one equality.
+    `valid_to` null means a permanent pass; those are limited per resident by
+    Territory.max_permanent_passes. A revoked pass stays for the record.
+    """
+
+    territory = ForeignKeyField(Territory, backref="passes", on_delete="CASCADE")
+    account = ForeignKeyField(Account, backref="passes", on_delete="CASCADE")
+    unit = ForeignKeyField(Unit, null=True, backref="passes", on_delete="SET NULL")
+    plate = CharField(max_length=PLATE_MAX_LENGTH)
+    foreign = BooleanField(default=False)
+    valid_from = UtcDateTimeField()
+    valid_to = UtcDateTimeField(null=True)
+    revoked_at = UtcDateTimeField(null=True)
+    revoked_by = ForeignKeyField(Account, null=True, on_delete="SET NULL")
+    created_at = UtcDateTimeField(default=utcnow)
+    created_by = ForeignKeyField(Account, null=True, on_delete="SET NULL")
+
+    class Meta:
+        indexes = (
+            (("territory", "plate"), False),
+            (("territory", "account"), False),
+        )
+
+    @property
+    def permanent(self) -> bool:
+        """True for a pass without an end."""
+        return self.valid_to is None
+
+    @property
+    def shown_plate(self) -> str:
+        """The plate as people read it (А 777 АА 77)."""
+        return self.plate if self.foreign else format_plate(self.plate)
+
+    def status(self, now: dt.datetime | None = None) -> str:
+        """active, upcoming, expired or revoked at `now`."""
+        now = now or utcnow()
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.valid_from > now:
+            return "upcoming"
+        if self.valid_to is not None and self.valid_to <= now:
+            return "expired"
+        return "active"
+
+    def status_label(self, now: dt.datetime | None = None) -> str:
+        """The status in the reader's language."""
+        return str(STATUSES[self.status(now)])
+
+    @classmethod
+    def of_territory(cls, territory_id: int):
+        """Every pass of a territory with its owner and unit, newest first."""
+        return (
+            cls.select(cls, Account, Unit)
+            .join(Account, on=(cls.account == Account.id))
+            .switch(cls)
+            .join(Unit, JOIN.LEFT_OUTER, on=(cls.unit == Unit.id))
+            .where(cls.territory == territory_id)
+            .order_by(cls.created_at.desc(), cls.id.desc())
+        )
+
+    @classmethod
+    def of_owner(cls, territory_id: int, account: Account | int):
+        """One person's passes in a territory, newest first."""
+        return cls.of_territory(territory_id).where(cls.account == account)
+
+    @classmethod
+    def with_status(cls, query, status: str, now: dt.datetime):
+        """Narrow a query of passes to one status at `now`."""
+        live = cls.revoked_at.is_null()
+        if status == "revoked":
+            return query.where(cls.revoked_at.is_null(False))
+        if status == "upcoming":
+            return query.where(live & (cls.valid_from > now))
+        if status == "expired":
+            return query.where(live & cls.valid_to.is_null(False) & (cls.valid_to <= now))
+        if status == "active":
+            return query.where(
+                live
+                & (cls.valid_from <= now)
+                & (cls.valid_to.is_null() | (cls.valid_to > now))
+            )
+        return query
+
+    @classmethod
+    def search(cls, query, text: str):
+        """Narrow a query of passes to a plate fragment, an owner's name or phone, or a unit."""
+        text = (text or "").strip()
+        if not text:
+            return query
+        plate = normalize_plate(text)
+        words = (
+            Account.surname.contains(text)
+            | Account.name.contains(text)
+            | Account.phone.contains(text)
+            | Unit.name.contains(text)
+        )
+        return query.where(cls.plate.contains(plate) | words) if plate else query.where(words)
+
+
+def quick_period(
+    choice: str, now: dt.datetime, timezone: str
+) -> tuple[dt.datetime, dt.datetime]:
+    """The period of a quick choice: today (to midnight in the territory), a day, week, month."""
+    if choice == "today":
+        local = now.astimezone(ZoneInfo(timezone))
+        midnight = dt.datetime.combine(
+            local.date() + dt.timedelta(days=1), dt.time(), tzinfo=local.tzinfo
+        )
+        return now, midnight.astimezone(dt.UTC)
+    spans = {"day": 1, "week": 7, "month": 30}
+    if choice not in spans:
+        raise DomainError(_l("Выберите период"), field="period")
+    return now, now + dt.timedelta(days=spans[choice])
+
+
+def local_moment(value: dt.datetime, timezone: str) -> dt.datetime:
+    """A datetime typed in the territory's time zone (naive) as an aware one."""
+    if value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=ZoneInfo(timezone))
+
+
+def _check_period(
+    valid_from: dt.datetime, valid_to: dt.datetime | None, now: dt.datetime
+) -> None:
+    if valid_to is None:
+        return
+    if valid_to <= valid_from:
+        raise DomainError(_l("Окончание должно быть позже начала"), field="valid_to")
+    if valid_to <= now:
+        raise DomainError(_l("Этот период уже закончился"), field="valid_to")
+    if valid_to - valid_from > MAX_PERIOD:
+        raise DomainError(
+            _l("Период — не больше года; для своей машины оформите постоянный пропуск"),
+            field="valid_to",
+        )
+
+
+def file_pass(
+    member: Membership,
+    *,
+    plate: str,
+    foreign: bool = False,
+    valid_from: dt.datetime | None = None,
+    valid_to: dt.datetime | None = None,
+    permanent: bool = False,
+    created_by: Account | None = None,
+    now: dt.datetime | None = None,
+) -> VehiclePass:
+    """«Добавить»: file a pass for the member's car; it is at the gate at once.
+
+    A dated pass needs `valid_to`; `permanent` files one without an end, within the
+    territory's limit of permanent passes per person.
+    """
+    now = now or utcnow()
+    territory = member.territory
+    if not territory.passes_enabled:
+        raise DomainError(_l("На этой территории пропуска на автомобили выключены"))
+    if member.role not in ("resident", "manager"):
+        raise DomainError(_l("Заявки подают резиденты и управляющие"))
+    norm = parse_plate(plate, foreign)
+    valid_from = valid_from or now
+    if permanent:
+        valid_to = None
+    elif valid_to is None:
+        raise DomainError(_l("Укажите окончание периода"), field="valid_to")
+    _check_period(valid_from, valid_to, now)
+    with db.atomic():
+        if permanent:
+            limit = territory.max_permanent_passes
+            held = (
+                VehiclePass.select()
+                .where(
+                    (VehiclePass.territory == territory)
+                    & (VehiclePass.account == member.account_id)
+                    & VehiclePass.valid_to.is_null()
+                    & VehiclePass.revoked_at.is_null()
+                )
+                .count()
+            )
+            if held >= limit:
+                raise DomainError(
+                    _l(
+                        "Постоянных пропусков может быть не больше %(n)s: отзовите ненужный",
+                        n=limit,
+                    )
+                    if limit
+                    else _l("На этой территории постоянные пропуска не выдаются"),
+                    field="period",
+                )
+        return VehiclePass.create(
+            territory=territory,
+            account=member.account_id,
+            unit=member.unit_id,
+            plate=norm,
+            foreign=foreign and classify_plate(norm) is None,
+            valid_from=valid_from,
+            valid_to=valid_to,
+            created_at=now,
+            created_by=created_by or member.account_id,
+        )
+
+
+def visible_pass(member: Membership, pass_id: int) -> VehiclePass:
+    """A pass the member may see: any of the territory for managers, own for others."""
+    query = VehiclePass.select().where(
+        (VehiclePass.id == pass_id) & (VehiclePass.territory == member.territory_id)
+    )
+    if member.role != "manager":
+        query = query.where(VehiclePass.account == member.account_id)
+    found = query.first()
+    if found is None:
+        raise NotFound(_l("Пропуск не найден"))
+    return found
+
+
+def revoke_pass(
+    member: Membership, pass_id: int, now: dt.datetime | None = None
+) -> VehiclePass:
+    """Revoke a pass: the owner their own, a manager any of the territory; takes effect at once."""
+    with db.atomic():
+        found = visible_pass(member, pass_id)
+        if found.revoked_at is None:
+            found.revoked_at = now or utcnow()
+            found.revoked_by = member.account_id
+            found.save(only=["revoked_at", "revoked_by"])
+        return found
+
+
+def set_permanent_limit(territory: Territory, limit: int) -> None:
+    """The manager's setting: how many permanent passes one person may keep."""
+    if not 0 <= limit <= 20:
+        raise DomainError(_l("От 0 до 20"), field="limit")
+    with db.atomic():
+        territory.max_permanent_passes = limit
+        territory.save(only=["max_permanent_passes"])

@@ -75,7 +75,7 @@ MIGRATIONS: list[Migration] = []
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, territories
+    from domain import accounts, gates, passes, territories
 
     return [
         accounts.Account,
@@ -84,6 +84,9 @@ def app_models() -> list[type[BaseModel]]:
         territories.Unit,
         territories.Membership,
         territories.JoinRequest,
+        passes.VehiclePass,
+        gates.Gate,
+        gates.GateEvent,
     ]
 
 

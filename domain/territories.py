@@ -5,7 +5,14 @@ from __future__ import annotations
 import secrets
 
 from flask_babel import lazy_gettext as _l
-from peewee import BooleanField, CharField, ForeignKeyField, IntegrityError, TextField
+from peewee import (
+    BooleanField,
+    CharField,
+    ForeignKeyField,
+    IntegerField,
+    IntegrityError,
+    TextField,
+)
 
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
@@ -38,6 +45,7 @@ class Territory(BaseModel):
     passes_enabled = BooleanField(default=True)
     app_access_free = BooleanField(default=False)
     free_exit = BooleanField(default=True)
+    max_permanent_passes = IntegerField(default=2)  # per resident (domain/passes.py)
     created_at = UtcDateTimeField(default=utcnow)
 
     @property

@@ -1,0 +1,340 @@
+"""Vehicle passes, the operator's check, «Открыть», the live event feed and the log."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
+from flask_babel import gettext as _
+from wtforms import SelectChoice
+
+from blueprints.passes.forms import CheckForm, EventFilterForm, LimitForm, PassFilterForm, PassForm
+from blueprints.scope import territory_route
+from blueprints.ui import EmptyForm, form_error, page
+from domain import gates, passes
+from domain.access import ENTRY, Credential, decide
+from domain.accounts import Account
+from domain.db import utcnow
+from domain.errors import DomainError, NotFound
+from domain.gates import EventFilter, Gate, GateEvent
+from domain.passes import VehiclePass, format_plate, normalize_plate
+
+bp = Blueprint("passes", __name__)
+
+PER_PAGE = 25
+EVENTS_PER_PAGE = 50
+# More than this many new events in one poll wait for the next poll (oldest first).
+FEED_BATCH = 100
+CSV_LIMIT = 100_000
+FEED_ON_CHECK = 10
+FILERS = ["resident", "manager"]
+WATCHERS = ["operator", "manager"]
+
+
+@bp.app_template_filter("plate")
+def plate_filter(norm: str) -> str:
+    """A stored plate as people read it (А 777 АА 77)."""
+    return format_plate(norm or "")
+
+
+def _page_number() -> int:
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+def _back(default: str) -> str:
+    """Where the person came from on this site, else `default`."""
+    target = request.referrer or ""
+    return target if target.startswith(request.host_url) else default
+
+
+def _paged(query, number: int, per: int) -> tuple[list, bool]:
+    """One page of a query and whether there is a next one."""
+    rows = list(query.offset((number - 1) * per).limit(per + 1))
+    return rows[:per], len(rows) > per
+
+
+# --- Passes ---------------------------------------------------------------------------
+
+
+@bp.route("/t/<int:tid>/passes/new", methods=["GET", "POST"])
+@territory_route(roles=FILERS)
+def new(tid: int) -> Response:
+    """«Добавить новую заявку»: plate and period; the pass is at the gate at once."""
+    if not g.territory.passes_enabled:
+        abort(404)
+    form = PassForm(permanent_allowed=g.territory.max_permanent_passes > 0)
+    if form.validate_on_submit():
+        try:
+            filed = passes.file_pass(
+                g.membership, plate=form.plate.data, foreign=form.foreign.data,
+                **form.period_args(g.timezone, utcnow()),
+            )
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            flash(_("Заявка добавлена: %(plate)s", plate=filed.shown_plate), "success")
+            return redirect(url_for(".mine", tid=tid))
+    failed = bool(form.errors or form.form_errors)
+    return page("passes/new.html", form=form, status=422 if failed else 200)
+
+
+@bp.get("/t/<int:tid>/passes")
+@territory_route(roles=FILERS)
+def mine(tid: int) -> Response:
+    """«Мои заявки»: the person's own passes — active, upcoming, ended."""
+    now = utcnow()
+    own = VehiclePass.of_owner(tid, g.membership.account_id)
+    groups = {
+        status: list(VehiclePass.with_status(own, status, now))
+        for status in ("active", "upcoming")
+    }
+    ended = own.where(
+        VehiclePass.revoked_at.is_null(False)
+        | (VehiclePass.valid_to.is_null(False) & (VehiclePass.valid_to <= now))
+    )
+    groups["ended"] = list(ended.limit(30))
+    return page("passes/mine.html", groups=groups, now=now, form=EmptyForm())
+
+
+@bp.get("/t/<int:tid>/passes/all")
+@territory_route(roles=["manager"])
+def all_passes(tid: int) -> Response:
+    """The manager's list of every pass of the territory: search, filters, pages."""
+    now = utcnow()
+    filters = PassFilterForm(request.args)
+    query = VehiclePass.search(VehiclePass.of_territory(tid), filters.q.data or "")
+    if filters.status.data in ("active", "upcoming", "expired", "revoked"):
+        query = VehiclePass.with_status(query, filters.status.data, now)
+    number = _page_number()
+    rows, more = _paged(query, number, PER_PAGE)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return page(
+        "passes/all.html", "passes/_table.html", rows=rows, more=more, number=number,
+        args=args, filters=filters, now=now, form=EmptyForm(),
+        limit_form=LimitForm(limit=g.territory.max_permanent_passes),
+    )
+
+
+@bp.post("/t/<int:tid>/passes/<int:pid>/revoke")
+@territory_route(roles=FILERS)
+def revoke(tid: int, pid: int) -> Response:
+    """Revoke a pass: own ones for residents, any of the territory for managers."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        revoked = passes.revoke_pass(g.membership, pid)
+    except NotFound:
+        abort(404)
+    flash(_("Пропуск %(plate)s отозван", plate=revoked.shown_plate), "success")
+    return redirect(_back(url_for(".mine", tid=tid)))
+
+
+@bp.post("/t/<int:tid>/passes/limit")
+@territory_route(roles=["manager"])
+def set_limit(tid: int) -> Response:
+    """The manager sets how many permanent passes one person may keep."""
+    form = LimitForm()
+    if form.validate_on_submit():
+        passes.set_permanent_limit(g.territory, form.limit.data)
+        flash(_("Сохранено"), "success")
+    else:
+        flash(_("Постоянных пропусков: число от 0 до 20"), "error")
+    return redirect(url_for(".all_passes", tid=tid))
+
+
+# --- The operator's check and «Открыть» -----------------------------------------------
+
+
+def _check_result(tid: int, plate: str) -> dict | None:
+    """What the gate would answer for the plate now, with the pass's people and period."""
+    norm = normalize_plate(plate)
+    if not norm:
+        return None
+    decision = decide(tid, Credential("plate", norm), ENTRY, utcnow())
+    found = None
+    if decision.pass_id:
+        found = (
+            VehiclePass.of_territory(tid).where(VehiclePass.id == decision.pass_id).first()
+        )
+    return {"plate": norm, "decision": decision, "pass": found}
+
+
+@bp.get("/t/<int:tid>/check")
+@territory_route(roles=WATCHERS)
+def check(tid: int) -> Response:
+    """«Проверить номер»: may this plate enter now, whose is it, whom to call."""
+    form = CheckForm(request.args)
+    recent = list(GateEvent.feed(tid).limit(FEED_ON_CHECK))
+    return page(
+        "passes/check.html",
+        form=form,
+        result=_check_result(tid, form.plate.data or ""),
+        gates=list(Gate.of(tid).where(Gate.enabled == True)),  # noqa: E712
+        rows=recent,
+        after=recent[0].id if recent else 0,
+        args={},
+    )
+
+
+@bp.get("/t/<int:tid>/check/suggest")
+@territory_route(roles=WATCHERS)
+def suggest(tid: int) -> Response:
+    """Plates with a live or coming pass that contain what has been typed so far."""
+    typed = normalize_plate(request.args.get("plate", ""))[:32]
+    plates: list[str] = []
+    if typed:
+        now = utcnow()
+        query = (
+            VehiclePass.select(VehiclePass.plate)
+            .where(
+                (VehiclePass.territory == tid)
+                & VehiclePass.revoked_at.is_null()
+                & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > now))
+                & VehiclePass.plate.contains(typed)
+            )
+            .distinct()
+            .order_by(VehiclePass.plate)
+            .limit(8)
+        )
+        plates = [row.plate for row in query]
+    return page("passes/_suggest.html", plates=plates)
+
+
+@bp.post("/t/<int:tid>/gates/<int:gid>/open")
+@territory_route(roles=WATCHERS)
+def open_gate(tid: int, gid: int) -> Response:
+    """«Открыть» by an operator or manager: recorded with their name."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        gates.open_by_operator(g.membership, gid)
+    except NotFound:
+        abort(404)
+    except DomainError as error:
+        flash(error.message, "error")
+    else:
+        flash(_("Команда записана"), "success")
+    return redirect(_back(url_for(".check", tid=tid)))
+
+
+# --- Events: live feed, log, CSV ------------------------------------------------------
+
+
+def _event_filter(form: EventFilterForm) -> EventFilter:
+    """The log's filters, dates taken as whole days in the territory's time zone."""
+    zone = ZoneInfo(g.timezone)
+
+    def midnight(day: dt.date | None, plus: int = 0) -> dt.datetime | None:
+        if day is None:
+            return None
+        return dt.datetime.combine(day + dt.timedelta(days=plus), dt.time(), tzinfo=zone)
+
+    decision = form.decision.data or ""
+    code = {"granted": 1, "denied": 0}.get(decision)
+    if code is None and decision.isdigit():
+        code = int(decision)
+    return EventFilter(
+        since=midnight(form.date_from.data),
+        until=midnight(form.date_to.data, plus=1),
+        gate_id=form.gate.data if isinstance(form.gate.data, int) else None,
+        code=code,
+        plate=form.plate.data or "",
+    )
+
+
+def _filter_form(tid: int) -> EventFilterForm:
+    form = EventFilterForm(request.args)
+    form.gate.choices = [SelectChoice(0, _("Все ворота"))] + [
+        SelectChoice(x.id, x.name) for x in Gate.of(tid)
+    ]
+    form.validate()  # a bad value empties its own filter only
+    return form
+
+
+def _filter_args() -> dict:
+    return {k: v for k, v in request.args.items() if k not in ("page", "after") and v}
+
+
+@bp.get("/t/<int:tid>/events")
+@territory_route(roles=WATCHERS)
+def events(tid: int) -> Response:
+    """«Журнал»: every decision at the gates, with filters; the first page updates live."""
+    form = _filter_form(tid)
+    query = _event_filter(form).apply(GateEvent.feed(tid))
+    number = _page_number()
+    rows, more = _paged(query, number, EVENTS_PER_PAGE)
+    return page(
+        "passes/events.html", form=form, rows=rows, more=more, number=number,
+        args=_filter_args(), after=rows[0].id if rows else _newest_id(tid),
+    )
+
+
+def _newest_id(tid: int) -> int:
+    """The id a filtered, empty feed starts polling after: nothing older is new."""
+    newest = GateEvent.select(GateEvent.id).where(GateEvent.territory == tid)
+    found = newest.order_by(GateEvent.id.desc()).first()
+    return found.id if found else 0
+
+
+@bp.get("/t/<int:tid>/events/newer")
+@territory_route(roles=WATCHERS)
+def newer(tid: int) -> Response:
+    """The feed's poll: events after `after` (read from the database, so the bridge's too)."""
+    after = max(0, request.args.get("after", 0, type=int) or 0)
+    form = _filter_form(tid)
+    query = _event_filter(form).apply(GateEvent.feed(tid)).where(GateEvent.id > after)
+    batch = list(query.order_by(GateEvent.id).limit(FEED_BATCH))
+    if not batch:
+        return Response(status=204)
+    return page(
+        "passes/_feed_new.html", rows=list(reversed(batch)), after=batch[-1].id,
+        args=_filter_args(),
+    )
+
+
+@bp.get("/t/<int:tid>/events.csv")
+@territory_route(roles=WATCHERS)
+def events_csv(tid: int) -> Response:
+    """The filtered log as CSV for Excel: UTF-8 with a BOM, `;` between columns.
+
+    Russian Excel splits on `;` (its list separator, since `,` is the decimal mark) and needs
+    the BOM to read UTF-8; every other spreadsheet takes both as well.
+    """
+    form = _filter_form(tid)
+    query = _event_filter(form).apply(GateEvent.feed(tid)).limit(CSV_LIMIT)
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow([
+        _("Дата и время"), _("Ворота"), _("Направление"), _("Способ"), _("Идентификатор"),
+        _("Решение"), _("Код"), _("Причина"), _("Владелец"), _("Кто открыл"), _("Источник"),
+    ])
+    zone = ZoneInfo(g.timezone)
+    for e in query:
+        writer.writerow([
+            e.at.astimezone(zone).strftime("%d.%m.%Y %H:%M:%S"),
+            e.gate.name if e.gate_id else "",
+            e.direction_label, e.kind_label, _csv_safe(e.shown_credential), e.code_label,
+            e.code, e.reason_label, _person(e.account), _person(e.actor), e.source,
+        ])
+    stamp = utcnow().astimezone(zone).strftime("%Y%m%d-%H%M")
+    return Response(
+        out.getvalue().encode("utf-8"),
+        mimetype="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="events-{stamp}.csv"'},
+    )
+
+
+def _person(account: Account | None) -> str:
+    if account is None or account.id is None:
+        return ""
+    return _csv_safe(account.full_name or account.login)
+
+
+def _csv_safe(text: str) -> str:
+    """Keep a spreadsheet from running what a person typed as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+

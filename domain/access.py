@@ -1,0 +1,199 @@
+"""The one place that says yes or no at a gate: `decide(territory, credential, direction, now)`.
+
+The web app (the operator's «Проверить номер», «Открыть» on a phone) and the gatebridge ask
+the same function, so a gate and a screen never disagree. Pure reads: the caller records
+the event. Codes are GATE-CTL v1 decision codes (GATE_PROTOCOL.md, holding register 101).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from flask_babel import lazy_gettext as _l
+
+from domain.accounts import Account
+from domain.passes import VehiclePass, normalize_plate
+from domain.territories import Membership, Territory
+
+GRANT, DENY_NO_PASS, DENY_EXPIRED, DENY_UNKNOWN, DENY_BLOCKED, TRY_AGAIN = 1, 2, 3, 4, 5, 6
+ENTRY, EXIT = 1, 2
+
+REASONS = {
+    "pass_valid": _l("Пропуск действует"),
+    "exit_free": _l("Выезд свободный"),
+    "member": _l("Участник территории"),
+    "operator_open": _l("Открыто оператором"),
+    "no_pass": _l("Нет действующего пропуска"),
+    "pass_expired": _l("Срок пропуска истёк"),
+    "pass_not_started": _l("Пропуск ещё не начал действовать"),
+    "revoked": _l("Пропуск отозван"),
+    "unknown_plate": _l("Номер не найден"),
+    "unknown_card": _l("Карта не найдена"),
+    "account_blocked": _l("Владелец заблокирован"),
+    "not_member": _l("Владелец больше не состоит в территории"),
+    "not_paid": _l("Доступ по приложению не оплачен"),
+    "passes_off": _l("Пропуска на автомобили на территории выключены"),
+    "unknown_territory": _l("Территория не найдена"),
+    "unavailable": _l("Система недоступна, повторите"),
+}
+
+
+def reason_label(reason: str) -> str:
+    """A reason key in the reader's language."""
+    label = REASONS.get(reason)
+    return str(label) if label is not None else reason
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What was presented: a plate (as read or typed), a card number, or an account id
+    (the phone's «Открыть»)."""
+
+    kind: str  # "plate" | "card" | "account"
+    value: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer for a gate, with what it rests on.
+
+    `valid_until` is when this answer stops being true by the clock alone (a pass ends or
+    starts); None means no time-driven change is known — the answer changes only when data
+    does (a pass filed or revoked, an account blocked), which the bridge's cache must learn
+    from its own invalidation, not from this field.
+    """
+
+    code: int
+    reason: str
+    account_id: int | None = None
+    pass_id: int | None = None
+    valid_until: dt.datetime | None = None
+
+    @property
+    def granted(self) -> bool:
+        """True when the gate opens."""
+        return self.code == GRANT
+
+    @property
+    def reason_label(self) -> str:
+        """The reason in the reader's language."""
+        return reason_label(self.reason)
+
+
+def decide(territory_id: int, credential: Credential, direction: int, now: dt.datetime) -> Decision:
+    """Yes or no for `credential` at a gate of the territory, going `direction` (1 in, 2 out).
+
+    - exit is free when the territory's free_exit is on (default), also after a pass ended;
+    - a plate enters with a non-revoked pass of the territory whose period covers `now`,
+      owned by a member in good standing (a membership exists, the account is not blocked);
+    - an account (the phone's «Открыть») passes when it is a member in good standing;
+    - cards are decided once billing's Card model exists (issue 6): until then unknown.
+    """
+    territory = Territory.get_or_none(Territory.id == territory_id)
+    if territory is None:
+        return Decision(DENY_UNKNOWN, "unknown_territory")
+    if direction == EXIT and territory.free_exit:
+        return Decision(GRANT, "exit_free")
+    if credential.kind == "plate":
+        return _decide_plate(territory, normalize_plate(credential.value), direction, now)
+    if credential.kind == "account":
+        return _decide_account(territory, credential.value, now)
+    if credential.kind == "card":
+        # The one allowed gap: cards are decided once billing's Card model exists (issue 6).
+        return Decision(DENY_UNKNOWN, "unknown_card")
+    return Decision(DENY_UNKNOWN, "unknown_plate")
+
+
+def _standing(territory: Territory, account_id: int) -> tuple[Membership | None, str | None]:
+    """The member's membership and the reason they are not in good standing (None if they are)."""
+    member = (
+        Membership.select(Membership, Account)
+        .join(Account)
+        .where((Membership.territory == territory) & (Membership.account == account_id))
+        .first()
+    )
+    if member is None:
+        return None, "not_member"
+    if member.account.blocked:
+        return member, "account_blocked"
+    return member, None
+
+
+def _app_access_ok(membership: Membership, now: dt.datetime) -> bool:
+    """Whether the member may open gates from the phone.
+
+    Today every member in good standing may. Paid app access («Активировать доступ»,
+    «Оплачено до», or the territory's app_access_free) is checked here by the billing
+    issue (6) once its AccessGrant model exists.
+    """
+    return True
+
+
+def _decide_account(territory: Territory, value: str, now: dt.datetime) -> Decision:
+    try:
+        account_id = int(value)
+    except (TypeError, ValueError):
+        return Decision(DENY_UNKNOWN, "not_member")
+    member, problem = _standing(territory, account_id)
+    if member is None:
+        return Decision(DENY_BLOCKED, "not_member")
+    if problem is not None:
+        return Decision(DENY_BLOCKED, problem, account_id=account_id)
+    if not _app_access_ok(member, now):
+        return Decision(DENY_BLOCKED, "not_paid", account_id=account_id)
+    return Decision(GRANT, "member", account_id=account_id)
+
+
+# When several passes of a plate deny, the one that tells the most wins: an owner problem on
+# a pass that would otherwise let the car in, then one about to start, then an ended one.
+_DENIAL_RANK = {"account_blocked": 0, "not_member": 1, "pass_not_started": 2, "pass_expired": 3,
+                "revoked": 4}
+_DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
+                "pass_not_started": DENY_NO_PASS, "pass_expired": DENY_EXPIRED,
+                "revoked": DENY_NO_PASS}
+
+
+def _decide_plate(territory: Territory, plate: str, direction: int, now: dt.datetime) -> Decision:
+    if not territory.passes_enabled:
+        return Decision(DENY_NO_PASS, "passes_off")
+    passes = list(
+        VehiclePass.select()
+        .where((VehiclePass.territory == territory) & (VehiclePass.plate == plate))
+        .order_by(VehiclePass.id)
+    )
+    if not plate or not passes:
+        return Decision(DENY_NO_PASS if direction == EXIT else DENY_UNKNOWN,
+                        "no_pass" if direction == EXIT else "unknown_plate")
+    standing: dict[int, str | None] = {}
+    grants: list[VehiclePass] = []
+    denials: list[tuple[str, VehiclePass]] = []
+    for p in passes:
+        reason = _pass_problem(p, direction, now)
+        if reason is None:
+            if p.account_id not in standing:
+                standing[p.account_id] = _standing(territory, p.account_id)[1]
+            reason = standing[p.account_id]
+        if reason is None:
+            grants.append(p)
+        else:
+            denials.append((reason, p))
+    if grants:
+        # The pass that lasts longest decides how long the grant holds (None = for good).
+        best = max(grants, key=lambda p: p.valid_to or dt.datetime.max.replace(tzinfo=dt.UTC))
+        return Decision(GRANT, "pass_valid", best.account_id, best.id, best.valid_to)
+    reason, worst = min(denials, key=lambda d: (_DENIAL_RANK[d[0]], d[1].valid_from))
+    until = worst.valid_from if reason == "pass_not_started" else None
+    return Decision(_DENIAL_CODE[reason], reason, worst.account_id, worst.id, until)
+
+
+def _pass_problem(p: VehiclePass, direction: int, now: dt.datetime) -> str | None:
+    """Why this pass does not let the car through `direction` at `now` (None if it does)."""
+    if p.revoked_at is not None:
+        return "revoked"
+    if p.valid_from > now:
+        return "pass_not_started"
+    # A pass's period limits entry; with exit not free, a car that came in may still leave.
+    if direction != EXIT and p.valid_to is not None and p.valid_to <= now:
+        return "pass_expired"
+    return None

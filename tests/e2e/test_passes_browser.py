@@ -1,0 +1,131 @@
+"""Real Chromium on a phone screen: file and revoke a pass, check a plate, watch the live feed."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from tests.e2e.conftest import csp_violations
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _db(demo) -> sqlite3.Connection:
+    return sqlite3.connect(demo["instance"] / "propusk.db", timeout=5)
+
+
+def _residential(demo) -> int:
+    with _db(demo) as con:
+        return con.execute("select id from territory where kind = 'residential'").fetchone()[0]
+
+
+def _login(page, demo, role: str) -> None:
+    login, password = demo["logins"][role]
+    page.goto(demo["base"] + "/login")
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Выйти")
+
+
+def test_resident_files_and_revokes_a_pass(browser, demo):
+    tid = _residential(demo)
+    page = browser.new_page()
+    page.on("dialog", lambda dialog: dialog.accept())
+    _login(page, demo, "resident")
+    page.goto(f"{demo['base']}/t/{tid}/passes/new")
+    # the dates are asked only when «Указать даты» is chosen
+    assert not page.is_visible("#valid_to")
+    page.click("text=Указать даты")
+    assert page.is_visible("#valid_to")
+    page.click("text=Неделя")
+    assert not page.is_visible("#valid_to")
+    # a wrong letter first: the error shows at the field, what was typed stays
+    page.fill("#plate", "ж 123 ух 178")
+    page.click("button:has-text('Добавить')")
+    page.wait_for_selector("text=Буквы «Ж» нет на российских номерах")
+    assert page.input_value("#plate") == "ж 123 ух 178"
+    page.fill("#plate", "х 123 ух 178")
+    page.click("button:has-text('Добавить')")
+    page.wait_for_selector("text=Заявка добавлена: Х 123 УХ 178")
+    active = page.locator("#passes-active")
+    assert active.locator("text=Х 123 УХ 178").count() == 1
+    item = active.locator("li", has_text="Х 123 УХ 178")
+    item.locator("button:has-text('Отозвать')").click()
+    page.wait_for_selector("text=Пропуск Х 123 УХ 178 отозван")
+    assert page.locator("#passes-active").locator("text=Х 123 УХ 178").count() == 0
+    ended = page.locator("#passes-ended li", has_text="Х 123 УХ 178")
+    assert "Отозван" in ended.inner_text()
+    with _db(demo) as con:
+        revoked = con.execute(
+            "select revoked_at from vehicle_pass where plate = 'X123YX178'").fetchone()[0]
+    assert revoked is not None
+    assert csp_violations(page) == []
+
+
+def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
+    tid = _residential(demo)
+    page = browser.new_page()
+    _login(page, demo, "operator")
+    page.goto(f"{demo['base']}/t/{tid}/check")
+    # suggestions arrive while typing (htmx, 300 ms after the last key)
+    page.type("#plate", "а77", delay=60)
+    suggestion = page.locator("#suggestions a", has_text="А 777 АА 77")
+    suggestion.wait_for(timeout=3000)
+    suggestion.click()
+    verdict = page.locator("#verdict")
+    verdict.wait_for()
+    text = verdict.inner_text()
+    assert "Въезд разрешён" in text and "Пропуск действует" in text
+    assert "Федоров Роман Георгиевич" in text
+    assert "Участок 632 и 633 (дом 148)" in text
+    assert page.get_attribute("#verdict a.tel", "href") == "tel:+79990000003"
+    box = verdict.bounding_box()
+    assert box["y"] + box["height"] <= 740, box  # the whole answer on a 360×740 screen
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    # an expired pass: denied, with the reason in Russian
+    page.fill("#plate", "к 456 мн 50")
+    page.press("#plate", "Enter")
+    page.wait_for_selector("#verdict >> text=Въезд запрещён")
+    assert "Срок пропуска истёк" in page.inner_text("#verdict")
+    assert csp_violations(page) == []
+
+
+def test_live_feed_shows_events_from_another_page_and_another_process(browser, demo):
+    tid = _residential(demo)
+    watcher = browser.new_page()
+    _login(watcher, demo, "operator")
+    watcher.goto(f"{demo['base']}/t/{tid}/events")
+    watcher.wait_for_selector("#feed-poll", state="attached")
+    before = watcher.locator("#feed li.event").count()
+
+    # 1. «Открыть» pressed on a second page
+    presser = browser.new_page()
+    presser.goto(f"{demo['base']}/t/{tid}/check")
+    presser.click("button:has-text('Открыть: Въезд')")
+    presser.wait_for_selector("text=Команда записана")
+    pressed = time.monotonic()
+    watcher.locator("#feed li.event", has_text="Открыто оператором").first.wait_for(
+        timeout=2500)
+    assert time.monotonic() - pressed < 2.0
+    assert "Охранов Олег" in watcher.locator("#feed li.event").first.inner_text()
+
+    # 2. an event written straight into the database by another process (as the bridge does)
+    with _db(demo) as con:
+        gate = con.execute("select id from gate where territory_id = ?", (tid,)).fetchone()[0]
+        con.execute(
+            "insert into gate_event (territory_id, gate_id, at, kind, credential, direction,"
+            " code, reason, source) values (?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'),"
+            " 'plate', 'T555TT99', 1, 3, 'pass_expired', 'bridge')",
+            (tid, gate),
+        )
+    inserted = time.monotonic()
+    first = watcher.locator("#feed li.event").first
+    watcher.locator("#feed li.event", has_text="Т 555 ТТ 99").wait_for(timeout=2500)
+    assert time.monotonic() - inserted < 2.0
+    assert "Т 555 ТТ 99" in first.inner_text() and "Срок пропуска истёк" in first.inner_text()
+    assert watcher.locator("#feed li.event").count() == before + 2
+    assert watcher.locator("#feed-poll").count() == 1
+    assert csp_violations(watcher) == [] and csp_violations(presser) == []

@@ -1,0 +1,453 @@
+"""Passes on the web: filing, lists, revoking, the operator's check, «Открыть», feed, log, CSV."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from domain.access import Credential, decide
+from domain.db import utcnow
+from domain.gates import Gate, GateEvent, record_event
+from domain.passes import VehiclePass
+from domain.territories import Membership, Territory, Unit, create_territory
+from tests.conftest import csrf_token
+
+
+@pytest.fixture
+def world(app, make_account):
+    """Territory «ЖК» with a manager, two residents in units and an operator; another territory."""
+    with app.app_context():
+        manager = make_account(phone="+79990000102", surname="Управляева", name="Мария")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        unit = Unit.create(territory=t, name="Дом 12, кв. 5")
+        resident = make_account(phone="+79990000103", surname="Федоров", name="Роман")
+        neighbour = make_account(phone="+79990000104", surname="Соседов", name="Сергей")
+        operator = make_account(phone="+79990000105", surname="Охранов", name="Олег")
+        Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        Membership.create(account=neighbour, territory=t, role="resident")
+        Membership.create(account=operator, territory=t, role="operator")
+        stranger = make_account(phone="+79990000106")
+        other = create_territory(stranger, name="Другая", kind="residential")
+        gate = Gate.create(territory=t, name="Въезд", host="127.0.0.1", port=5020)
+        other_gate = Gate.create(territory=other, name="Чужие", host="127.0.0.1", port=5021)
+        return SimpleNamespace(
+            t=t.id, other=other.id, unit=unit.id, manager=manager.id, resident=resident.id,
+            neighbour=neighbour.id, operator=operator.id, stranger=stranger.id, gate=gate.id,
+            other_gate=other_gate.id,
+        )
+
+
+def _pass(owner, tid, plate, start=-1, end=24, revoked=False):
+    now = utcnow()
+    return VehiclePass.create(
+        territory=tid, account=owner, plate=plate,
+        valid_from=now + dt.timedelta(hours=start),
+        valid_to=None if end is None else now + dt.timedelta(hours=end),
+        revoked_at=now if revoked else None,
+    ).id
+
+
+def _file(client, tid, **data):
+    token = csrf_token(client, f"/t/{tid}/passes/new")
+    data.setdefault("period", "day")
+    return client.post(f"/t/{tid}/passes/new", data={"csrf_token": token, **data})
+
+
+def _post(client, path, referer=None):
+    token = csrf_token(client, "/")
+    headers = {"Referer": referer} if referer else {}
+    return client.post(path, data={"csrf_token": token}, headers=headers)
+
+
+# --- Filing ---------------------------------------------------------------------------
+
+
+def test_resident_files_a_pass_that_opens_at_once(app, client, auth, world):
+    auth.login("+79990000103")
+    response = _file(client, world.t, plate="а 777 аа 77")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/t/{world.t}/passes")
+    with app.app_context():
+        filed = VehiclePass.get()
+        assert (filed.plate, filed.account_id, filed.unit_id) == ("A777AA77", world.resident,
+                                                                 world.unit)
+        assert dt.timedelta(hours=23) < filed.valid_to - filed.valid_from <= dt.timedelta(days=1)
+        assert decide(world.t, Credential("plate", "A777AA77"), 1, utcnow()).granted
+    html = client.get(f"/t/{world.t}/passes").get_data(as_text=True)
+    assert "Заявка добавлена: А 777 АА 77" in html
+    assert "А 777 АА 77" in html
+
+
+def test_the_form_speaks_the_seed_words(client, auth, world):
+    auth.login("+79990000103")
+    html = client.get(f"/t/{world.t}/passes/new").get_data(as_text=True)
+    for words in ("Добавить новую заявку", "Номер автомобиля", "Иностранный номер", "Сегодня",
+                  "Сутки", "Неделя", "Месяц", "Указать даты", "Постоянный", ">Добавить<"):
+        assert words in html
+    assert 'type="datetime-local"' in html
+
+
+def test_a_wrong_plate_is_refused_at_the_field_keeping_what_was_typed(app, client, auth, world):
+    auth.login("+79990000103")
+    response = _file(client, world.t, plate="Ж 123 ЖЖ 77")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Буквы «Ж» нет на российских номерах" in html
+    assert 'value="Ж 123 ЖЖ 77"' in html
+    with app.app_context():
+        assert VehiclePass.select().count() == 0
+
+
+def test_a_foreign_plate_needs_the_box(app, client, auth, world):
+    auth.login("+79990000103")
+    assert _file(client, world.t, plate="WOB ZK 295").status_code == 422
+    assert _file(client, world.t, plate="WOB ZK 295", foreign="y").status_code == 302
+    with app.app_context():
+        filed = VehiclePass.get()
+        assert (filed.plate, filed.foreign) == ("WOBZK295", True)
+
+
+def test_dates_are_read_in_the_territory_time_zone(app, client, auth, world):
+    auth.login("+79990000103")
+    start = (utcnow() + dt.timedelta(days=2)).astimezone(dt.timezone(dt.timedelta(hours=3)))
+    end = start + dt.timedelta(days=1)
+    fmt = "%Y-%m-%dT%H:%M"
+    response = _file(client, world.t, plate="в123ор77", period="dates",
+                     valid_from=start.strftime(fmt), valid_to=end.strftime(fmt))
+    assert response.status_code == 302
+    with app.app_context():
+        filed = VehiclePass.get()
+        assert filed.valid_from == start.replace(second=0, microsecond=0)
+        assert filed.valid_to == end.replace(second=0, microsecond=0)
+        assert filed.status() == "upcoming"
+
+
+@pytest.mark.parametrize(
+    ("start_days", "end_days", "message"),
+    [(2, 1, "Окончание должно быть позже начала"), (-3, -2, "Этот период уже закончился"),
+     (0, 400, "не больше года"), (0, None, "Укажите окончание периода")],
+)
+def test_bad_dates_say_why(app, client, auth, world, start_days, end_days, message):
+    auth.login("+79990000103")
+    now = utcnow().astimezone(dt.timezone(dt.timedelta(hours=3)))
+    fmt = "%Y-%m-%dT%H:%M"
+    data = {"valid_from": (now + dt.timedelta(days=start_days)).strftime(fmt)}
+    if end_days is not None:
+        data["valid_to"] = (now + dt.timedelta(days=end_days)).strftime(fmt)
+    response = _file(client, world.t, plate="в123ор77", period="dates", **data)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+    with app.app_context():
+        assert VehiclePass.select().count() == 0
+
+
+def test_quick_today_ends_at_midnight_in_the_territory(app, client, auth, world):
+    auth.login("+79990000103")
+    assert _file(client, world.t, plate="в123ор77", period="today").status_code == 302
+    with app.app_context():
+        end = VehiclePass.get().valid_to.astimezone(dt.timezone(dt.timedelta(hours=3)))
+    assert (end.hour, end.minute) == (0, 0)
+
+
+def test_permanent_passes_up_to_the_territory_limit(app, client, auth, world):
+    auth.login("+79990000103")
+    assert _file(client, world.t, plate="а111аа77", period="permanent").status_code == 302
+    assert _file(client, world.t, plate="а222аа77", period="permanent").status_code == 302
+    third = _file(client, world.t, plate="а333аа77", period="permanent")
+    assert third.status_code == 422
+    assert "Постоянных пропусков может быть не больше 2" in third.get_data(as_text=True)
+    with app.app_context():
+        assert VehiclePass.select().where(VehiclePass.valid_to.is_null()).count() == 2
+    # revoking one frees a place
+    first = VehiclePass.select().order_by(VehiclePass.id).first().id
+    _post(client, f"/t/{world.t}/passes/{first}/revoke")
+    assert _file(client, world.t, plate="а333аа77", period="permanent").status_code == 302
+
+
+def test_the_manager_sets_the_permanent_limit(app, client, auth, world):
+    auth.login("+79990000102")
+    token = csrf_token(client, f"/t/{world.t}/passes/all")
+    response = client.post(f"/t/{world.t}/passes/limit", data={"csrf_token": token, "limit": "0"})
+    assert response.status_code == 302
+    with app.app_context():
+        assert Territory.get_by_id(world.t).max_permanent_passes == 0
+    html = client.get(f"/t/{world.t}/passes/new").get_data(as_text=True)
+    assert "Постоянный" not in html
+    assert _file(client, world.t, plate="а111аа77", period="permanent").status_code == 422
+
+
+def test_operators_do_not_file_and_passes_off_hides_the_form(app, client, auth, world):
+    auth.login("+79990000105")
+    assert client.get(f"/t/{world.t}/passes/new").status_code == 404
+    auth.logout()
+    with app.app_context():
+        Territory.update(passes_enabled=False).where(Territory.id == world.t).execute()
+    auth.login("+79990000103")
+    assert client.get(f"/t/{world.t}/passes/new").status_code == 404
+
+
+# --- Lists, revoking, isolation -------------------------------------------------------
+
+
+def test_own_list_groups_active_upcoming_ended_and_hides_others(app, client, auth, world):
+    with app.app_context():
+        _pass(world.resident, world.t, "A111AA77")
+        _pass(world.resident, world.t, "B222BB77", start=5, end=30)
+        _pass(world.resident, world.t, "C333CC77", start=-30, end=-5)
+        _pass(world.resident, world.t, "E444EE77", revoked=True)
+        _pass(world.neighbour, world.t, "K555KK77")
+    auth.login("+79990000103")
+    html = client.get(f"/t/{world.t}/passes").get_data(as_text=True)
+    sections = {
+        key: re.search(rf'id="passes-{key}".*?</section>', html, re.S).group(0)
+        for key in ("active", "upcoming", "ended")
+    }
+    assert "А 111 АА 77" in sections["active"]
+    assert "В 222 ВВ 77" in sections["upcoming"]
+    assert "С 333 СС 77" in sections["ended"] and "Е 444 ЕЕ 77" in sections["ended"]
+    assert "Отозван" in sections["ended"]
+    assert "К 555 КК 77" not in html
+
+
+def test_revoke_own_pass_closes_the_gate_at_once(app, client, auth, world):
+    with app.app_context():
+        pid = _pass(world.resident, world.t, "A111AA77")
+    auth.login("+79990000103")
+    response = _post(client, f"/t/{world.t}/passes/{pid}/revoke")
+    assert response.status_code == 302
+    with app.app_context():
+        assert VehiclePass.get_by_id(pid).revoked_by_id == world.resident
+        decision = decide(world.t, Credential("plate", "A111AA77"), 1, utcnow())
+    assert (decision.code, decision.reason) == (2, "revoked")
+
+
+def test_a_resident_cannot_revoke_or_see_someone_elses_pass(app, client, auth, world):
+    with app.app_context():
+        theirs = _pass(world.neighbour, world.t, "K555KK77")
+        foreign = _pass(world.stranger, world.other, "M666MM77")
+    auth.login("+79990000103")
+    assert _post(client, f"/t/{world.t}/passes/{theirs}/revoke").status_code == 404
+    # another territory's pass through my territory's URL, and through its own: 404 both
+    assert _post(client, f"/t/{world.t}/passes/{foreign}/revoke").status_code == 404
+    assert _post(client, f"/t/{world.other}/passes/{foreign}/revoke").status_code == 404
+    assert client.get(f"/t/{world.other}/passes").status_code == 404
+    assert client.get(f"/t/{world.t}/passes/all").status_code == 404
+    with app.app_context():
+        assert VehiclePass.select().where(VehiclePass.revoked_at.is_null(False)).count() == 0
+
+
+def test_the_manager_revokes_any_pass_of_the_territory_only(app, client, auth, world):
+    with app.app_context():
+        theirs = _pass(world.resident, world.t, "A111AA77")
+        foreign = _pass(world.stranger, world.other, "M666MM77")
+    auth.login("+79990000102")
+    assert _post(client, f"/t/{world.t}/passes/{foreign}/revoke").status_code == 404
+    assert _post(client, f"/t/{world.t}/passes/{theirs}/revoke").status_code == 302
+    with app.app_context():
+        assert VehiclePass.get_by_id(theirs).revoked_by_id == world.manager
+        assert VehiclePass.get_by_id(foreign).revoked_at is None
+
+
+def test_manager_list_searches_filters_and_pages(app, client, auth, world):
+    with app.app_context():
+        for n in range(1, 31):
+            _pass(world.neighbour, world.t, f"A{n:03d}AA77")
+        _pass(world.resident, world.t, "X999XX99", start=-30, end=-5)
+        _pass(world.stranger, world.other, "M666MM77")
+    auth.login("+79990000102")
+    first = client.get(f"/t/{world.t}/passes/all").get_data(as_text=True)
+    assert first.count('<tr id="pass-') == 25
+    assert "М 666 ММ 77" not in first
+    second = client.get(f"/t/{world.t}/passes/all?page=2").get_data(as_text=True)
+    assert second.count('<tr id="pass-') == 6
+    # search by a Cyrillic fragment of a plate, as an htmx partial
+    found = client.get(f"/t/{world.t}/passes/all?q=х999", headers={"HX-Request": "true"})
+    body = found.get_data(as_text=True)
+    assert "<html" not in body and "HX-Request" in found.headers["Vary"]
+    assert body.count('<tr id="pass-') == 1 and "Х 999 ХХ 99" in body
+    assert "Федоров" in body and 'href="tel:+79990000103"' in body
+    by_name = client.get(f"/t/{world.t}/passes/all?q=Соседов").get_data(as_text=True)
+    assert by_name.count('<tr id="pass-') == 25
+    expired = client.get(f"/t/{world.t}/passes/all?status=expired").get_data(as_text=True)
+    assert expired.count('<tr id="pass-') == 1
+    assert "page=2" in first and "status" not in first.split("page=2")[0][-60:]
+
+
+# --- The operator's check -------------------------------------------------------------
+
+
+def test_check_answers_with_owner_unit_phone_and_period(app, client, auth, world):
+    with app.app_context():
+        _pass(world.resident, world.t, "A777AA77")
+        unit = Unit.get_by_id(world.unit)
+        VehiclePass.update(unit=unit).execute()
+    auth.login("+79990000105")
+    html = client.get(f"/t/{world.t}/check?plate=а 777 аа 77").get_data(as_text=True)
+    verdict = re.search(r'<article class="verdict.*?</article>', html, re.S).group(0)
+    assert "Въезд разрешён" in verdict and "verdict-ok" in verdict
+    assert "Пропуск действует" in verdict
+    assert "Федоров Роман" in verdict
+    assert "Дом 12, кв. 5" in verdict
+    assert 'href="tel:+79990000103"' in verdict and "+7 (999) 000-01-03" in verdict
+    assert re.search(r"\d\d\.\d\d\.\d{4} \d\d:\d\d — \d\d\.\d\d\.\d{4} \d\d:\d\d", verdict)
+    with app.app_context():
+        assert GateEvent.select().count() == 0  # a check is not a passage
+
+
+@pytest.mark.parametrize(
+    ("setup", "plate", "reason"),
+    [("expired", "B222BB77", "Срок пропуска истёк"),
+     ("revoked", "B222BB77", "Пропуск отозван"),
+     (None, "T000TT00", "Номер не найден")],
+)
+def test_check_denials(app, client, auth, world, setup, plate, reason):
+    with app.app_context():
+        if setup == "expired":
+            _pass(world.resident, world.t, plate, start=-30, end=-5)
+        if setup == "revoked":
+            _pass(world.resident, world.t, plate, revoked=True)
+    auth.login("+79990000105")
+    html = client.get(f"/t/{world.t}/check?plate={plate}").get_data(as_text=True)
+    assert "Въезд запрещён" in html and reason in html
+
+
+def test_suggestions_while_typing(app, client, auth, world):
+    with app.app_context():
+        _pass(world.resident, world.t, "A777AA77")
+        _pass(world.resident, world.t, "A778AA77", revoked=True)
+        _pass(world.resident, world.t, "A779AA77", start=-30, end=-5)
+        _pass(world.stranger, world.other, "A776AA77")
+    auth.login("+79990000105")
+    page = client.get(f"/t/{world.t}/check").get_data(as_text=True)
+    assert 'hx-trigger="input changed delay:300ms"' in page
+    response = client.get(f"/t/{world.t}/check/suggest?plate=а77", headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert "<html" not in body and 'id="suggestions"' in body
+    assert "А 777 АА 77" in body
+    assert "778" not in body and "779" not in body and "776" not in body
+
+
+def test_residents_do_not_check_or_watch(client, auth, world):
+    auth.login("+79990000103")
+    for path in ("check", "check/suggest", "events", "events/newer", "events.csv"):
+        assert client.get(f"/t/{world.t}/{path}").status_code == 404, path
+
+
+# --- «Открыть», feed, log -------------------------------------------------------------
+
+
+def test_operator_open_is_recorded_with_their_name(app, client, auth, world):
+    auth.login("+79990000105")
+    response = _post(client, f"/t/{world.t}/gates/{world.gate}/open")
+    assert response.status_code == 302
+    with app.app_context():
+        event = GateEvent.get()
+        assert (event.territory_id, event.gate_id, event.actor_id, event.kind, event.code,
+                event.reason, event.source) == (world.t, world.gate, world.operator, "manual",
+                                                1, "operator_open", "web")
+    html = client.get(f"/t/{world.t}/check").get_data(as_text=True)
+    assert "Команда записана" in html
+    assert "открыл(а) Охранов Олег" in html
+
+
+def test_open_is_refused_for_other_gates_and_residents(app, client, auth, world):
+    auth.login("+79990000105")
+    assert _post(client, f"/t/{world.t}/gates/{world.other_gate}/open").status_code == 404
+    assert _post(client, f"/t/{world.other}/gates/{world.other_gate}/open").status_code == 404
+    auth.logout()
+    auth.login("+79990000103")
+    assert _post(client, f"/t/{world.t}/gates/{world.gate}/open").status_code == 404
+    with app.app_context():
+        assert GateEvent.select().count() == 0
+
+
+def test_feed_poll_returns_only_newer_events_of_this_territory(app, client, auth, world):
+    with app.app_context():
+        first = record_event(world.t, code=1, reason="pass_valid", kind="plate",
+                             credential="A777AA77", gate=world.gate, account=world.resident,
+                             source="bridge").id
+        record_event(world.other, code=1, reason="exit_free", kind="plate", credential="Y1")
+    auth.login("+79990000105")
+    page = client.get(f"/t/{world.t}/events").get_data(as_text=True)
+    assert f'after={first}' in page and "every 1s" in page
+    assert client.get(f"/t/{world.t}/events/newer?after={first}",
+                      headers={"HX-Request": "true"}).status_code == 204
+    with app.app_context():
+        second = record_event(world.t, code=3, reason="pass_expired", kind="plate",
+                              credential="B222BB77", gate=world.gate, source="bridge").id
+    response = client.get(f"/t/{world.t}/events/newer?after={first}",
+                          headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in body
+    assert body.index('id="feed-poll"') < body.index(f'id="event-{second}"')
+    assert f"after={second}" in body
+    assert "В 222 ВВ 77" in body and "Срок пропуска истёк" in body
+    assert "Y1" not in body and f'id="event-{first}"' not in body
+
+
+def test_log_filters_and_pages(app, client, auth, world):
+    with app.app_context():
+        for n in range(60):
+            record_event(world.t, code=1 if n % 2 else 4, reason="x", kind="plate",
+                         credential=f"A{n:03d}AA77", gate=world.gate)
+    auth.login("+79990000102")
+    page1 = client.get(f"/t/{world.t}/events").get_data(as_text=True)
+    assert page1.count('class="event ') == 50 and "page=2" in page1
+    denied = client.get(f"/t/{world.t}/events?decision=denied").get_data(as_text=True)
+    assert denied.count('class="event ') == 30 and "event-ok" not in denied
+    plate = client.get(f"/t/{world.t}/events?plate=а 010").get_data(as_text=True)
+    assert plate.count('class="event ') == 1
+    assert f"gate={world.gate}" in client.get(
+        f"/t/{world.t}/events?gate={world.gate}&decision=4").get_data(as_text=True)
+    future = (utcnow() + dt.timedelta(days=2)).date().isoformat()
+    empty = client.get(f"/t/{world.t}/events?date_from={future}").get_data(as_text=True)
+    assert 'class="event ' not in empty
+    # nonsense in the filters is ignored, never a 500
+    assert client.get(f"/t/{world.t}/events?date_from=nonsense&gate=abc&page=-3").status_code == 200
+
+
+def test_csv_export_for_russian_excel(app, client, auth, world):
+    with app.app_context():
+        record_event(world.t, code=1, reason="pass_valid", kind="plate", credential="A777AA77",
+                     gate=world.gate, account=world.resident)
+        record_event(world.t, code=1, reason="operator_open", kind="manual", gate=world.gate,
+                     actor=world.operator)
+        record_event(world.other, code=1, reason="exit_free", kind="plate", credential="Y1")
+    auth.login("+79990000105")
+    response = client.get(f"/t/{world.t}/events.csv")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert "attachment" in response.headers["Content-Disposition"]
+    raw = response.get_data()
+    assert raw.startswith("\ufeff".encode())
+    lines = raw.decode("utf-8-sig").splitlines()
+    assert lines[0].split(";")[:3] == ["Дата и время", "Ворота", "Направление"]
+    assert len(lines) == 3
+    assert "Открыто оператором" in lines[1] and "Охранов Олег" in lines[1]
+    assert "А 777 АА 77" in lines[2] and "Федоров Роман" in lines[2]
+    assert "Y1" not in raw.decode("utf-8-sig")
+
+
+def test_home_actions_fit_the_role(app, world):
+    from flask import render_template
+
+    with app.test_request_context():
+        t = Territory.get_by_id(world.t)
+        by_role = {
+            role: render_template("passes/_home_actions.html", territory=t,
+                                  membership=Membership(role=role, territory=t))
+            for role in ("resident", "operator", "manager")
+        }
+        t.passes_enabled = False
+        off = render_template("passes/_home_actions.html", territory=t,
+                              membership=Membership(role="manager", territory=t))
+    assert "Добавить новую заявку" in by_role["resident"]
+    assert "Проверить номер" not in by_role["resident"]
+    assert "Журнал" not in by_role["resident"]
+    assert "Добавить новую заявку" not in by_role["operator"]
+    assert "Проверить номер" in by_role["operator"] and "Журнал" in by_role["operator"]
+    assert all(w in by_role["manager"] for w in ("Мои заявки", "Все пропуска", "Журнал"))
+    assert "Добавить новую заявку" not in off and "Журнал" in off
