@@ -21,6 +21,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(seed_demo_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(territories_cli)
+    app.cli.add_command(purge_deleted_command)
 
 
 def _fail(message: object) -> None:
@@ -73,3 +74,11 @@ def seed_demo_command() -> None:
     with db.connection_context():
         for role, login, password in seed_demo():
             click.echo(f"{role}\t{login}\t{password}")
+
+
+@click.command("purge-deleted")
+def purge_deleted_command() -> None:
+    """Remove for good the accounts whose 30 days after a deletion request have passed."""
+    with db.connection_context():
+        count = accounts.purge_deleted()
+    click.echo(f"purged {count} accounts")

@@ -75,7 +75,7 @@ MIGRATIONS: list[Migration] = []
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, territories
+    from domain import accounts, codes, territories
 
     return [
         accounts.Account,
@@ -84,6 +84,8 @@ def app_models() -> list[type[BaseModel]]:
         territories.Unit,
         territories.Membership,
         territories.JoinRequest,
+        codes.Code,
+        codes.SendLog,
     ]
 
 
