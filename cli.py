@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from domain import accounts, territories
 from domain.db import db
@@ -77,6 +77,7 @@ def seed_demo_command() -> None:
 
 
 @click.command("purge-deleted")
+@with_appcontext
 def purge_deleted_command() -> None:
     """Remove for good the accounts whose 30 days after a deletion request have passed."""
     with db.connection_context():
