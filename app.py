@@ -127,12 +127,16 @@ def main() -> None:
     port = int(os.environ.get("PORT", "5000"))
     server = WSGIServer(("127.0.0.1", port), app, log=None, error_log=log)
     gatebridge.start(app)
+    from jobs import PurgeJob
+
+    purge = app.extensions["purge_job"] = PurgeJob(app).start()
     log.info("Propusk on http://127.0.0.1:%s", port)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        purge.stop()
         gatebridge.stop(app)
 
 

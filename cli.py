@@ -6,7 +6,7 @@ import datetime as dt
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from domain import accounts, gates, passes, territories
 from domain.db import db
@@ -30,6 +30,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(territories_cli)
     app.cli.add_command(passes_cli)
     app.cli.add_command(gates_cli)
+    app.cli.add_command(purge_deleted_command)
 
 
 def _fail(message: object) -> None:
@@ -41,6 +42,7 @@ def _fail(message: object) -> None:
 
 
 @click.command("migrate")
+@with_appcontext
 def migrate_command() -> None:
     """Create the schema or upgrade an existing database to the current one."""
     with db.connection_context():
@@ -49,6 +51,7 @@ def migrate_command() -> None:
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.option("--phone", help="Phone of the admin, e.g. +79990001122.")
 @click.option("--email", help="E-mail of the admin.")
 @click.option("--password", required=True, help="At least 8 characters, letters and digits.")
@@ -79,6 +82,7 @@ def territories_list() -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo_command() -> None:
     """Demo territories, people in every role and an admin; prints ROLE<TAB>LOGIN<TAB>PASSWORD."""
     from domain.demo import seed_demo
@@ -192,3 +196,10 @@ def gates_list(code: str) -> None:
                 click.echo(_gate_line(gate))
     except DomainError as error:
         _fail(error.message)
+@click.command("purge-deleted")
+@with_appcontext
+def purge_deleted_command() -> None:
+    """Remove for good the accounts whose 30 days after a deletion request have passed."""
+    with db.connection_context():
+        count = accounts.purge_deleted()
+    click.echo(f"purged {count} accounts")

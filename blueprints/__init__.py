@@ -10,7 +10,7 @@ def register_blueprints(app: Flask) -> None:
     from blueprints.auth.routes import bp as auth
     from blueprints.core.routes import bp as core
     from blueprints.passes.routes import bp as passes
+    from blueprints.profile.routes import bp as profile
 
-    app.register_blueprint(core)
-    app.register_blueprint(auth)
-    app.register_blueprint(passes)
+    for blueprint in (core, auth, profile, passes):
+        app.register_blueprint(blueprint)

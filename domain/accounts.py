@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import hashlib
 import secrets
+from pathlib import Path
 
 import gevent
 from argon2 import PasswordHasher
@@ -21,6 +22,8 @@ SESSION_LIFETIME = dt.timedelta(days=365)
 # last_seen is a hint for "least recently used", not an audit log: write it at most this often.
 TOUCH_EVERY = dt.timedelta(minutes=1)
 MIN_PASSWORD = 8
+MAX_PASSWORD = 128
+DELETION_GRACE = dt.timedelta(days=30)
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
@@ -113,12 +116,45 @@ def _dummy_hash() -> str:
     return _hasher.hash(secrets.token_hex(8))
 
 
-def check_password_rules(password: str, field: str = "password") -> None:
-    """At least 8 characters with letters and digits (the rule shown on every password form)."""
+@functools.cache
+def _weak_words() -> frozenset[str]:
+    path = Path(__file__).with_name("data") / "weak_passwords.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return frozenset(w.strip() for w in lines if w.strip() and not w.startswith("#"))
+
+
+def is_common_password(password: str, personal: tuple[str, ...] = ()) -> bool:
+    """True for passwords built from a common word, one repeated letter, or the person's own
+    phone or e-mail name ("Password2024", "qwerty123", "aaaa1111", "ivanov1990")."""
+    letters = "".join(c for c in password.lower() if c.isalpha())
+    if len(set(letters)) <= 1 or letters in _weak_words():
+        return True
+    lowered = password.lower()
+    digits = "".join(c for c in password if c.isdigit())
+    for item in personal:
+        item = (item or "").lower()
+        if "@" in item:
+            name = item.split("@", 1)[0]
+            if len(name) >= 4 and name in lowered:
+                return True
+        elif item.startswith("+") and len(item) >= 8 and item[-7:] in digits:
+            return True
+    return False
+
+
+def check_password_rules(
+    password: str, field: str = "password", personal: tuple[str, ...] = ()
+) -> None:
+    """At least 8 characters with letters and digits (the rule shown on every password form),
+    and not one of the common patterns."""
     if len(password) < MIN_PASSWORD:
         raise DomainError(_l("Пароль должен быть не короче 8 символов"), field)
+    if len(password) > MAX_PASSWORD:
+        raise DomainError(_l("Пароль должен быть не длиннее 128 символов"), field)
     if not any(c.isalpha() for c in password) or not any(c.isdigit() for c in password):
         raise DomainError(_l("Пароль должен содержать буквы и цифры"), field)
+    if is_common_password(password, personal):
+        raise DomainError(_l("Этот пароль слишком простой: его легко угадать"), field)
 
 
 def create_account(
@@ -244,3 +280,385 @@ def authenticate(login: str, password: str) -> Account:
     if account.blocked:
         raise DomainError(_l("Аккаунт заблокирован"))
     return account
+
+
+# ---------------------------------------------------------------------------------------
+# Sign-up, recovery, profile changes and deletion. Each is one operation; the codes they
+# rest on live in domain.codes. Nothing here tells a stranger whether a phone or an
+# e-mail is registered: the same screens and the same sends happen either way.
+# ---------------------------------------------------------------------------------------
+
+
+def _telephony_send(channel: str, phone: str, code: str) -> None:
+    import providers
+
+    if channel == "call":
+        providers.telephony().flash_call(phone, code)
+    else:
+        text = str(_l("Код подтверждения Пропуск: %(code)s. Никому его не сообщайте.", code=code))
+        providers.telephony().sms(phone, text, code=code)
+
+
+def _mail(to: str, subject: str, text: str, link: str | None = None) -> None:
+    import providers
+
+    providers.mailer().send(to, str(subject), str(text), link=link)
+
+
+def parse_email(text: str, field: str = "email") -> str:
+    """A typed e-mail address checked for shape (no DNS) and lower-cased."""
+    from email_validator import EmailNotValidError, validate_email
+
+    raw = (text or "").strip()
+    if not raw:
+        raise DomainError(_l("Введите e-mail"), field)
+    try:
+        checked = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError:
+        raise DomainError(_l("Неверный e-mail"), field) from None
+    return checked.normalized.lower()
+
+
+def find_by_phone(phone: str) -> Account | None:
+    """The account with this E.164 phone."""
+    return Account.get_or_none(Account.phone == phone)
+
+
+def find_by_email(email: str) -> Account | None:
+    """The account with this e-mail (compared in lower case)."""
+    return Account.get_or_none(Account.email == email.strip().lower())
+
+
+def start_phone_verification(purpose: str, phone: str, ip: str | None, channel: str = "call"):
+    """Send a code to `phone` for sign-up or recovery; returns the code row.
+
+    Sign-up always sends (a registered phone simply gets its password reset once the code
+    is proven). Recovery of an unknown phone records a code that is never sent, so the
+    screen, the countdown and the caps are the same as for a known one.
+    """
+    from domain import codes
+
+    deliver = purpose == codes.SIGNUP or find_by_phone(phone) is not None
+    code, secret = codes.issue(purpose, phone, channel, ip=ip, deliver=deliver)
+    if deliver:
+        _telephony_send(channel, phone, secret)
+    return code
+
+
+def resend_code(purpose: str, code_id: int | None, channel: str, ip: str | None):
+    """A fresh code to the same phone by call or SMS, once the countdown has run out."""
+    from domain import codes
+
+    old = codes.Code.get_or_none((codes.Code.id == code_id) & (codes.Code.purpose == purpose))
+    if old is None or channel not in ("call", "sms"):
+        raise DomainError(_l("Начните заново."))
+    if old.resend_in() > 0:
+        raise DomainError(_l("Новый код можно запросить через %(s)s с", s=old.resend_in()))
+    if purpose in (codes.SIGNUP, codes.RECOVERY):
+        return start_phone_verification(purpose, old.target, ip, channel)
+    code, secret = codes.issue(
+        purpose, old.target, channel, ip=ip, account=old.account, payload=old.data
+    )
+    _telephony_send(channel, old.target, secret)
+    return code
+
+
+def set_password_by_code(purpose: str, code_id: int | None, password: str) -> Account:
+    """Finish a phone sign-up or recovery: create the account or give it the new password.
+
+    Every device of an existing account is signed out: whoever knew the old password
+    is out.
+    """
+    from domain import codes
+
+    code = codes.verified(code_id, purpose)
+    check_password_rules(password, personal=(code.target,))
+    password_hash = hash_password(password)
+    with db.atomic():
+        codes.consume(code)
+        account = find_by_phone(code.target)
+        if account is None:
+            if purpose != codes.SIGNUP:
+                raise DomainError(_l("Подтверждение устарело. Начните заново."))
+            return Account.create(phone=code.target, password_hash=password_hash)
+        if account.blocked:
+            raise DomainError(_l("Аккаунт заблокирован"))
+        account.password_hash = password_hash
+        account.save(only=[Account.password_hash])
+        Device.delete().where(Device.account == account).execute()
+    return account
+
+
+def split_full_name(full: str) -> tuple[str, str, str]:
+    """«Фамилия Имя Отчество» typed in one field → (surname, name, patronymic)."""
+    parts = (full or "").split()
+    if len(parts) == 1:
+        return "", parts[0], ""
+    if not parts:
+        return "", "", ""
+    return parts[0], parts[1], " ".join(parts[2:])
+
+
+def start_email_signup(
+    *, full_name: str, phone: str, email: str, password: str, ip: str | None, link_for
+) -> None:
+    """Sign-up by e-mail: check the password, then mail a link; the account is made on click.
+
+    A registered address gets a note with a recovery link instead, so the answer on screen
+    is the same either way. `link_for(purpose, token)` builds the absolute URL.
+    """
+    from domain import codes
+
+    email = email.strip().lower()
+    check_password_rules(password, personal=(phone, email))
+    password_hash = hash_password(password)
+    if find_by_email(email) is not None:
+        code, token = codes.issue(codes.EMAIL_RECOVERY, email, "email", ip=ip)
+        link = link_for(codes.EMAIL_RECOVERY, token)
+        _mail(email, _l("Пропуск: вы уже зарегистрированы"),
+              _l("Кто-то (возможно, вы) пытался зарегистрироваться с этим адресом. Аккаунт уже "
+                 "есть. Если вы забыли пароль, задайте новый по ссылке (действует сутки):"), link)
+        return
+    surname, name, patronymic = split_full_name(full_name)
+    payload = {"surname": surname, "name": name, "patronymic": patronymic, "phone": phone,
+               "password_hash": password_hash}
+    code, token = codes.issue(codes.EMAIL_SIGNUP, email, "email", ip=ip, payload=payload)
+    _mail(email, _l("Пропуск: подтвердите e-mail"),
+          _l("Чтобы закончить регистрацию, откройте ссылку (действует сутки):"),
+          link_for(codes.EMAIL_SIGNUP, token))
+
+
+def confirm_email_signup(token: str) -> Account:
+    """The link of an e-mail sign-up was opened: create the account, e-mail confirmed.
+
+    The phone given at sign-up becomes the account's only while no other account holds
+    it; otherwise it can be added in the profile with a code.
+    """
+    from domain import codes
+
+    with db.atomic():
+        code = codes.by_link(token, codes.EMAIL_SIGNUP)
+        codes.consume(code)
+        data = code.data
+        if find_by_email(code.target) is not None:
+            raise DomainError(_l("Этот e-mail уже подтверждён. Войдите."))
+        phone = data.get("phone") or None
+        if phone and find_by_phone(phone) is not None:
+            phone = None
+        return Account.create(
+            email=code.target, phone=phone, surname=data.get("surname", ""),
+            name=data.get("name", ""), patronymic=data.get("patronymic", ""),
+            password_hash=data["password_hash"], email_confirmed=True,
+        )
+
+
+def start_email_recovery(email: str, ip: str | None, link_for) -> None:
+    """Mail a link to set a new password; an unknown address gets nothing, same answer."""
+    from domain import codes
+
+    email = email.strip().lower()
+    account = find_by_email(email)
+    code, token = codes.issue(
+        codes.EMAIL_RECOVERY, email, "email", ip=ip, account=account, deliver=account is not None
+    )
+    if account is not None:
+        _mail(email, _l("Пропуск: восстановление пароля"),
+              _l("Чтобы задать новый пароль, откройте ссылку (действует сутки). Если вы не "
+                 "просили восстановление, ничего не делайте."),
+              link_for(codes.EMAIL_RECOVERY, token))
+
+
+def check_recovery_link(token: str) -> None:
+    """Raise unless the recovery link is live (shown before the password form)."""
+    from domain import codes
+
+    codes.by_link(token, codes.EMAIL_RECOVERY)
+
+
+def set_password_by_link(token: str, password: str) -> Account:
+    """Finish an e-mail recovery: new password, e-mail confirmed, every device signed out."""
+    from domain import codes
+
+    code = codes.by_link(token, codes.EMAIL_RECOVERY)
+    check_password_rules(password, personal=(code.target,))
+    password_hash = hash_password(password)
+    with db.atomic():
+        codes.consume(code)
+        account = find_by_email(code.target)
+        if account is None or account.blocked:
+            raise DomainError(_l("Ссылка недействительна или устарела."))
+        account.password_hash = password_hash
+        account.email_confirmed = True
+        account.save(only=[Account.password_hash, Account.email_confirmed])
+        Device.delete().where(Device.account == account).execute()
+    return account
+
+
+def update_profile(account: Account, *, surname: str, name: str, patronymic: str) -> None:
+    """Change the person's name («Личные данные»)."""
+    account.surname, account.name, account.patronymic = (
+        (surname or "").strip()[:100], (name or "").strip()[:100], (patronymic or "").strip()[:100]
+    )
+    with db.atomic():
+        account.save(only=[Account.surname, Account.name, Account.patronymic])
+
+
+def start_email_change(account: Account, email: str, ip: str | None, link_for) -> bool:
+    """Mail a link to the new address; the e-mail changes when it is opened.
+
+    Returns False when the address is the current one (nothing to do).
+    """
+    from domain import codes
+
+    email = email.strip().lower()
+    if email == (account.email or ""):
+        return False
+    code, token = codes.issue(
+        codes.EMAIL_CHANGE, email, "email", ip=ip, account=account, payload={"email": email}
+    )
+    _mail(email, _l("Пропуск: подтвердите новый e-mail"),
+          _l("Чтобы сделать этот адрес e-mail вашего аккаунта, откройте ссылку (действует сутки):"),
+          link_for(codes.EMAIL_CHANGE, token))
+    return True
+
+
+def confirm_email_change(token: str) -> Account:
+    """The link to a new e-mail was opened: the account takes the address."""
+    from domain import codes
+
+    with db.atomic():
+        code = codes.by_link(token, codes.EMAIL_CHANGE)
+        codes.consume(code)
+        account = Account.get_or_none(Account.id == code.account_id)
+        if account is None:
+            raise DomainError(_l("Ссылка недействительна или устарела."))
+        other = find_by_email(code.target)
+        if other is not None and other.id != account.id:
+            raise DomainError(_l("Этот e-mail уже зарегистрирован"))
+        account.email = code.target
+        account.email_confirmed = True
+        account.save(only=[Account.email, Account.email_confirmed])
+    return account
+
+
+def start_phone_change(account: Account, phone: str, ip: str | None):
+    """Send an SMS code to the new phone; returns the code row."""
+    from domain import codes
+
+    if phone == account.phone:
+        raise DomainError(_l("Это ваш текущий номер"), "phone")
+    code, secret = codes.issue(
+        codes.PHONE_CHANGE, phone, "sms", ip=ip, account=account, payload={"phone": phone}
+    )
+    _telephony_send("sms", phone, secret)
+    return code
+
+
+def confirm_phone_change(account: Account, code_id: int | None, typed: str) -> None:
+    """The code sent to the new phone is right: the account takes the phone."""
+    from domain import codes
+
+    code = codes.verify(code_id, codes.PHONE_CHANGE, typed)
+    with db.atomic():
+        if code.account_id != account.id:
+            raise DomainError(_l("Код устарел. Запросите новый."), "code")
+        codes.consume(code)
+        other = find_by_phone(code.target)
+        if other is not None and other.id != account.id:
+            raise DomainError(_l("Этот телефон уже зарегистрирован"), "code")
+        account.phone = code.target
+        account.save(only=[Account.phone])
+
+
+def change_password(account: Account, current: str, new: str, keep_token: str | None) -> int:
+    """Change the password knowing the current one; signs out every other device."""
+    if not verify_password(account, current or ""):
+        raise DomainError(_l("Неверный текущий пароль"), "current")
+    check_password_rules(new, "password", personal=(account.phone or "", account.email or ""))
+    password_hash = hash_password(new)
+    with db.atomic():
+        account.password_hash = password_hash
+        account.save(only=[Account.password_hash])
+        return sign_out_others(account, keep_token)
+
+
+def start_deletion(account: Account, ip: str | None):
+    """«Удалить аккаунт и все доступы»: send the code (SMS, or e-mail when there is no phone)."""
+    from domain import codes
+
+    if account.deletion_due_at is not None:
+        raise DomainError(_l("Удаление уже запланировано"))
+    if account.phone:
+        code, secret = codes.issue(codes.DELETION, account.phone, "sms", ip=ip, account=account)
+        _telephony_send("sms", account.phone, secret)
+    else:
+        code, secret = codes.issue(codes.DELETION, account.email, "email", ip=ip, account=account)
+        _mail(account.email, _l("Пропуск: код удаления аккаунта"),
+              _l("Код для удаления аккаунта: %(code)s", code=secret))
+    return code
+
+
+def confirm_deletion(account: Account, code_id: int | None, typed: str) -> dt.datetime:
+    """The code is right: the account will be deleted in 30 days; returns the date."""
+    from domain import codes
+
+    code = codes.verify(code_id, codes.DELETION, typed)
+    with db.atomic():
+        if code.account_id != account.id:
+            raise DomainError(_l("Код устарел. Запросите новый."), "code")
+        codes.consume(code)
+        account.deletion_due_at = utcnow() + DELETION_GRACE
+        account.save(only=[Account.deletion_due_at])
+    return account.deletion_due_at
+
+
+def cancel_deletion(account: Account) -> None:
+    """«Отменить удаление»: the account stays."""
+    with db.atomic():
+        account.deletion_due_at = None
+        account.save(only=[Account.deletion_due_at])
+
+
+def set_blocked(account: Account, blocked: bool) -> None:
+    """Block or unblock an account; a blocked one loses every session at once."""
+    with db.atomic():
+        account.blocked = blocked
+        account.save(only=[Account.blocked])
+        if blocked:
+            Device.delete().where(Device.account == account).execute()
+
+
+def purge_account(account: Account) -> None:
+    """Remove an account and everything that is the person's, for good.
+
+    This is THE one place where account data is removed. Rows of other areas go by their
+    foreign keys: every model that belongs to a person references Account with
+    on_delete="CASCADE" (devices, codes, memberships, join requests, cards, passes,
+    access grants), and SQLite runs with foreign_keys=ON. Codes and send logs kept by
+    phone or e-mail (sign-up before an account existed) are deleted by target here.
+    Billing tables must NOT cascade: a payment references its payer with
+    on_delete="SET NULL" and keeps only amount, date and territory; billing code that
+    stores a phone or e-mail on a payment (receipt address) must blank it here, before the
+    account row goes, so accounting keeps anonymised records only.
+    """
+    from domain import codes
+
+    with db.atomic():
+        codes.forget([account.phone or "", account.email or ""])
+        account.delete_instance()
+
+
+def purge_deleted(now: dt.datetime | None = None) -> int:
+    """Purge every account whose 30 days of grace have passed; returns how many."""
+    from domain import codes
+
+    now = now or utcnow()
+    due = Account.select().where(
+        Account.deletion_due_at.is_null(False) & (Account.deletion_due_at <= now)
+    )
+    count = 0
+    for account in list(due):
+        purge_account(account)
+        count += 1
+    codes.sweep(now)
+    return count

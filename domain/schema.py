@@ -75,7 +75,7 @@ MIGRATIONS: list[Migration] = []
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, gates, passes, territories
+    from domain import accounts, codes, gates, passes, territories
 
     return [
         accounts.Account,
@@ -87,6 +87,8 @@ def app_models() -> list[type[BaseModel]]:
         passes.VehiclePass,
         gates.Gate,
         gates.GateEvent,
+        codes.Code,
+        codes.SendLog,
     ]
 
 

@@ -1,0 +1,72 @@
+"""Forms of the profile."""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+from blueprints.auth.forms import PHONE_ATTRS
+
+
+class ProfileForm(FlaskForm):
+    """«Личные данные»: surname, name, patronymic, e-mail."""
+
+    surname = StringField(_l("Фамилия"), validators=[Length(max=100)],
+                          render_kw={"autocomplete": "family-name"})
+    name = StringField(_l("Имя"), validators=[Length(max=100)],
+                       render_kw={"autocomplete": "given-name"})
+    patronymic = StringField(_l("Отчество"), validators=[Length(max=100)],
+                             render_kw={"autocomplete": "additional-name"})
+    email = StringField(_l("E-mail"), validators=[Optional(), Length(max=254)],
+                        render_kw={"autocomplete": "email", "type": "email"})
+
+
+class PhoneChangeForm(FlaskForm):
+    """«Номер телефона»: the new phone gets a code."""
+
+    phone = StringField(
+        _l("Телефон"),
+        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40)],
+        render_kw=PHONE_ATTRS,
+    )
+
+
+class PasswordChangeForm(FlaskForm):
+    """The current password, the new one twice."""
+
+    current = PasswordField(_l("Текущий пароль"),
+                            validators=[DataRequired(_l("Введите пароль")), Length(max=256)],
+                            render_kw={"autocomplete": "current-password"})
+    password = PasswordField(_l("Новый пароль"),
+                             validators=[DataRequired(_l("Введите пароль")), Length(max=256)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Пароль повторно"),
+                            validators=[DataRequired(_l("Повторите пароль")), Length(max=256),
+                                        EqualTo("password", _l("Пароли не совпадают"))],
+                            render_kw={"autocomplete": "new-password"})
+
+
+def _tick(label: str) -> BooleanField:
+    return BooleanField(label, validators=[DataRequired(_l("Отметьте, что вы это понимаете"))])
+
+
+class DeletionConsequencesForm(FlaskForm):
+    """Every consequence of deletion must be ticked."""
+
+    access = _tick(_l("Я потеряю доступ ко всем территориям, воротам и шлагбаумам"))
+    passes = _tick(_l("Мои пропуска, карты и оплаченный доступ будут удалены без возврата"))
+    data = _tick(_l("Мои личные данные, устройства и участие в территориях будут удалены"))
+    payments = _tick(_l("Записи о платежах останутся только обезличенными: сумма, дата и "
+                        "территория, без имени, телефона и e-mail"))
+    grace = _tick(_l("Аккаунт будет удалён через 30 дней; до этого удаление можно отменить"))
+
+
+class SmsCodeForm(FlaskForm):
+    """The 4-digit code from an SMS."""
+
+    code = StringField(
+        _l("Код из SMS"),
+        validators=[Length(max=20)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "maxlength": "4",
+                   "pattern": "[0-9]*"},
+    )

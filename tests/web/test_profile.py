@@ -1,0 +1,267 @@
+"""The profile: data, e-mail and phone changes, devices, password, deletion and the purge."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from peewee import CharField, ForeignKeyField, TextField
+
+from domain import accounts, codes, territories
+from domain.accounts import Account, Device
+from domain.codes import Code
+from domain.db import db, utcnow
+from domain.schema import app_models
+from tests.conftest import PASSWORD, Auth, csrf_token
+from tests.web.test_signup import TWICE, last_to, post
+
+PHONE = "+79990001122"
+
+
+@pytest.fixture
+def me(app, client, auth, make_account):
+    """A signed-in account with a phone and an e-mail."""
+    with app.test_request_context():
+        account = make_account(phone=PHONE, email="roman@example.ru", surname="Федоров",
+                               name="Роман", patronymic="Георгиевич")
+    auth.login(PHONE)
+    return account
+
+
+def reload(account):
+    with db.connection_context():
+        return Account.get_by_id(account.id)
+
+
+def test_profile_shows_the_seed_fields(client, me):
+    html = client.get("/profile").get_data(as_text=True)
+    for text in ("Федоров Роман Георгиевич", "+7 (999) 000-11-22", "roman@example.ru",
+                 "Не заблокирован", "Авторизация", "Зарегистрирован", f"<td>{me.id}</td>",
+                 "UTC+03", "Текущее время", "Редактировать", "Удалить аккаунт", "Устройства"):
+        assert text in html, text
+
+
+def test_profile_needs_sign_in(client):
+    response = client.get("/profile")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_edit_names_with_back_and_apply(client, me):
+    html = client.get("/profile/edit").get_data(as_text=True)
+    assert "НАЗАД" in html and "ПРИМЕНИТЬ" in html and "Фамилия" in html and "Отчество" in html
+    data = {"surname": "Иванов", "name": "Иван", "patronymic": "", "email": "roman@example.ru"}
+    assert post(client, "/profile/edit", data).status_code == 302
+    account = reload(me)
+    assert (account.surname, account.name, account.patronymic) == ("Иванов", "Иван", "")
+
+
+def test_email_change_needs_the_link(app, client, me):
+    data = {"surname": "Федоров", "name": "Роман", "patronymic": "", "email": "New@Example.ru"}
+    post(client, "/profile/edit", data)
+    assert reload(me).email == "roman@example.ru"
+    link = last_to(app, "new@example.ru")["link"].removeprefix("http://localhost")
+    assert client.get(link).status_code == 302
+    assert reload(me).email == "new@example.ru"
+    assert client.get(link).status_code == 410
+
+
+def test_bad_email_in_profile_is_kept_with_an_error(client, me):
+    data = {"surname": "Федоров", "name": "Роман", "patronymic": "", "email": "oops@"}
+    response = post(client, "/profile/edit", data)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Неверный e-mail" in html and 'value="oops@"' in html
+
+
+def test_phone_change_needs_a_code_to_the_new_phone(app, client, me):
+    response = post(client, "/profile/phone", {"phone": "9990002233"}, page="/profile/edit")
+    assert response.headers["Location"] == "/profile/phone/code"
+    sms = last_to(app, "+79990002233", "sms")
+    assert sms is not None and last_to(app, PHONE) is None
+    response = post(client, "/profile/phone/code", {"code": "12"})
+    assert "Необходимо ввести 4 цифры" in response.get_data(as_text=True)
+    assert post(client, "/profile/phone/code", {"code": sms["code"]}).status_code == 302
+    assert reload(me).phone == "+79990002233"
+
+
+def test_phone_change_to_a_taken_phone_fails_after_the_code(app, client, me, make_account):
+    with app.test_request_context():
+        make_account(phone="+79990002233")
+    post(client, "/profile/phone", {"phone": "+79990002233"}, page="/profile/edit")
+    sms = last_to(app, "+79990002233", "sms")
+    response = post(client, "/profile/phone/code", {"code": sms["code"]})
+    assert response.status_code == 422
+    assert reload(me).phone == PHONE
+
+
+def test_devices_list_and_signing_another_one_out(app, client, me):
+    phone = app.test_client()
+    Auth(phone).login(PHONE)
+    html = client.get("/profile/devices",
+                      headers={"User-Agent": "Mozilla/5.0"}).get_data(as_text=True)
+    assert "это устройство" in html
+    with db.connection_context():
+        ids = [d.id for d in Device.select().order_by(Device.id)]
+    assert len(ids) == 2
+    token = csrf_token(client, "/profile/devices")
+    response = client.post(f"/profile/devices/{ids[1]}/sign-out", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert "Выйти" not in phone.get("/").get_data(as_text=True)
+    assert "Выйти" in client.get("/").get_data(as_text=True)
+
+
+def test_device_label_comes_from_the_user_agent(app, me):
+    ua = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Mobile Safari/537.36")
+    other = app.test_client()
+    other.post("/login", headers={"User-Agent": ua},
+               data={"login": PHONE, "password": PASSWORD, "csrf_token": csrf_token(other)})
+    html = other.get("/profile/devices").get_data(as_text=True)
+    assert "Chrome Mobile 120" in html and "Android 14" in html
+
+
+def test_someone_elses_device_is_404(app, client, me, make_account):
+    with app.test_request_context():
+        make_account(phone="+79990003344")
+    stranger = app.test_client()
+    Auth(stranger).login("+79990003344")
+    with db.connection_context():
+        theirs = Device.get(Device.account != me.id).id
+    token = csrf_token(client, "/profile/devices")
+    response = client.post(f"/profile/devices/{theirs}/sign-out", data={"csrf_token": token})
+    assert response.status_code == 404
+    assert "Выйти" in stranger.get("/").get_data(as_text=True)
+
+
+def test_password_change_signs_out_all_other_devices(app, client, me):
+    other = app.test_client()
+    Auth(other).login(PHONE)
+    response = post(client, "/profile/password", {"current": "wrong1pass", **TWICE})
+    assert "Неверный текущий пароль" in response.get_data(as_text=True)
+    response = post(client, "/profile/password", {"current": PASSWORD, **TWICE})
+    assert response.status_code == 302
+    assert "Выйти" not in other.get("/").get_data(as_text=True)
+    assert "Выйти" in client.get("/").get_data(as_text=True)
+    assert accounts.verify_password(reload(me), TWICE["password"])
+
+
+def _schedule_deletion(app, client):
+    html = client.get("/profile/delete").get_data(as_text=True)
+    assert "Удалить аккаунт и все доступы" in html
+    response = post(client, "/profile/delete/consequences", {"access": "y", "passes": "y"})
+    assert response.status_code == 422
+    assert "Отметьте, что вы это понимаете" in response.get_data(as_text=True)
+    assert "обезличенными" in response.get_data(as_text=True)
+    ticks = {k: "y" for k in ("access", "passes", "data", "payments", "grace")}
+    response = post(client, "/profile/delete/consequences", ticks)
+    assert response.headers["Location"] == "/profile/delete/code"
+    sms = last_to(app, PHONE, "sms")
+    assert post(client, "/profile/delete/code", {"code": sms["code"]}).status_code == 302
+
+
+def test_deletion_is_scheduled_in_30_days_with_a_banner_and_can_be_cancelled(app, client, me):
+    _schedule_deletion(app, client)
+    due = reload(me).deletion_due_at
+    assert abs(due - (utcnow() + dt.timedelta(days=30))) < dt.timedelta(minutes=1)
+    home = client.get("/", follow_redirects=True).get_data(as_text=True)
+    date = due.astimezone(dt.timezone(dt.timedelta(hours=3))).strftime("%d.%m.%Y")
+    assert "Аккаунт будет удалён" in home and date in home and "Отменить удаление" in home
+    page = client.get("/profile/delete/cancel").get_data(as_text=True)
+    assert date in page and "Подтвердить" in page
+    assert reload(me).deletion_due_at is not None  # a GET changes nothing
+    assert post(client, "/profile/delete/cancel", {}).status_code == 302
+    assert reload(me).deletion_due_at is None
+    assert "Аккаунт будет удалён" not in client.get("/").get_data(as_text=True)
+
+
+def test_wrong_deletion_code_schedules_nothing(app, client, me):
+    ticks = {k: "y" for k in ("access", "passes", "data", "payments", "grace")}
+    post(client, "/profile/delete/consequences", ticks)
+    sms = last_to(app, PHONE, "sms")
+    wrong = f"{(int(sms['code']) + 1) % 10000:04d}"
+    assert post(client, "/profile/delete/code", {"code": wrong}).status_code == 422
+    assert reload(me).deletion_due_at is None
+
+
+def _rows_mentioning(account_id: int, needles: list[str]) -> list[str]:
+    """Every row of every table that references the account or contains its phone/e-mail."""
+    found = []
+    for model in app_models():
+        for row in model.select():
+            for name, field in model._meta.fields.items():
+                value = getattr(row, field.column_name if isinstance(field, ForeignKeyField)
+                                else name, None)
+                if isinstance(field, ForeignKeyField) and field.rel_model is Account:
+                    if value == account_id:
+                        found.append(f"{model.__name__}.{name}")
+                elif isinstance(field, CharField | TextField) and value:
+                    if any(n in str(value) for n in needles):
+                        found.append(f"{model.__name__}.{name}={value!r}")
+    return found
+
+
+def test_purge_removes_everything_of_the_account_and_nothing_else(app, client, me, make_account):
+    with app.test_request_context():
+        keeper = make_account(phone="+79990009988", email="keeper@example.ru")
+    with app.test_request_context(), db.connection_context():
+        mine = territories.create_territory(Account.get_by_id(me.id), name="ЖК", kind="residential")
+        theirs = territories.create_territory(keeper, name="Сад", kind="kindergarten")
+        territories.JoinRequest.create(account=me.id, territory=theirs, decided_by=keeper)
+        territories.JoinRequest.create(account=keeper, territory=mine, decided_by=me.id)
+        territories.Membership.create(account=me.id, territory=theirs, role="resident")
+    # A sign-up code by phone alone (sent before any account existed) and other codes.
+    client.get("/signup")
+    post(app.test_client(), "/signup", {"phone": PHONE, "consent": "y"})
+    _schedule_deletion(app, client)
+    post(client, "/profile/edit", {"surname": "Ф", "name": "Р", "patronymic": "",
+                                   "email": "roman2@example.ru"})
+    with db.connection_context():
+        assert _rows_mentioning(me.id, [PHONE, "roman@example.ru", "roman2@example.ru"])
+        Account.update(deletion_due_at=utcnow() - dt.timedelta(seconds=1)).where(
+            Account.id == me.id).execute()
+        before = {m.__name__: m.select().count() for m in app_models()}
+    result = app.test_cli_runner().invoke(args=["purge-deleted"])
+    assert result.exit_code == 0 and "purged 1" in result.output
+    with db.connection_context():
+        assert _rows_mentioning(me.id, [PHONE, "roman@example.ru", "roman2@example.ru"]) == []
+        assert Account.get_or_none(Account.id == me.id) is None
+        survivor = Account.get_by_id(keeper.id)
+        assert survivor.phone == "+79990009988"
+        assert territories.Membership.select().where(
+            territories.Membership.account == keeper).count() == 1
+        assert territories.Territory.select().count() == before["Territory"] == 2
+    # The purged person's session is dead too.
+    assert "Выйти" not in client.get("/").get_data(as_text=True)
+
+
+def test_purge_keeps_accounts_whose_grace_has_not_ended(app, me):
+    with app.test_request_context(), db.connection_context():
+        Account.update(deletion_due_at=utcnow() + dt.timedelta(days=1)).where(
+            Account.id == me.id).execute()
+        assert accounts.purge_deleted() == 0
+        assert Account.get_or_none(Account.id == me.id) is not None
+
+
+def test_purge_job_runs_the_same_purge_in_its_own_context(app, me):
+    from jobs import PurgeJob
+
+    with db.connection_context():
+        Account.update(deletion_due_at=utcnow() - dt.timedelta(days=1)).where(
+            Account.id == me.id).execute()
+    job = PurgeJob(app, every=3600).start()
+    try:
+        import gevent
+
+        with gevent.Timeout(10):
+            while True:
+                with db.connection_context():
+                    if Account.get_or_none(Account.id == me.id) is None:
+                        break
+                gevent.sleep(0.05)
+    finally:
+        job.stop()
+
+
+def test_codes_and_send_logs_reference_account_with_cascade():
+    assert Code.account.on_delete == "CASCADE"
+    assert codes.SendLog.key.column_name == "key"

@@ -1,0 +1,323 @@
+"""Sign-up by phone and by e-mail, recovery, and the rules that keep strangers guessing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from app import create_app
+from domain import accounts, codes
+from domain.accounts import Account, Device
+from domain.codes import Code
+from domain.db import db
+from domain.schema import upgrade
+from tests.conftest import PASSWORD, csrf_token
+
+PHONE = "+79990001122"
+NEW_PASSWORD = "Zebra7track"
+TWICE = {"password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+
+
+def outbox(app) -> list[dict]:
+    path = Path(app.instance_path) / "outbox.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_to(app, to, channel=None) -> dict | None:
+    found = [e for e in outbox(app)
+             if e["to"] == to and (channel is None or e["channel"] == channel)]
+    return found[-1] if found else None
+
+
+def post(client, path, data, page=None, **kw):
+    data = {**data, "csrf_token": csrf_token(client, page or path)}
+    return client.post(path, data=data, **kw)
+
+
+def start_signup(client, phone="9990001122", flow="signup"):
+    data = {"phone": phone, "consent": "y"} if flow == "signup" else {"phone": phone}
+    return post(client, f"/{flow}", data)
+
+
+def age_codes(seconds=130):
+    """Pretend the codes were sent `seconds` ago (countdowns over)."""
+    with db.connection_context():
+        for code in Code.select():
+            Code.update(created_at=code.created_at - dt.timedelta(seconds=seconds)).where(
+                Code.id == code.id
+            ).execute()
+
+
+def test_phone_signup_end_to_end(app, client):
+    response = start_signup(client, "8 (999) 000-11-22")
+    assert response.headers["Location"] == "/signup/code"
+    call = last_to(app, PHONE, "call")
+    assert call and len(call["code"]) == 4
+    page = client.get("/signup/code").get_data(as_text=True)
+    assert "4 цифры входящего номера" in page and "Изменить номер" in page
+    assert "Повторить звонок через" in page
+    assert re.search(r'data-countdown="1(19|20)">0(1:59|2:00)<', page)
+    response = post(client, "/signup/code", {"code": call["code"]})
+    assert response.headers["Location"] == "/signup/password"
+    page = client.get("/signup/password").get_data(as_text=True)
+    assert "Новый пароль" in page and "Пароль повторно" in page and "Готово" in page
+    response = post(client, "/signup/password", TWICE)
+    assert response.status_code == 302
+    with db.connection_context():
+        account = Account.get(Account.phone == PHONE)
+        assert accounts.verify_password(account, NEW_PASSWORD)
+        assert Device.select().count() == 1
+    assert "Профиль" in client.get("/").get_data(as_text=True)
+
+
+def test_consent_is_required_and_the_phone_is_kept(client):
+    response = post(client, "/signup", {"phone": "9990001122"})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Нужно ваше согласие" in html and 'value="9990001122"' in html
+    assert 'href="/legal/privacy"' in html and 'href="/legal/terms"' in html
+
+
+def test_bad_phone_is_an_error_at_the_field(client):
+    response = post(client, "/signup", {"phone": "12345", "consent": "y"})
+    assert response.status_code == 422
+    assert "Неверный номер телефона" in response.get_data(as_text=True)
+
+
+def test_wrong_shape_code_says_four_digits(client):
+    start_signup(client)
+    response = post(client, "/signup/code", {"code": "12a"})
+    assert response.status_code == 422
+    assert "Необходимо ввести 4 цифры" in response.get_data(as_text=True)
+
+
+def test_password_step_needs_a_proven_code(client):
+    start_signup(client)
+    response = post(client, "/signup/password", TWICE,
+                    page="/signup/code")
+    assert response.status_code == 422
+    assert "Подтверждение устарело" in response.get_data(as_text=True)
+    with db.connection_context():
+        assert Account.select().count() == 0
+
+
+def test_passwords_must_match_and_be_strong(app, client):
+    start_signup(client)
+    post(client, "/signup/code", {"code": last_to(app, PHONE)["code"]})
+    response = post(client, "/signup/password", {"password": NEW_PASSWORD, "confirm": "Zebra7trac"})
+    assert "Пароли не совпадают" in response.get_data(as_text=True)
+    response = post(client, "/signup/password", {"password": "qwerty123", "confirm": "qwerty123"})
+    assert response.status_code == 422
+    assert "слишком простой" in response.get_data(as_text=True)
+
+
+def test_resend_waits_for_the_countdown_then_offers_sms(app, client):
+    start_signup(client)
+    response = post(client, "/signup/resend", {"channel": "sms"}, page="/signup/code",
+                    follow_redirects=True)
+    assert "Новый код можно запросить" in response.get_data(as_text=True)
+    assert last_to(app, PHONE, "sms") is None
+    age_codes()
+    page = client.get("/signup/code").get_data(as_text=True)
+    assert "Получить код по SMS" in page
+    post(client, "/signup/resend", {"channel": "sms"}, page="/signup/code")
+    sms = last_to(app, PHONE, "sms")
+    assert sms and sms["code"] in sms["text"]
+    assert "SMS" in client.get("/signup/code").get_data(as_text=True)
+    response = post(client, "/signup/code", {"code": sms["code"]})
+    assert response.headers["Location"] == "/signup/password"
+
+
+def test_signup_of_a_registered_phone_looks_the_same_and_resets_after_the_code(
+    app, client, make_account
+):
+    with app.test_request_context():
+        make_account(phone=PHONE)
+    other = app.test_client()
+    from tests.conftest import Auth
+
+    Auth(other).login(PHONE)
+    fresh = start_signup(client)
+    assert fresh.status_code == 302 and fresh.headers["Location"] == "/signup/code"
+    post(client, "/signup/code", {"code": last_to(app, PHONE)["code"]})
+    post(client, "/signup/password", TWICE)
+    with db.connection_context():
+        account = Account.get(Account.phone == PHONE)
+        assert accounts.verify_password(account, NEW_PASSWORD)
+        # The other device, signed in with the old password, is out.
+        assert Device.select().count() == 1
+        assert Account.select().count() == 1
+
+
+def test_recovery_answers_the_same_for_unknown_phones_and_calls_only_known_ones(
+    app, client, make_account
+):
+    with app.test_request_context():
+        make_account(phone=PHONE)
+    known = start_signup(client, PHONE, flow="recover")
+    known_page = client.get("/recover/code").get_data(as_text=True)
+    stranger = app.test_client()
+    unknown = start_signup(stranger, "+79990009999", flow="recover")
+    unknown_page = stranger.get("/recover/code").get_data(as_text=True)
+    assert known.status_code == unknown.status_code == 302
+    assert known.headers["Location"] == unknown.headers["Location"]
+    pattern = (r'value="[^"]+"|"X-CSRFToken": "[^"]+"|\(999\) 000-\d\d-\d\d'
+               r'|data-countdown="\d+">[\d:]+')
+
+    def strip(html):
+        return re.sub(pattern, "", html)
+
+    assert strip(known_page) == strip(unknown_page)
+    assert last_to(app, PHONE, "call") is not None
+    assert last_to(app, "+79990009999") is None
+    # Whatever the stranger types, no account appears.
+    response = post(stranger, "/recover/code", {"code": "0000"})
+    assert response.status_code == 422
+
+
+def test_phone_recovery_sets_a_new_password_and_signs_out_everywhere(app, client, make_account):
+    with app.test_request_context():
+        make_account(phone=PHONE)
+    from tests.conftest import Auth
+
+    thief = app.test_client()
+    Auth(thief).login(PHONE)
+    start_signup(client, PHONE, flow="recover")
+    page = post(client, "/recover/code", {"code": "1"}).get_data(as_text=True)
+    assert "Подтвердить" in page and "Восстановление пароля" in page
+    post(client, "/recover/code", {"code": last_to(app, PHONE)["code"]})
+    response = post(client, "/recover/password", TWICE)
+    assert response.status_code == 302
+    assert "Выйти" not in thief.get("/").get_data(as_text=True)
+    assert "Выйти" in client.get("/").get_data(as_text=True)
+
+
+def test_email_signup_works_only_after_the_link(app, client):
+    data = {"full_name": "Федоров Роман", "phone": "9990001122", "email": "Roman@Example.ru",
+            "password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "consent": "y"}
+    response = post(client, "/signup/email", data)
+    assert response.status_code == 200
+    assert "Проверьте почту" in response.get_data(as_text=True)
+    with db.connection_context():
+        assert Account.select().count() == 0
+    mail = last_to(app, "roman@example.ru", "email")
+    assert mail["link"].startswith("http://localhost/signup/email/")
+    assert client.post("/login", data={"login": "roman@example.ru", "password": NEW_PASSWORD,
+                                       "csrf_token": csrf_token(client)}).status_code == 422
+    response = client.get(mail["link"].removeprefix("http://localhost"))
+    assert response.status_code == 302
+    with db.connection_context():
+        account = Account.get(Account.email == "roman@example.ru")
+        assert (account.surname, account.name, account.phone) == ("Федоров", "Роман", PHONE)
+        assert account.email_confirmed
+    # The link is single use.
+    assert client.get(mail["link"].removeprefix("http://localhost")).status_code == 410
+    other = app.test_client()
+    assert other.post("/login", data={"login": "roman@example.ru", "password": NEW_PASSWORD,
+                                      "csrf_token": csrf_token(other)}).status_code == 302
+
+
+def test_email_signup_of_a_registered_address_looks_the_same(app, client, make_account):
+    with app.test_request_context():
+        make_account(email="taken@example.ru")
+    data = {"full_name": "Кто-то", "phone": "9990002233", "email": "taken@example.ru",
+            "password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "consent": "y"}
+    response = post(client, "/signup/email", data)
+    assert response.status_code == 200 and "Проверьте почту" in response.get_data(as_text=True)
+    mail = last_to(app, "taken@example.ru")
+    assert "/recover/email/" in mail["link"]
+
+
+def test_email_signup_keeps_fields_on_error(client):
+    data = {"full_name": "Иван", "phone": "9990001122", "email": "not-an-email",
+            "password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "consent": "y"}
+    response = post(client, "/signup/email", data)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Неверный e-mail" in html and 'value="not-an-email"' in html and 'value="Иван"' in html
+
+
+def test_email_recovery_link_sets_the_password(app, client, make_account):
+    with app.test_request_context():
+        make_account(email="ivan@example.ru")
+    response = post(client, "/recover/email", {"email": "Ivan@example.ru"})
+    assert "Если адрес" in response.get_data(as_text=True)
+    link = last_to(app, "ivan@example.ru")["link"].removeprefix("http://localhost")
+    page = client.get(link).get_data(as_text=True)
+    assert "Новый пароль" in page
+    data = {**TWICE, "csrf_token": csrf_token(client, link)}
+    assert client.post(link, data=data).status_code == 302
+    with db.connection_context():
+        account = Account.get(Account.email == "ivan@example.ru")
+        assert accounts.verify_password(account, NEW_PASSWORD)
+    assert client.get(link).status_code == 410
+
+
+def test_email_recovery_of_unknown_address_sends_nothing_and_says_the_same(app, client):
+    response = post(client, "/recover/email", {"email": "nobody@example.ru"})
+    assert response.status_code == 200 and "Если адрес" in response.get_data(as_text=True)
+    assert last_to(app, "nobody@example.ru") is None
+
+
+def test_blocked_account_cannot_sign_in_and_loses_sessions(app, client, auth, make_account):
+    with app.test_request_context():
+        account = make_account(phone=PHONE)
+    auth.login(PHONE)
+    assert "Выйти" in client.get("/").get_data(as_text=True)
+    with app.test_request_context(), db.connection_context():
+        accounts.set_blocked(Account.get_by_id(account.id), True)
+        assert Device.select().count() == 0
+    assert "Выйти" not in client.get("/").get_data(as_text=True)
+    response = auth.login(PHONE)
+    assert response.status_code == 422
+    assert "заблокирован" in response.get_data(as_text=True)
+
+
+@pytest.fixture
+def proxied(tmp_path):
+    """The app as deployed behind one reverse proxy (PROXY_HOPS=1)."""
+    app = create_app({
+        "TESTING": True, "SECRET_KEY": "test-secret", "PROXY_HOPS": 1,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'proxied.db'}",
+    })
+    with app.app_context():
+        upgrade()
+    yield app
+    db.close()
+
+
+def test_ip_cap_uses_the_client_address_behind_the_proxy_not_a_spoofed_one(proxied):
+    client = proxied.test_client()
+    for i in range(codes.PER_IP_HOUR):
+        # The client forges a first hop; the proxy appends the real address last.
+        headers = {"X-Forwarded-For": f"6.6.6.{i}, 198.51.100.7"}
+        data = {"phone": f"+7999000{i:04d}", "consent": "y",
+                "csrf_token": csrf_token(client, "/signup")}
+        assert client.post("/signup", data=data, headers=headers).status_code == 302
+    data = {"phone": "+79997776655", "consent": "y", "csrf_token": csrf_token(client, "/signup")}
+    response = client.post("/signup", data=data,
+                           headers={"X-Forwarded-For": "6.6.6.99, 198.51.100.7"})
+    assert response.status_code == 422
+    assert "с вашего устройства" in response.get_data(as_text=True)
+    # Another real client behind the same proxy is not affected.
+    response = client.post("/signup", data=data, headers={"X-Forwarded-For": "198.51.100.8"})
+    assert response.status_code == 302
+
+
+def test_legal_pages_exist(client):
+    for name in ("personal-data", "terms", "privacy"):
+        assert client.get(f"/legal/{name}").status_code == 200
+    assert client.get("/legal/nope").status_code == 404
+
+
+def test_login_page_links_to_signup_and_recovery(client):
+    html = client.get("/login").get_data(as_text=True)
+    assert 'href="/signup"' in html and 'href="/recover"' in html and 'href="/signup/email"' in html
+    assert PASSWORD  # the shared test password stays the one the factory uses
