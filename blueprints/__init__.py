@@ -12,3 +12,10 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(core)
     app.register_blueprint(auth)
+    from blueprints.admin.routes import bp as admin
+    from blueprints.manage.routes import bp as manage
+    from blueprints.territories.routes import bp as territories_bp
+
+    app.register_blueprint(territories_bp)
+    app.register_blueprint(manage)
+    app.register_blueprint(admin)

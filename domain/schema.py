@@ -84,6 +84,7 @@ def app_models() -> list[type[BaseModel]]:
         territories.Unit,
         territories.Membership,
         territories.JoinRequest,
+        territories.NumberAttempt,
     ]
 
 
