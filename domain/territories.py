@@ -698,74 +698,78 @@ def _is_header(row: list[str]) -> bool:
     return any(word in text for word in ("лицев", "счёт", "счет", "account", "объект"))
 
 
-def parse_units_csv(data: bytes) -> list[tuple[int, str, str | None]]:
-    """Rows of «объект;лицевой счёт» as (line, name, number); CsvError lists every bad line."""
+def _line_error(line: int, message) -> tuple[int, str]:
+    return line, str(_l("Строка %(n)s: %(error)s", n=line, error=message))
+
+
+def _parse_units_csv(data: bytes) -> tuple[list[tuple[int, str, str | None]], list]:
     text = _decode(data)
     first = text.split("\n", 1)[0]
     delimiter = ";" if ";" in first else ("\t" if "\t" in first else ",")
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
-    errors: list[str] = []
+    errors: list[tuple[int, str]] = []
     parsed: list[tuple[int, str, str | None]] = []
     names: dict[str, int] = {}
     numbers: dict[str, int] = {}
     for line, row in enumerate(rows, start=1):
         row = [cell.strip() for cell in row]
-        if not any(row):
-            continue
-        if line == 1 and _is_header(row):
+        if not any(row) or (line == 1 and _is_header(row)):
             continue
         if len(row) > 2:
-            errors.append(str(_l("Строка %(n)s: ожидается два столбца — объект и лицевой счёт",
-                                 n=line)))
+            errors.append(_line_error(line, _l("ожидается два столбца — объект и лицевой счёт")))
             continue
         try:
             name = _clean_name(row[0])
             number = _clean_number(row[1] if len(row) > 1 else "")
         except DomainError as error:
-            errors.append(str(_l("Строка %(n)s: %(error)s", n=line, error=error.message)))
+            errors.append(_line_error(line, error.message))
             continue
         if name in names:
-            errors.append(str(_l("Строка %(n)s: объект «%(name)s» уже был в строке %(first)s",
-                                 n=line, name=name, first=names[name])))
+            errors.append(_line_error(line, _l("объект «%(name)s» уже был в строке %(first)s",
+                                               name=name, first=names[name])))
             continue
         if number and number in numbers:
-            errors.append(str(_l("Строка %(n)s: лицевой счёт %(number)s уже был в строке %(first)s",
-                                 n=line, number=number, first=numbers[number])))
+            errors.append(_line_error(line, _l("лицевой счёт %(number)s уже был в строке %(first)s",
+                                               number=number, first=numbers[number])))
             continue
         names[name] = line
         if number:
             numbers[number] = line
         parsed.append((line, name, number))
     if len(parsed) > MAX_CSV_ROWS:
-        errors.append(str(_l("Не больше 5000 строк в одном файле")))
+        errors.append((0, str(_l("Не больше 5000 строк в одном файле"))))
     if not parsed and not errors:
-        errors.append(str(_l("В файле нет ни одной строки с объектом")))
+        errors.append((0, str(_l("В файле нет ни одной строки с объектом"))))
+    return parsed, errors
+
+
+def parse_units_csv(data: bytes) -> list[tuple[int, str, str | None]]:
+    """Rows of «объект;лицевой счёт» as (line, name, number); CsvError lists every bad line."""
+    parsed, errors = _parse_units_csv(data)
     if errors:
-        raise CsvError(errors)
+        raise CsvError([message for _line, message in errors])
     return parsed
 
 
 def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
     """Load units and account numbers: all or nothing; returns (created, updated)."""
-    rows = parse_units_csv(data)
+    rows, errors = _parse_units_csv(data)
     created = updated = 0
     with db.atomic():
         existing = {u.name: u for u in Unit.select().where(Unit.territory == territory)}
         taken = {u.account_number: u.name for u in existing.values() if u.account_number}
         in_file = {name: number for _line, name, number in rows}
-        errors = []
         for line, name, number in rows:
             owner = taken.get(number) if number else None
             # Taken by a unit the file does not give another number: a clash, not a move.
             if owner is not None and owner != name and not in_file.get(owner):
-                errors.append(str(_l(
-                    "Строка %(n)s: лицевой счёт %(number)s уже у объекта «%(name)s»",
-                    n=line, number=number, name=owner,
+                errors.append(_line_error(line, _l(
+                    "лицевой счёт %(number)s уже у объекта «%(name)s»", number=number, name=owner
                 )))
         if errors:
-            raise CsvError(errors)
+            raise CsvError([message for _line, message in sorted(errors)])
         # Clear the numbers being moved first, so swapping two units' numbers obeys the index.
-        moving = [r[1] for r in rows if r[2] and r[1] in existing]
+        moving = [name for _line, name, number in rows if number and name in existing]
         if moving:
             Unit.update(account_number=None).where(
                 (Unit.territory == territory) & Unit.name.in_(moving)

@@ -1,0 +1,101 @@
+"""At most 10 accounts per unit, even when two managers accept at the same moment.
+
+Real concurrency: two threads, each with its own connection to the same SQLite file,
+released together by a barrier, accept two requests into a unit that has one place left.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from domain.accounts import Account
+from domain.db import db
+from domain.errors import DomainError
+from domain.territories import (
+    MAX_PER_UNIT,
+    JoinRequest,
+    Membership,
+    Unit,
+    accept_request,
+    create_territory,
+)
+
+ROUNDS = 15
+
+
+def _person(n: int) -> Account:
+    # No password: these people never sign in, and argon2 would only slow the test down.
+    return Account.create(phone=f"+7999777{n:04d}", surname=f"Житель{n}")
+
+
+@pytest.fixture
+def setup(app):
+    with app.app_context():
+        first = _person(1)
+        second = _person(2)
+        territory = create_territory(first, name="ЖК", kind="residential")
+        Membership.create(account=second, territory=territory, role="manager")
+    return app, territory, first, second
+
+
+def _race(app, territory, managers, requests, unit_id):
+    barrier = threading.Barrier(len(managers))
+    outcomes: list[str] = []
+
+    def accept(manager, request_id):
+        with app.test_request_context():
+            db.connect(reuse_if_open=True)
+            try:
+                barrier.wait()
+                accept_request(manager, territory, request_id, role="resident", unit_id=unit_id)
+                outcomes.append("accepted")
+            except DomainError as error:
+                outcomes.append(str(error.message))
+            finally:
+                db.close()
+
+    pairs = zip(managers, requests, strict=True)
+    threads = [threading.Thread(target=accept, args=pair) for pair in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return outcomes
+
+
+def test_two_managers_accepting_into_the_last_place_let_in_exactly_one(setup):
+    app, territory, first, second = setup
+    counter = 100
+    for round_ in range(ROUNDS):
+        with app.app_context():
+            unit = Unit.create(territory=territory, name=f"Дом {round_}")
+            for _ in range(MAX_PER_UNIT - 1):
+                counter += 1
+                Membership.create(account=_person(counter), territory=territory, unit=unit)
+            requests = []
+            for _ in range(2):
+                counter += 1
+                requests.append(
+                    JoinRequest.create(account=_person(counter), territory=territory,
+                                       unit_label=unit.name).id
+                )
+        outcomes = _race(app, territory, [first, second], requests, unit.id)
+        assert sorted(o == "accepted" for o in outcomes) == [False, True], outcomes
+        with app.app_context():
+            assert Membership.select().where(Membership.unit == unit).count() == MAX_PER_UNIT
+            statuses = sorted(JoinRequest.select(JoinRequest.status)
+                              .where(JoinRequest.id.in_(requests)).tuples())
+            assert statuses == [("accepted",), ("pending",)]
+
+
+def test_two_managers_accepting_the_same_request_admit_once(setup):
+    app, territory, first, second = setup
+    with app.app_context():
+        unit = Unit.create(territory=territory, name="Дом 1")
+        request = JoinRequest.create(account=_person(50), territory=territory, unit_label="1")
+    outcomes = _race(app, territory, [first, second], [request.id, request.id], unit.id)
+    assert outcomes.count("accepted") == 1
+    with app.app_context():
+        assert Membership.select().where(Membership.unit == unit).count() == 1
