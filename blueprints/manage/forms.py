@@ -4,22 +4,24 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from domain.territories import ROLES, TIMEZONES
+from blueprints.territories.forms import timezone_choices
+from domain.territories import ROLES
 
 
-def role_choices() -> list[tuple[str, str]]:
+def role_choices() -> list[SelectChoice]:
     """Roles in the reader's language, residents first."""
     order = ("resident", "operator", "manager")
-    return [(r, str(ROLES[r])) for r in order]
+    return [SelectChoice(r, str(ROLES[r])) for r in order]
 
 
-def unit_choices(units, empty_label) -> list[tuple[int, str]]:
-    """Units as choices «Участок 5 (3 из 10)», after an empty choice."""
-    choices = [(0, str(empty_label))]
+def unit_choices(units, empty_label) -> list[SelectChoice]:
+    """Units as choices «Участок 5 (3 / 10)», after an empty choice."""
+    choices = [SelectChoice(0, str(empty_label))]
     for unit in units:
-        choices.append((unit.id, f"{unit.name} ({unit.members} / 10)"))
+        choices.append(SelectChoice(unit.id, f"{unit.name} ({unit.members} / 10)"))
     return choices
 
 
@@ -68,7 +70,7 @@ class SettingsForm(FlaskForm):
         _l("Название"), validators=[DataRequired(_l("Введите название")), Length(max=200)]
     )
     address = StringField(_l("Адрес"), validators=[Length(max=200)])
-    timezone = SelectField(_l("Часовой пояс"), choices=list(TIMEZONES.items()))
+    timezone = SelectField(_l("Часовой пояс"), choices=timezone_choices())
     passes_enabled = BooleanField(_l("Пропуска для автомобилей"))
     app_access_free = BooleanField(_l("Доступ по приложению бесплатный для всех участников"))
     free_exit = BooleanField(_l("Свободный выезд"))

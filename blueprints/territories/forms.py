@@ -3,14 +3,20 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from domain.territories import DEFAULT_TZ, KINDS, TIMEZONES
 
 
-def kind_choices() -> list[tuple[str, str]]:
+def kind_choices() -> list[SelectChoice]:
     """Kinds of territory in the reader's language."""
-    return [(k, str(label)) for k, label in KINDS.items()]
+    return [SelectChoice(k, str(label)) for k, label in KINDS.items()]
+
+
+def timezone_choices() -> list[SelectChoice]:
+    """Russia's time zones, west to east."""
+    return [SelectChoice(zone, label) for zone, label in TIMEZONES.items()]
 
 
 class CreateForm(FlaskForm):
@@ -24,7 +30,7 @@ class CreateForm(FlaskForm):
     kind = SelectField(_l("Тип территории"), choices=[])
     address = StringField(_l("Адрес"), validators=[Length(max=200)])
     timezone = SelectField(
-        _l("Часовой пояс"), choices=list(TIMEZONES.items()), default=DEFAULT_TZ
+        _l("Часовой пояс"), choices=timezone_choices(), default=DEFAULT_TZ
     )
 
     def __init__(self, *args, **kwargs) -> None:

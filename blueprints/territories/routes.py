@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, flash, g, redirect, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from wtforms.fields.choices import SelectChoice
 
 from blueprints.scope import territory_route
 from blueprints.territories.forms import AddByNumberForm, CreateForm, JoinForm
@@ -124,8 +125,8 @@ def cancel_request(rid: int) -> Response:
 def add_by_number() -> Response:
     """«+ Добавить объект»: pick the territory, enter the account number → joined at once."""
     form = AddByNumberForm()
-    form.territory.choices = [(0, _("Выберите объект"))] + [
-        (t.id, f"{t.name}, {t.address}" if t.address else t.name)
+    form.territory.choices = [SelectChoice(0, _("Выберите объект"))] + [
+        SelectChoice(t.id, f"{t.name}, {t.address}" if t.address else t.name)
         for t in Territory.with_account_numbers()
     ]
     if form.validate_on_submit():
