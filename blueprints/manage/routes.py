@@ -92,6 +92,8 @@ def requests(tid: int) -> Response:
 @manager_only
 def accept(tid: int, rid: int) -> Response:
     """Accept a request with a unit (existing or new) and a role; the person is told."""
+    if not JoinRequest.pending_for(g.territory).where(JoinRequest.id == rid).exists():
+        abort(404)
     form = AcceptForm(prefix=f"r{rid}-a-")
     form.unit.choices = unit_choices(Unit.with_counts(g.territory), "")
     form.role.choices = role_choices()
