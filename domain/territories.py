@@ -423,7 +423,11 @@ def _admit(account: Account, territory: Territory, role: str, unit: Unit | None)
     ).exists():
         raise DomainError(_l("Этот человек уже подключён к территории"))
     _check_room(unit)
-    return Membership.create(account=account, territory=territory, role=role, unit=unit)
+    try:
+        return Membership.create(account=account, territory=territory, role=role, unit=unit)
+    except IntegrityError:
+        # Joined some other way at this very moment; the caller's transaction rolls back.
+        raise DomainError(_l("Этот человек уже подключён к территории")) from None
 
 
 def request_join(account: Account, code_text: str, unit_label: str) -> JoinRequest:
@@ -510,8 +514,10 @@ def accept_request(
     with serialised():
         request = _pending(territory, request_id)
         unit = _unit_for(territory, unit_id, new_unit)
-        member = _admit(request.account, territory, role, unit)
+        # Claim the request first: a second manager's claim waits on this row, then finds
+        # it decided (PostgreSQL re-checks the WHERE after the lock), and admits nobody.
         _decide(request, manager, "accepted")
+        member = _admit(request.account, territory, role, unit)
     return member
 
 
