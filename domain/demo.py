@@ -29,6 +29,8 @@ TERRITORIES = [
     ("business", "Бизнес-центр «Орион»", "Деловая ул., 7", ["Офис 301", "Офис 415"]),
     ("other", "Спортивный комплекс «Волна»", "Набережная, 3", ["Секция плавания"]),
 ]
+# Account numbers («лицевой счёт») for «+ Добавить объект»; the unit is made if missing.
+ACCOUNT_NUMBERS = {"ЖК «Северный парк»": [("Дом 12, кв. 7", "100200300")]}
 
 
 def _account(phone: str, email: str, surname: str, name: str, patronymic: str,
@@ -69,6 +71,10 @@ def seed_demo() -> list[tuple[str, str, str]]:
                 _join(people["resident"], territory, "resident", made[0])
             if kind in ("residential", "business"):
                 _join(people["operator"], territory, "operator", None)
+            for unit_name, number in ACCOUNT_NUMBERS.get(name, []):
+                Unit.get_or_create(
+                    territory=territory, name=unit_name, defaults={"account_number": number}
+                )
             if kind == "residential":
                 JoinRequest.get_or_create(
                     account=people["applicant"], territory=territory,

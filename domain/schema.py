@@ -89,6 +89,7 @@ def app_models() -> list[type[BaseModel]]:
         gates.GateEvent,
         codes.Code,
         codes.SendLog,
+        territories.NumberAttempt,
     ]
 
 

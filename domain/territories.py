@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
+import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask_babel import lazy_gettext as _l
 from peewee import (
+    JOIN,
     BooleanField,
     CharField,
     ForeignKeyField,
     IntegerField,
     IntegrityError,
+    SqliteDatabase,
     TextField,
+    fn,
 )
 
-from domain.accounts import Account
+from domain import accounts
+from domain.accounts import Account, Device
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
 
@@ -31,6 +41,27 @@ ROLES = {
 }
 DEFAULT_TZ = "Europe/Moscow"
 MAX_PER_UNIT = 10
+# Russia's zones, west to east; a territory shows times in its own.
+TIMEZONES = {
+    "Europe/Kaliningrad": "UTC+02 Калининград",
+    "Europe/Moscow": "UTC+03 Москва",
+    "Europe/Samara": "UTC+04 Самара",
+    "Asia/Yekaterinburg": "UTC+05 Екатеринбург",
+    "Asia/Omsk": "UTC+06 Омск",
+    "Asia/Krasnoyarsk": "UTC+07 Красноярск",
+    "Asia/Irkutsk": "UTC+08 Иркутск",
+    "Asia/Yakutsk": "UTC+09 Якутск",
+    "Asia/Vladivostok": "UTC+10 Владивосток",
+    "Asia/Magadan": "UTC+11 Магадан",
+    "Asia/Kamchatka": "UTC+12 Камчатка",
+}
+MAX_NAME = 200
+# Account numbers as printed on bills: digits, letters, dashes and slashes.
+ACCOUNT_NUMBER_RE = re.compile(r"^[0-9A-Za-zА-Яа-яЁё/-]{1,32}$")
+# Guessing account numbers would let a stranger in: a few wrong tries, then a pause.
+NUMBER_TRIES = 5
+NUMBER_WINDOW = dt.timedelta(minutes=15)
+MAX_CSV_ROWS = 5000
 
 
 class Territory(BaseModel):
@@ -58,6 +89,11 @@ class Territory(BaseModel):
         """The kind in the reader's language."""
         return str(KINDS.get(self.kind, self.kind))
 
+    @property
+    def timezone_label(self) -> str:
+        """The zone as people know it: UTC+03 Москва."""
+        return TIMEZONES.get(self.timezone, self.timezone)
+
     @classmethod
     def of(cls, account: Account):
         """Territories the account belongs to, by name."""
@@ -67,6 +103,25 @@ class Territory(BaseModel):
             .where(Membership.account == account)
             .order_by(cls.name, cls.id)
         )
+
+    @classmethod
+    def with_account_numbers(cls):
+        """Territories whose manager uploaded account numbers («+ Добавить объект»)."""
+        has_numbers = Unit.select(Unit.territory).where(Unit.account_number.is_null(False))
+        return cls.select().where(cls.id.in_(has_numbers)).order_by(cls.name, cls.id)
+
+    @classmethod
+    def search(cls, text: str = ""):
+        """Every territory, or those whose name, address or code contains `text`."""
+        query = cls.select().order_by(cls.name, cls.id)
+        text = (text or "").strip()
+        if text:
+            digits = "".join(ch for ch in text if ch.isdigit())
+            cond = cls.name.contains(text) | cls.address.contains(text)
+            if len(digits) >= 3:
+                cond |= cls.code.contains(digits)
+            query = query.where(cond)
+        return query
 
 
 class Unit(BaseModel):
@@ -81,6 +136,17 @@ class Unit(BaseModel):
         indexes = (
             (("territory", "name"), True),
             (("territory", "account_number"), True),
+        )
+
+    @classmethod
+    def with_counts(cls, territory: Territory):
+        """The territory's units by name, each with `members`: how many accounts it has."""
+        return (
+            cls.select(cls, fn.COUNT(Membership.id).alias("members"))
+            .join(Membership, JOIN.LEFT_OUTER, on=(Membership.unit == cls.id))
+            .where(cls.territory == territory)
+            .group_by(cls.id)
+            .order_by(cls.name, cls.id)
         )
 
 
@@ -101,6 +167,30 @@ class Membership(BaseModel):
         """The role in the reader's language."""
         return str(ROLES.get(self.role, self.role))
 
+    @classmethod
+    def of_territory(cls, territory: Territory):
+        """The territory's members with their accounts and units, by surname."""
+        return (
+            cls.select(cls, Account, Unit)
+            .join(Account)
+            .switch(cls)
+            .join(Unit, JOIN.LEFT_OUTER)
+            .where(cls.territory == territory)
+            .order_by(Account.surname, Account.name, cls.id)
+        )
+
+    @classmethod
+    def of_account(cls, account: Account):
+        """The account's memberships with their territories and units, by territory name."""
+        return (
+            cls.select(cls, Territory, Unit)
+            .join(Territory)
+            .switch(cls)
+            .join(Unit, JOIN.LEFT_OUTER)
+            .where(cls.account == account)
+            .order_by(Territory.name, Territory.id)
+        )
+
 
 class JoinRequest(BaseModel):
     """A request to join a territory by its code, waiting for a manager."""
@@ -113,6 +203,52 @@ class JoinRequest(BaseModel):
     created_at = UtcDateTimeField(default=utcnow)
     decided_at = UtcDateTimeField(null=True)
     decided_by = ForeignKeyField(Account, null=True, on_delete="SET NULL")
+
+    STATUSES = {
+        "pending": _l("Ожидает решения управляющего"),
+        "accepted": _l("Принята"),
+        "rejected": _l("Отклонена"),
+    }
+
+    @property
+    def status_label(self) -> str:
+        """The state in the reader's language."""
+        return str(self.STATUSES.get(self.status, self.status))
+
+    @classmethod
+    def pending_for(cls, territory: Territory):
+        """Requests waiting for the territory's managers, oldest first."""
+        return (
+            cls.select(cls, Account)
+            .join(Account, on=(cls.account == Account.id))
+            .where((cls.territory == territory) & (cls.status == "pending"))
+            .order_by(cls.created_at, cls.id)
+        )
+
+    @classmethod
+    def of_account(cls, account: Account):
+        """The account's requests with their territories: pending first, then newest."""
+        return (
+            cls.select(cls, Territory)
+            .join(Territory)
+            .where(cls.account == account)
+            .order_by((cls.status != "pending"), cls.created_at.desc(), cls.id.desc())
+        )
+
+
+class NumberAttempt(BaseModel):
+    """A wrong account number typed at «+ Добавить объект»; a few allowed, then a pause."""
+
+    account = ForeignKeyField(Account, on_delete="CASCADE")
+    at = UtcDateTimeField(default=utcnow, index=True)
+
+
+class CsvError(DomainError):
+    """An account-number file with mistakes; `lines` says what is wrong, line by line."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(_l("Файл не загружен: исправьте ошибки и загрузите его снова"), "file")
+        self.lines = lines
 
 
 def parse_code(text: str) -> str:
@@ -127,21 +263,35 @@ def _random_code() -> str:
     return f"{secrets.randbelow(10**6):06d}"
 
 
+def _clean_name(text: str, field: str = "name") -> str:
+    name = " ".join((text or "").split())
+    if not name:
+        raise DomainError(_l("Введите название"), field)
+    if len(name) > MAX_NAME:
+        raise DomainError(_l("Не длиннее 200 символов"), field)
+    return name
+
+
+def _check_place(kind: str, timezone: str) -> None:
+    if kind not in KINDS:
+        raise DomainError(_l("Выберите тип территории"), "kind")
+    if timezone not in TIMEZONES:
+        raise DomainError(_l("Выберите часовой пояс"), "timezone")
+
+
 def create_territory(
     creator: Account, *, name: str, kind: str, address: str = "", timezone: str = DEFAULT_TZ
 ) -> Territory:
     """Create a territory with a fresh random code; its creator becomes its manager."""
-    if kind not in KINDS:
-        raise DomainError(_l("Выберите тип территории"), "kind")
-    if not name.strip():
-        raise DomainError(_l("Введите название"), "name")
+    _check_place(kind, timezone)
+    name = _clean_name(name)
     for _attempt in range(20):
         try:
             with db.atomic():
                 territory = Territory.create(
-                    name=name.strip(),
+                    name=name,
                     kind=kind,
-                    address=address.strip(),
+                    address=(address or "").strip()[:MAX_NAME],
                     timezone=timezone,
                     code=_random_code(),
                     passes_enabled=kind != "kindergarten",
@@ -151,6 +301,45 @@ def create_territory(
         except IntegrityError:
             continue  # the random code was taken: draw again
     raise DomainError(_l("Не удалось выдать код территории, попробуйте ещё раз"))
+
+
+def regenerate_code(territory: Territory) -> str:
+    """Give the territory a new random code; the old one stops working at once."""
+    for _attempt in range(20):
+        code = _random_code()
+        if code == territory.code:
+            continue
+        try:
+            with db.atomic():
+                Territory.update(code=code).where(Territory.id == territory.id).execute()
+        except IntegrityError:
+            continue
+        territory.code = code
+        return code
+    raise DomainError(_l("Не удалось выдать код территории, попробуйте ещё раз"))
+
+
+def update_settings(
+    territory: Territory,
+    *,
+    name: str,
+    address: str,
+    timezone: str,
+    passes_enabled: bool,
+    app_access_free: bool,
+    free_exit: bool,
+) -> Territory:
+    """Change what the manager's settings page holds."""
+    _check_place(territory.kind, timezone)
+    territory.name = _clean_name(name)
+    territory.address = (address or "").strip()[:MAX_NAME]
+    territory.timezone = timezone
+    territory.passes_enabled = bool(passes_enabled)
+    territory.app_access_free = bool(app_access_free)
+    territory.free_exit = bool(free_exit)
+    with db.atomic():
+        territory.save()
+    return territory
 
 
 def membership(account: Account, territory_id: int) -> Membership:
@@ -164,3 +353,465 @@ def membership(account: Account, territory_id: int) -> Membership:
     if found is None:
         raise NotFound(_l("Территория не найдена"))
     return found
+
+
+# ---------------------------------------------------------------------------------------
+# Admission: every way into a territory ends in _admit, under one serialising transaction.
+
+
+@contextmanager
+def serialised() -> Iterator[None]:
+    """A transaction in which counting a unit's members and adding one cannot interleave.
+
+    SQLite: BEGIN IMMEDIATE takes the database's write lock before the count, so a
+    second writer waits (busy_timeout) and then counts what the first wrote. PostgreSQL:
+    an ordinary transaction, and `_locked_unit` takes the unit's row with FOR UPDATE.
+    """
+    target = getattr(db, "obj", db)
+    if isinstance(target, SqliteDatabase) and db.transaction_depth() == 0:
+        with db.atomic("IMMEDIATE"):
+            yield
+    else:
+        with db.atomic():
+            yield
+
+
+def _locked_unit(territory: Territory, unit_id: int) -> Unit:
+    query = Unit.select().where((Unit.id == unit_id) & (Unit.territory == territory))
+    if getattr(getattr(db, "obj", db), "for_update", False):
+        query = query.for_update()
+    unit = query.first()
+    if unit is None:
+        raise DomainError(_l("Такого объекта нет на этой территории"), "unit")
+    return unit
+
+
+def _unit_for(territory: Territory, unit_id: int | None, new_name: str = "") -> Unit | None:
+    """An existing unit of the territory (locked), a new one by name, or none."""
+    if unit_id:
+        return _locked_unit(territory, unit_id)
+    name = " ".join((new_name or "").split())
+    if not name:
+        return None
+    if len(name) > MAX_NAME:
+        raise DomainError(_l("Не длиннее 200 символов"), "new_unit")
+    found = Unit.get_or_none((Unit.territory == territory) & (Unit.name == name))
+    if found is not None:
+        return _locked_unit(territory, found.id)
+    return Unit.create(territory=territory, name=name)
+
+
+def _check_room(unit: Unit | None, field: str = "unit", leaving: Membership | None = None) -> None:
+    if unit is None:
+        return
+    query = Membership.select().where(Membership.unit == unit)
+    if leaving is not None:
+        query = query.where(Membership.id != leaving.id)
+    if query.count() >= MAX_PER_UNIT:
+        raise DomainError(
+            _l("К объекту «%(name)s» уже подключено 10 человек — больше нельзя", name=unit.name),
+            field,
+        )
+
+
+def _admit(account: Account, territory: Territory, role: str, unit: Unit | None) -> Membership:
+    """Make the account a member; call inside serialised() after locking the unit."""
+    if role not in ROLES:
+        raise DomainError(_l("Выберите роль"), "role")
+    if role == "resident" and unit is None:
+        raise DomainError(_l("Резиденту нужен объект: выберите его или введите новый"), "unit")
+    if Membership.select().where(
+        (Membership.account == account) & (Membership.territory == territory)
+    ).exists():
+        raise DomainError(_l("Этот человек уже подключён к территории"))
+    _check_room(unit)
+    try:
+        return Membership.create(account=account, territory=territory, role=role, unit=unit)
+    except IntegrityError:
+        # Joined some other way at this very moment; the caller's transaction rolls back.
+        raise DomainError(_l("Этот человек уже подключён к территории")) from None
+
+
+def request_join(account: Account, code_text: str, unit_label: str) -> JoinRequest:
+    """«Подключиться к территории»: a request by code that waits for a manager."""
+    code = parse_code(code_text)
+    label = " ".join((unit_label or "").split())
+    if not label:
+        raise DomainError(
+            _l("Укажите идентификатор объекта, например «Участок 632 и 633 (дом 148)»"),
+            "unit_label",
+        )
+    if len(label) > MAX_NAME:
+        raise DomainError(_l("Не длиннее 200 символов"), "unit_label")
+    with db.atomic():
+        territory = Territory.get_or_none(Territory.code == code)
+        if territory is None:
+            raise DomainError(_l("Территория с таким кодом не найдена"), "code")
+        if Membership.select().where(
+            (Membership.account == account) & (Membership.territory == territory)
+        ).exists():
+            raise DomainError(_l("Вы уже подключены к этой территории"), "code")
+        if JoinRequest.select().where(
+            (JoinRequest.account == account)
+            & (JoinRequest.territory == territory)
+            & (JoinRequest.status == "pending")
+        ).exists():
+            raise DomainError(_l("Заявка уже отправлена — дождитесь решения управляющего"), "code")
+        return JoinRequest.create(account=account, territory=territory, unit_label=label)
+
+
+def cancel_request(account: Account, request_id: int) -> None:
+    """The person withdraws their own pending request."""
+    with db.atomic():
+        gone = JoinRequest.delete().where(
+            (JoinRequest.id == request_id)
+            & (JoinRequest.account == account)
+            & (JoinRequest.status == "pending")
+        ).execute()
+    if not gone:
+        raise NotFound(_l("Заявка не найдена"))
+
+
+def _pending(territory: Territory, request_id: int) -> JoinRequest:
+    found = (
+        JoinRequest.select(JoinRequest, Account)
+        .join(Account, on=(JoinRequest.account == Account.id))
+        .where(
+            (JoinRequest.id == request_id)
+            & (JoinRequest.territory == territory)
+            & (JoinRequest.status == "pending")
+        )
+        .first()
+    )
+    if found is None:
+        raise NotFound(_l("Заявка не найдена или уже рассмотрена"))
+    return found
+
+
+def _decide(request: JoinRequest, manager: Account, status: str, reason: str = "") -> None:
+    # Conditional on "pending", so two managers deciding at once decide only once.
+    done = (
+        JoinRequest.update(status=status, reason=reason, decided_at=utcnow(), decided_by=manager)
+        .where((JoinRequest.id == request.id) & (JoinRequest.status == "pending"))
+        .execute()
+    )
+    if not done:
+        raise NotFound(_l("Заявка не найдена или уже рассмотрена"))
+    request.status, request.reason = status, reason
+
+
+def accept_request(
+    manager: Account,
+    territory: Territory,
+    request_id: int,
+    *,
+    role: str,
+    unit_id: int | None = None,
+    new_unit: str = "",
+) -> Membership:
+    """Accept a request: the person joins with a role and an existing or new unit.
+
+    At most 10 accounts per unit, however many managers accept at the same moment.
+    """
+    with serialised():
+        request = _pending(territory, request_id)
+        unit = _unit_for(territory, unit_id, new_unit)
+        # Claim the request first: a second manager's claim waits on this row, then finds
+        # it decided (PostgreSQL re-checks the WHERE after the lock), and admits nobody.
+        _decide(request, manager, "accepted")
+        member = _admit(request.account, territory, role, unit)
+    return member
+
+
+def reject_request(
+    manager: Account, territory: Territory, request_id: int, reason: str = ""
+) -> JoinRequest:
+    """Reject a request, with an optional reason the person is told."""
+    with db.atomic():
+        request = _pending(territory, request_id)
+        _decide(request, manager, "rejected", (reason or "").strip()[:500])
+    return request
+
+
+def join_by_account_number(account: Account, territory_id: int, number: str) -> Membership:
+    """«+ Добавить объект»: a known account number makes the person a resident of its unit."""
+    number = "".join((number or "").split())
+    if not number:
+        raise DomainError(_l("Введите номер лицевого счёта"), "number")
+    since = utcnow() - NUMBER_WINDOW
+    with serialised():
+        territory = Territory.with_account_numbers().where(Territory.id == territory_id).first()
+        if territory is None:
+            raise DomainError(_l("Выберите объект из списка"), "territory")
+        tries = NumberAttempt.select().where(
+            (NumberAttempt.account == account) & (NumberAttempt.at > since)
+        ).count()
+        if tries >= NUMBER_TRIES:
+            raise DomainError(_l("Слишком много неверных попыток. Попробуйте через 15 минут"),
+                              "number")
+        unit = Unit.get_or_none((Unit.territory == territory) & (Unit.account_number == number))
+        if unit is None:
+            NumberAttempt.create(account=account)
+        else:
+            return _admit(account, territory, "resident", _locked_unit(territory, unit.id))
+    # Outside the transaction above so the wrong try is counted, not rolled back.
+    raise DomainError(
+        _l("Лицевой счёт не найден. Проверьте номер или обратитесь к управляющему"), "number"
+    )
+
+
+def attach(account: Account, territory: Territory, role: str, unit_name: str = "") -> Membership:
+    """Platform admin: put a person into a territory directly, with a role and unit."""
+    with serialised():
+        unit = _unit_for(territory, None, unit_name)
+        member = _admit(account, territory, role, unit)
+        # Whatever they asked for is answered by this.
+        JoinRequest.update(status="accepted", decided_at=utcnow()).where(
+            (JoinRequest.account == account)
+            & (JoinRequest.territory == territory)
+            & (JoinRequest.status == "pending")
+        ).execute()
+    return member
+
+
+# ---------------------------------------------------------------------------------------
+# Members and units, as the manager keeps them.
+
+
+def _member(territory: Territory, member_id: int) -> Membership:
+    found = (
+        Membership.select(Membership, Account)
+        .join(Account)
+        .where((Membership.id == member_id) & (Membership.territory == territory))
+        .first()
+    )
+    if found is None:
+        raise NotFound(_l("Участник не найден"))
+    return found
+
+
+def _other_managers(territory: Territory, member: Membership) -> int:
+    return (
+        Membership.select()
+        .where(
+            (Membership.territory == territory)
+            & (Membership.role == "manager")
+            & (Membership.id != member.id)
+        )
+        .count()
+    )
+
+
+def update_member(
+    territory: Territory, member_id: int, *, role: str, unit_id: int | None
+) -> Membership:
+    """Change a member's role and unit; the last manager stays a manager."""
+    if role not in ROLES:
+        raise DomainError(_l("Выберите роль"), "role")
+    with serialised():
+        member = _member(territory, member_id)
+        if member.role == "manager" and role != "manager" and not _other_managers(
+            territory, member
+        ):
+            raise DomainError(
+                _l("Это последний управляющий территории — назначьте сначала другого"), "role"
+            )
+        unit = _unit_for(territory, unit_id) if unit_id else None
+        if role == "resident" and unit is None:
+            raise DomainError(_l("Резиденту нужен объект: выберите его или введите новый"), "unit")
+        if unit is not None and unit.id != member.unit_id:
+            _check_room(unit, leaving=member)
+        member.role, member.unit = role, unit
+        member.save()
+    return member
+
+
+def remove_member(territory: Territory, member_id: int) -> Membership:
+    """Take a person out of the territory; they lose access at once."""
+    with db.atomic():
+        member = _member(territory, member_id)
+        if member.role == "manager" and not _other_managers(territory, member):
+            raise DomainError(_l("Это последний управляющий территории — его нельзя удалить"))
+        member.delete_instance()
+    return member
+
+
+def _clean_number(text: str | None, field: str = "account_number") -> str | None:
+    number = "".join((text or "").split())
+    if not number:
+        return None
+    if not ACCOUNT_NUMBER_RE.match(number):
+        raise DomainError(_l("Лицевой счёт — до 32 цифр и букв"), field)
+    return number
+
+
+def _check_unit_unique(territory: Territory, name: str, number: str | None, unit_id: int = 0):
+    others = Unit.select().where((Unit.territory == territory) & (Unit.id != unit_id))
+    if others.where(Unit.name == name).exists():
+        raise DomainError(_l("Такой объект уже есть"), "name")
+    if number and others.where(Unit.account_number == number).exists():
+        raise DomainError(_l("Этот лицевой счёт уже у другого объекта"), "account_number")
+
+
+def add_unit(territory: Territory, name: str, account_number: str | None = None) -> Unit:
+    """A new unit («+ Добавить объект» of the manager), optionally with its account number."""
+    name = _clean_name(name)
+    number = _clean_number(account_number)
+    with db.atomic():
+        _check_unit_unique(territory, name, number)
+        return Unit.create(territory=territory, name=name, account_number=number)
+
+
+def _unit(territory: Territory, unit_id: int) -> Unit:
+    found = Unit.get_or_none((Unit.id == unit_id) & (Unit.territory == territory))
+    if found is None:
+        raise NotFound(_l("Объект не найден"))
+    return found
+
+
+def rename_unit(
+    territory: Territory, unit_id: int, name: str, account_number: str | None = None
+) -> Unit:
+    """Change a unit's name and account number."""
+    name = _clean_name(name)
+    number = _clean_number(account_number)
+    with db.atomic():
+        unit = _unit(territory, unit_id)
+        _check_unit_unique(territory, name, number, unit.id)
+        unit.name, unit.account_number = name, number
+        unit.save()
+    return unit
+
+
+def delete_unit(territory: Territory, unit_id: int) -> None:
+    """Delete a unit nobody belongs to any more."""
+    with db.atomic():
+        unit = _unit(territory, unit_id)
+        if Membership.select().where(Membership.unit == unit).exists():
+            raise DomainError(_l("К объекту подключены люди — сначала переведите их в другой"))
+        unit.delete_instance()
+
+
+def _decode(data: bytes) -> str:
+    for encoding in ("utf-8-sig", "cp1251"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    raise CsvError([str(_l("Файл не читается: сохраните его как CSV в UTF-8"))])
+
+
+def _is_header(row: list[str]) -> bool:
+    text = " ".join(row).lower()
+    return any(word in text for word in ("лицев", "счёт", "счет", "account", "объект"))
+
+
+def _line_error(line: int, message) -> tuple[int, str]:
+    return line, str(_l("Строка %(n)s: %(error)s", n=line, error=message))
+
+
+def _parse_units_csv(data: bytes) -> tuple[list[tuple[int, str, str | None]], list]:
+    text = _decode(data)
+    first = text.split("\n", 1)[0]
+    delimiter = ";" if ";" in first else ("\t" if "\t" in first else ",")
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    errors: list[tuple[int, str]] = []
+    parsed: list[tuple[int, str, str | None]] = []
+    names: dict[str, int] = {}
+    numbers: dict[str, int] = {}
+    for line, row in enumerate(rows, start=1):
+        row = [cell.strip() for cell in row]
+        if not any(row) or (line == 1 and _is_header(row)):
+            continue
+        if len(row) > 2:
+            errors.append(_line_error(line, _l("ожидается два столбца — объект и лицевой счёт")))
+            continue
+        try:
+            name = _clean_name(row[0])
+            number = _clean_number(row[1] if len(row) > 1 else "")
+        except DomainError as error:
+            errors.append(_line_error(line, error.message))
+            continue
+        if name in names:
+            errors.append(_line_error(line, _l("объект «%(name)s» уже был в строке %(first)s",
+                                               name=name, first=names[name])))
+            continue
+        if number and number in numbers:
+            errors.append(_line_error(line, _l("лицевой счёт %(number)s уже был в строке %(first)s",
+                                               number=number, first=numbers[number])))
+            continue
+        names[name] = line
+        if number:
+            numbers[number] = line
+        parsed.append((line, name, number))
+    if len(parsed) > MAX_CSV_ROWS:
+        errors.append((0, str(_l("Не больше 5000 строк в одном файле"))))
+    if not parsed and not errors:
+        errors.append((0, str(_l("В файле нет ни одной строки с объектом"))))
+    return parsed, errors
+
+
+def parse_units_csv(data: bytes) -> list[tuple[int, str, str | None]]:
+    """Rows of «объект;лицевой счёт» as (line, name, number); CsvError lists every bad line."""
+    parsed, errors = _parse_units_csv(data)
+    if errors:
+        raise CsvError([message for _line, message in errors])
+    return parsed
+
+
+def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
+    """Load units and account numbers: all or nothing; returns (created, updated)."""
+    rows, errors = _parse_units_csv(data)
+    created = updated = 0
+    with db.atomic():
+        existing = {u.name: u for u in Unit.select().where(Unit.territory == territory)}
+        taken = {u.account_number: u.name for u in existing.values() if u.account_number}
+        in_file = {name: number for _line, name, number in rows}
+        for line, name, number in rows:
+            owner = taken.get(number) if number else None
+            # Taken by a unit the file does not give another number: a clash, not a move.
+            if owner is not None and owner != name and not in_file.get(owner):
+                errors.append(_line_error(line, _l(
+                    "лицевой счёт %(number)s уже у объекта «%(name)s»", number=number, name=owner
+                )))
+        if errors:
+            raise CsvError([message for _line, message in sorted(errors)])
+        # Clear the numbers being moved first, so swapping two units' numbers obeys the index.
+        moving = [name for _line, name, number in rows if number and name in existing]
+        if moving:
+            Unit.update(account_number=None).where(
+                (Unit.territory == territory) & Unit.name.in_(moving)
+            ).execute()
+        for _line, name, number in rows:
+            unit = existing.get(name)
+            if unit is None:
+                Unit.create(territory=territory, name=name, account_number=number)
+                created += 1
+            elif number:
+                Unit.update(account_number=number).where(Unit.id == unit.id).execute()
+                updated += 1
+    return created, updated
+
+
+# ---------------------------------------------------------------------------------------
+# The territory chosen on a device («Выбрать территорию»).
+
+
+def remember_choice(token: str | None, territory_id: int) -> None:
+    """Remember on this device the territory the person is in."""
+    device = accounts.device_for_token(token)
+    if device is not None and device.territory_id != territory_id:
+        Device.update(territory_id=territory_id).where(Device.id == device.id).execute()
+
+
+def current_choice(account: Account, token: str | None) -> Membership | None:
+    """The membership the device last chose, or the only one; None when there is no choice."""
+    device = accounts.device_for_token(token)
+    chosen = device.territory_id if device is not None else None
+    if chosen:
+        try:
+            return membership(account, chosen)
+        except NotFound:
+            pass  # left or removed since: fall back below
+    mine = list(Membership.of_account(account).limit(2))
+    return mine[0] if len(mine) == 1 else None

@@ -1,0 +1,1 @@
+"""Manage: see routes.py."""

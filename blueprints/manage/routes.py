@@ -1,0 +1,298 @@
+"""The manager's console: join requests, members, units, account numbers, settings."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, flash, g, redirect, url_for
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+
+import providers
+from blueprints.manage.forms import (
+    AcceptForm,
+    ImportForm,
+    MemberForm,
+    RejectForm,
+    SettingsForm,
+    UnitForm,
+    role_choices,
+    unit_choices,
+)
+from blueprints.scope import territory_route
+from blueprints.ui import EmptyForm, form_error, page
+from domain import territories
+from domain.accounts import Account
+from domain.errors import DomainError, NotFound
+from domain.territories import CsvError, JoinRequest, Membership, Unit
+
+bp = Blueprint("manage", __name__, url_prefix="/t/<int:tid>/manage")
+manager_only = territory_route(roles=["manager"])
+
+
+def tell(account: Account, subject: str, text: str, link: str | None = None) -> None:
+    """Tell a person something: by SMS when they have a phone, else by e-mail."""
+    if account.phone:
+        providers.telephony().sms(account.phone, text)
+    elif account.email:
+        providers.mailer().send(account.email, subject, text, link=link)
+
+
+def _tell_decision(request: JoinRequest, member: Membership | None = None) -> None:
+    person = request.account
+    with force_locale(person.locale or "ru"):
+        name = g.territory.name
+        if member is not None:
+            subject = _("Заявка принята")
+            text = _("Ваша заявка на подключение к территории «%(name)s» принята. Роль: %(role)s.",
+                     name=name, role=member.role_label)
+            if member.unit is not None:
+                text += " " + _("Объект: %(unit)s.", unit=member.unit.name)
+            link = url_for("territories.home", tid=g.territory.id, _external=True)
+        else:
+            subject = _("Заявка отклонена")
+            text = _("Ваша заявка на подключение к территории «%(name)s» отклонена.", name=name)
+            if request.reason:
+                text += " " + _("Причина: %(reason)s", reason=request.reason)
+            link = url_for("territories.join", _external=True)
+        tell(person, subject, text, link)
+
+
+def _request_forms(posted: tuple[int, object] | None = None) -> list[tuple]:
+    """Each pending request with its accept and reject forms (the posted one kept as typed)."""
+    units = list(Unit.with_counts(g.territory))
+    rows = []
+    for request in JoinRequest.pending_for(g.territory):
+        prefix = f"r{request.id}-"
+        accept = AcceptForm(prefix=prefix + "a-", formdata=None, new_unit=request.unit_label)
+        reject = RejectForm(prefix=prefix + "x-", formdata=None)
+        if posted and posted[0] == request.id:
+            form = posted[1]
+            if isinstance(form, AcceptForm):
+                accept = form
+            else:
+                reject = form
+        accept.unit.choices = unit_choices(units, _("— новый объект —"))
+        accept.role.choices = role_choices()
+        rows.append((request, accept, reject))
+    return rows
+
+
+def _requests_page(posted: tuple[int, object] | None = None, status: int = 200) -> Response:
+    return page("manage/requests.html", rows=_request_forms(posted), status=status)
+
+
+@bp.get("/")
+@manager_only
+def requests(tid: int) -> Response:
+    """Join requests waiting for a decision."""
+    return _requests_page()
+
+
+@bp.post("/requests/<int:rid>/accept")
+@manager_only
+def accept(tid: int, rid: int) -> Response:
+    """Accept a request with a unit (existing or new) and a role; the person is told."""
+    if not JoinRequest.pending_for(g.territory).where(JoinRequest.id == rid).exists():
+        abort(404)
+    form = AcceptForm(prefix=f"r{rid}-a-")
+    form.unit.choices = unit_choices(Unit.with_counts(g.territory), "")
+    form.role.choices = role_choices()
+    if form.validate_on_submit():
+        try:
+            member = territories.accept_request(
+                current_user, g.territory, rid, role=form.role.data,
+                unit_id=form.unit.data or None, new_unit=form.new_unit.data,
+            )
+        except NotFound:
+            abort(404)
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            request = JoinRequest.get_by_id(rid)
+            _tell_decision(request, member)
+            flash(_("%(name)s подключён(а) к территории",
+                    name=request.account.full_name or request.account.login), "success")
+            return redirect(url_for("manage.requests", tid=tid))
+    return _requests_page((rid, form), status=422)
+
+
+@bp.post("/requests/<int:rid>/reject")
+@manager_only
+def reject(tid: int, rid: int) -> Response:
+    """Reject a request, optionally with a reason; the person is told."""
+    form = RejectForm(prefix=f"r{rid}-x-")
+    if not form.validate_on_submit():
+        return _requests_page((rid, form), status=422)
+    try:
+        request = territories.reject_request(current_user, g.territory, rid, form.reason.data)
+    except NotFound:
+        abort(404)
+    _tell_decision(request)
+    flash(_("Заявка отклонена"), "info")
+    return redirect(url_for("manage.requests", tid=tid))
+
+
+@bp.get("/members")
+@manager_only
+def members(tid: int) -> Response:
+    """Everyone in the territory with their role and unit."""
+    return page("manage/members.html", members=list(Membership.of_territory(g.territory)))
+
+
+def _member_or_404(mid: int) -> Membership:
+    found = Membership.of_territory(g.territory).where(Membership.id == mid).first()
+    if found is None:
+        abort(404)
+    return found
+
+
+@bp.route("/members/<int:mid>", methods=["GET", "POST"])
+@manager_only
+def member(tid: int, mid: int) -> Response:
+    """Change a member's role and unit, or remove them."""
+    found = _member_or_404(mid)
+    form = MemberForm(obj=None, data={"role": found.role, "unit": found.unit_id or 0})
+    form.role.choices = role_choices()
+    form.unit.choices = unit_choices(Unit.with_counts(g.territory), _("— без объекта —"))
+    if form.validate_on_submit():
+        try:
+            territories.update_member(g.territory, mid, role=form.role.data,
+                                      unit_id=form.unit.data or None)
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            flash(_("Сохранено"), "success")
+            return redirect(url_for("manage.members", tid=tid))
+    return page("manage/member.html", member=found, form=form,
+                status=422 if form.errors else 200)
+
+
+@bp.post("/members/<int:mid>/remove")
+@manager_only
+def remove(tid: int, mid: int) -> Response:
+    """Take a person out of the territory; their access ends at once."""
+    found = _member_or_404(mid)
+    form = EmptyForm()
+    if form.validate_on_submit():
+        try:
+            territories.remove_member(g.territory, mid)
+        except DomainError as error:
+            flash(error.message, "error")
+            return redirect(url_for("manage.member", tid=tid, mid=mid))
+        flash(_("%(name)s больше не участник территории",
+                name=found.account.full_name or found.account.login), "info")
+    return redirect(url_for("manage.members", tid=tid))
+
+
+def _units_page(form: UnitForm, status: int = 200) -> Response:
+    units = list(Unit.with_counts(g.territory))
+    return page("manage/units.html", units=units, form=form, status=status)
+
+
+@bp.route("/units", methods=["GET", "POST"])
+@manager_only
+def units(tid: int) -> Response:
+    """Units with how many people each has; add one."""
+    form = UnitForm()
+    if form.validate_on_submit():
+        try:
+            unit = territories.add_unit(g.territory, form.name.data, form.account_number.data)
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            flash(_("Объект «%(name)s» добавлен", name=unit.name), "success")
+            return redirect(url_for("manage.units", tid=tid))
+    return _units_page(form, status=422 if form.errors else 200)
+
+
+@bp.route("/units/<int:uid>", methods=["GET", "POST"])
+@manager_only
+def unit(tid: int, uid: int) -> Response:
+    """Rename a unit or change its account number."""
+    found = Unit.with_counts(g.territory).where(Unit.id == uid).first()
+    if found is None:
+        abort(404)
+    form = UnitForm(data={"name": found.name, "account_number": found.account_number or ""})
+    if form.validate_on_submit():
+        try:
+            territories.rename_unit(g.territory, uid, form.name.data, form.account_number.data)
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            flash(_("Сохранено"), "success")
+            return redirect(url_for("manage.units", tid=tid))
+    people = Membership.of_territory(g.territory).where(Membership.unit == found.id)
+    return page("manage/unit.html", unit=found, form=form, people=list(people),
+                status=422 if form.errors else 200)
+
+
+@bp.post("/units/<int:uid>/delete")
+@manager_only
+def delete_unit(tid: int, uid: int) -> Response:
+    """Delete a unit nobody belongs to."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        territories.delete_unit(g.territory, uid)
+    except NotFound:
+        abort(404)
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("manage.unit", tid=tid, uid=uid))
+    flash(_("Объект удалён"), "info")
+    return redirect(url_for("manage.units", tid=tid))
+
+
+@bp.route("/units/import", methods=["GET", "POST"])
+@manager_only
+def import_units(tid: int) -> Response:
+    """Upload units and account numbers as CSV: all of it, or nothing and every bad line."""
+    form = ImportForm()
+    lines: list[str] = []
+    if form.validate_on_submit():
+        try:
+            created, updated = territories.import_units_csv(g.territory, form.file.data.read())
+        except CsvError as error:
+            form_error(form, error)
+            lines = error.lines
+        else:
+            flash(_("Загружено: новых объектов %(created)s, обновлено %(updated)s",
+                    created=created, updated=updated), "success")
+            return redirect(url_for("manage.units", tid=tid))
+    return page("manage/import.html", form=form, lines=lines,
+                status=422 if form.errors else 200)
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@manager_only
+def settings(tid: int) -> Response:
+    """Name, address, time zone, and the switches: passes, free app access, free exit."""
+    form = SettingsForm(obj=g.territory)
+    if form.validate_on_submit():
+        try:
+            territories.update_settings(
+                g.territory, name=form.name.data, address=form.address.data,
+                timezone=form.timezone.data, passes_enabled=form.passes_enabled.data,
+                app_access_free=form.app_access_free.data, free_exit=form.free_exit.data,
+            )
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            flash(_("Настройки сохранены"), "success")
+            return redirect(url_for("manage.settings", tid=tid))
+    return page("manage/settings.html", form=form, status=422 if form.errors else 200)
+
+
+@bp.post("/settings/code")
+@manager_only
+def regenerate_code(tid: int) -> Response:
+    """A new territory code; the old one stops working at once."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        territories.regenerate_code(g.territory)
+    except DomainError as error:
+        flash(error.message, "error")
+    else:
+        flash(_("Новый код территории: %(code)s", code=g.territory.display_code), "success")
+    return redirect(url_for("manage.settings", tid=tid))

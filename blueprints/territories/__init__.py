@@ -1,0 +1,1 @@
+"""Territories: see routes.py."""

@@ -1,0 +1,87 @@
+"""Real Chromium: a manager creates a territory, someone joins by its code, is accepted
+with a unit, and then sees the territory; the manager's console on a phone screen."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from domain.demo import PASSWORD
+from tests.e2e.conftest import csp_violations
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+APPLICANT = "+79990000005"  # seed-demo's applicant, who belongs nowhere but has a request
+
+
+def sign_in(page, base, login, password):
+    page.goto(base + "/login")
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Выйти")
+
+
+def sign_out(page):
+    page.click("nav >> text=Выйти")
+    page.wait_for_selector("#login")
+
+
+def test_create_join_accept_and_enter(browser, demo):
+    base = demo["base"]
+    page = browser.new_page()
+    manager_login, manager_password = demo["logins"]["manager"]
+
+    # The manager creates a territory and reads its code.
+    sign_in(page, base, manager_login, manager_password)
+    page.click("text=Создать территорию")
+    page.fill("#name", "Коттеджный посёлок «Берёзки»")
+    page.select_option("#kind", "residential")
+    page.fill("#address", "д. Берёзки")
+    page.click("button:has-text('Создать территорию')")
+    page.wait_for_selector("h1:has-text('Берёзки')")
+    code = page.inner_text(".code")
+    assert re.fullmatch(r"\d{3}-\d{3}", code)
+    sign_out(page)
+
+    # Another account asks to join with the code, typed without the dash.
+    sign_in(page, base, APPLICANT, PASSWORD)
+    page.click("#start-actions >> text=Подключиться к территории")
+    page.fill("#code", code.replace("-", ""))
+    page.fill("#unit_label", "Участок 632 и 633 (дом 148)")
+    page.click("button:has-text('Подключиться')")
+    page.wait_for_selector("text=Заявка отправлена")
+    request_box = page.locator(".request", has_text="Берёзки")
+    assert "Ожидает решения управляющего" in request_box.inner_text()
+    sign_out(page)
+
+    # The manager accepts with a new unit and the resident role.
+    sign_in(page, base, manager_login, manager_password)
+    page.click("#switcher summary")
+    page.click("#switcher >> text=Берёзки")
+    page.wait_for_selector("h1:has-text('Берёзки')")
+    page.click("nav >> text=Управление")
+    card = page.locator("section.card", has_text="Новикова")
+    assert card.locator("input[name$='-a-new_unit']").input_value() == "Участок 632 и 633 (дом 148)"
+    card.locator("select[name$='-a-role']").select_option("resident")
+    card.locator("button:has-text('Подтвердить')").click()
+    page.wait_for_selector("text=подключён(а) к территории")
+    page.click(".tabs >> text=Объекты")
+    row = page.locator("#units tr", has_text="Участок 632 и 633 (дом 148)")
+    assert "1 / 10" in row.inner_text()
+    assert csp_violations(page) == []
+    sign_out(page)
+
+    # The new member sees the territory, and the outbox told them.
+    sign_in(page, base, APPLICANT, PASSWORD)
+    # Their only territory comes first on the home page.
+    assert "Берёзки" in page.inner_text("#current-territory")
+    page.click("#current-territory >> text=Войти в территорию")
+    page.wait_for_selector("h1:has-text('Берёзки')")
+    body = page.inner_text("#territory")
+    assert "Резидент" in body and "Участок 632 и 633 (дом 148)" in body
+    assert page.locator("nav >> text=Управление").count() == 0
+    page.goto(base + "/dev/outbox")
+    assert "принята" in page.inner_text("#outbox")
+    assert csp_violations(page) == []

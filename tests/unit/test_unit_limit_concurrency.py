@@ -1,0 +1,170 @@
+"""At most 10 accounts per unit, even when two managers accept at the same moment.
+
+Real concurrency: two threads, each with its own connection to the same database (a
+SQLite file, and PostgreSQL when its server binaries are installed), released together
+by a barrier, accept two requests into a unit that has one place left.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from domain.accounts import Account
+from domain.db import db
+from domain.errors import DomainError
+from domain.territories import (
+    MAX_PER_UNIT,
+    JoinRequest,
+    Membership,
+    Unit,
+    accept_request,
+    create_territory,
+)
+
+ROUNDS = 15
+# domain/db.py still passes peewee 4 the retired autorollback option for PostgreSQL.
+pytestmark = pytest.mark.filterwarnings("ignore:Peewee no longer uses the \"autorollback\"")
+
+
+def _person(n: int) -> Account:
+    # No password: these people never sign in, and argon2 would only slow the test down.
+    return Account.create(phone=f"+7999777{n:04d}", surname=f"Житель{n}")
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    # initdb refuses to run as root; the distribution's postgres user may.
+    if os.geteuid() == 0:
+        return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
+    return command
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on a Unix socket; skipped where it is not installed."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    # Not under pytest's tmp folder: that one is private to us, and the server runs as postgres.
+    root = Path(tempfile.mkdtemp(prefix="propusk-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data = root / "data"
+    run = {"check": True, "capture_output": True, "timeout": 60}
+    try:
+        subprocess.run(_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
+                       **run)
+        options = f"'-k {root} -c listen_addresses= -p 5432'"
+        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-w",
+                                     "-l", str(root / "log"), "start"]), **run)
+    except (subprocess.CalledProcessError, KeyError, LookupError) as error:
+        pytest.skip(f"cannot start PostgreSQL here: {error}")
+    yield f"postgresql://postgres@/{{name}}?host={root}&port=5432"
+    subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
+                   capture_output=True, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_app(request, app, tmp_path):
+    """The test app on a SQLite file, or on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield app
+        return
+    from app import create_app
+    from domain.db import open_database
+    from domain.schema import upgrade
+
+    url = request.getfixturevalue("postgres")
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = open_database(url.format(name="postgres"))
+    admin.execute_sql(f"CREATE DATABASE {name}")
+    admin.close()
+    pg_app = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": url.format(name=name),
+                         "INSTANCE_PATH": str(tmp_path / "pg-instance")})
+    with pg_app.app_context():
+        upgrade()
+    yield pg_app
+    db.close()
+    from domain.db import init_db
+
+    init_db(app.config["DATABASE_URL"])  # hand the shared proxy back to the SQLite app
+
+
+@pytest.fixture
+def setup(database_app):
+    app = database_app
+    with app.app_context():
+        first = _person(1)
+        second = _person(2)
+        territory = create_territory(first, name="ЖК", kind="residential")
+        Membership.create(account=second, territory=territory, role="manager")
+    return app, territory, first, second
+
+
+def _race(app, territory, managers, requests, unit_id):
+    barrier = threading.Barrier(len(managers))
+    outcomes: list[str] = []
+
+    def accept(manager, request_id):
+        with app.test_request_context():
+            db.connect(reuse_if_open=True)
+            try:
+                barrier.wait()
+                accept_request(manager, territory, request_id, role="resident", unit_id=unit_id)
+                outcomes.append("accepted")
+            except DomainError as error:
+                outcomes.append(str(error.message))
+            finally:
+                db.close()
+
+    pairs = zip(managers, requests, strict=True)
+    threads = [threading.Thread(target=accept, args=pair) for pair in pairs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return outcomes
+
+
+def test_two_managers_accepting_into_the_last_place_let_in_exactly_one(setup):
+    app, territory, first, second = setup
+    counter = 100
+    for round_ in range(ROUNDS):
+        with app.app_context():
+            unit = Unit.create(territory=territory, name=f"Дом {round_}")
+            for _ in range(MAX_PER_UNIT - 1):
+                counter += 1
+                Membership.create(account=_person(counter), territory=territory, unit=unit)
+            requests = []
+            for _ in range(2):
+                counter += 1
+                requests.append(
+                    JoinRequest.create(account=_person(counter), territory=territory,
+                                       unit_label=unit.name).id
+                )
+        outcomes = _race(app, territory, [first, second], requests, unit.id)
+        assert sorted(o == "accepted" for o in outcomes) == [False, True], outcomes
+        with app.app_context():
+            assert Membership.select().where(Membership.unit == unit).count() == MAX_PER_UNIT
+            statuses = sorted(JoinRequest.select(JoinRequest.status)
+                              .where(JoinRequest.id.in_(requests)).tuples())
+            assert statuses == [("accepted",), ("pending",)]
+
+
+def test_two_managers_accepting_the_same_request_admit_once(setup):
+    app, territory, first, second = setup
+    with app.app_context():
+        unit = Unit.create(territory=territory, name="Дом 1")
+        request = JoinRequest.create(account=_person(50), territory=territory, unit_label="1")
+    outcomes = _race(app, territory, [first, second], [request.id, request.id], unit.id)
+    assert outcomes.count("accepted") == 1
+    with app.app_context():
+        assert Membership.select().where(Membership.unit == unit).count() == 1

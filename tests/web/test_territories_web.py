@@ -1,0 +1,404 @@
+"""Territories through the real pages: create, join, decide, choose, account numbers, home."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from jinja2 import ChoiceLoader, DictLoader
+
+import providers
+from domain.accounts import Device
+from domain.territories import (
+    JoinRequest,
+    Membership,
+    Territory,
+    Unit,
+    add_unit,
+    create_territory,
+    request_join,
+)
+from tests.conftest import csrf_token
+from tests.web.territory_kit import person, post, signed_in
+
+
+@pytest.fixture
+def world(app):
+    """A residential territory with its manager, and a would-be resident."""
+    with app.test_request_context():
+        manager = person("Управляева")
+        territory = create_territory(manager, name="ЖК «Парк»", kind="residential")
+        applicant = person("Новикова")
+    return {"app": app, "t": territory, "manager": manager, "applicant": applicant}
+
+
+def outbox_to(app, to):
+    with app.app_context():
+        return providers.outbox().latest(to=to)
+
+
+def test_create_territory_makes_the_creator_its_manager(app, client, auth, make_account):
+    make_account(phone="+79990001122")
+    auth.login("+79990001122")
+    page = client.get("/territories/new").get_data(as_text=True)
+    assert "Создать территорию" in page and "Детский сад" in page
+    token = csrf_token(client, "/territories/new")
+    response = client.post("/territories/new", data={
+        "name": "Детский сад «Солнышко»", "kind": "kindergarten", "address": "ул. Садовая, 12",
+        "timezone": "Asia/Yekaterinburg", "csrf_token": token,
+    })
+    territory = Territory.get(Territory.name == "Детский сад «Солнышко»")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/t/{territory.id}/")
+    assert territory.timezone == "Asia/Yekaterinburg" and not territory.passes_enabled
+    home = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert territory.display_code in home and "Управляющий" in home
+
+
+def test_create_with_no_name_keeps_what_was_typed(app, client, auth, make_account):
+    make_account(phone="+79990001122")
+    auth.login("+79990001122")
+    token = csrf_token(client, "/territories/new")
+    response = client.post("/territories/new", data={
+        "name": "", "kind": "business", "address": "Деловая, 7", "csrf_token": token,
+        "timezone": "Europe/Moscow",
+    })
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Введите название" in html and 'value="Деловая, 7"' in html
+    assert Territory.select().count() == 0
+
+
+def test_join_by_code_accept_and_the_person_is_told_by_sms(world):
+    app, t = world["app"], world["t"]
+    applicant = signed_in(app, world["applicant"])
+    response = post(applicant, "/territories/join", {
+        "code": t.display_code, "unit_label": "Участок 632 и 633 (дом 148)"})
+    assert response.status_code == 302
+    page = applicant.get("/territories/join").get_data(as_text=True)
+    assert "Ожидает решения управляющего" in page and "ЖК «Парк»" in page
+    assert "Ожидает решения управляющего" in applicant.get("/").get_data(as_text=True)
+    assert applicant.get(f"/t/{t.id}/").status_code == 404
+
+    manager = signed_in(app, world["manager"])
+    requests = manager.get(f"/t/{t.id}/manage/").get_data(as_text=True)
+    assert "Участок 632 и 633 (дом 148)" in requests and "Новикова" in requests
+    rid = JoinRequest.get().id
+    response = post(manager, f"/t/{t.id}/manage/requests/{rid}/accept", {
+        f"r{rid}-a-unit": "0", f"r{rid}-a-new_unit": "Участок 632 и 633 (дом 148)",
+        f"r{rid}-a-role": "resident"})
+    assert response.status_code == 302
+    member = Membership.get(account=world["applicant"])
+    assert member.role == "resident" and member.unit.name == "Участок 632 и 633 (дом 148)"
+    sms = outbox_to(app, world["applicant"].phone)
+    assert sms["channel"] == "sms" and "принята" in sms["text"] and "ЖК «Парк»" in sms["text"]
+    home = applicant.get(f"/t/{t.id}/")
+    assert home.status_code == 200 and "Резидент" in home.get_data(as_text=True)
+
+
+def test_reject_with_a_reason_tells_an_email_only_person_by_mail(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        who = person("Почтова", email_only=True)
+        request = request_join(who, t.code, "Дом 9")
+    manager = signed_in(app, world["manager"])
+    response = post(manager, f"/t/{t.id}/manage/requests/{request.id}/reject",
+                    {f"r{request.id}-x-reason": "Такого дома нет"})
+    assert response.status_code == 302
+    mail = outbox_to(app, who.email)
+    assert mail["channel"] == "email" and "отклонена" in mail["text"]
+    assert "Такого дома нет" in mail["text"]
+    person_client = signed_in(app, who)
+    page = person_client.get("/").get_data(as_text=True)
+    assert "Отклонена" in page and "Такого дома нет" in page
+    assert person_client.get(f"/t/{t.id}/").status_code == 404
+
+
+def test_accepting_into_a_full_unit_is_refused_at_the_unit_field(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        unit = add_unit(t, "Дом 1")
+        for _ in range(10):
+            Membership.create(account=person(), territory=t, unit=unit)
+        request = request_join(world["applicant"], t.code, "Дом 1")
+    manager = signed_in(app, world["manager"])
+    response = post(manager, f"/t/{t.id}/manage/requests/{request.id}/accept", {
+        f"r{request.id}-a-unit": str(unit.id), f"r{request.id}-a-role": "resident"})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "уже подключено 10 человек" in html
+    assert "Дом 1 (10 / 10)" in html
+    assert not Membership.select().where(Membership.account == world["applicant"]).exists()
+
+
+def test_request_state_polls_itself_and_stops_when_decided(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        request = request_join(world["applicant"], t.code, "Дом 2")
+    applicant = signed_in(app, world["applicant"])
+    url = f"/territories/requests/{request.id}"
+    waiting = applicant.get(url, headers={"HX-Request": "true"})
+    body = waiting.get_data(as_text=True)
+    assert waiting.status_code == 200 and "<html" not in body and 'hx-trigger="every 3s"' in body
+    post(signed_in(app, world["manager"]), f"/t/{t.id}/manage/requests/{request.id}/reject")
+    done = applicant.get(url, headers={"HX-Request": "true"})
+    assert done.status_code == 286 and "Отклонена" in done.get_data(as_text=True)
+    stranger = signed_in(app, person())
+    assert stranger.get(url, headers={"HX-Request": "true"}).status_code == 404
+
+
+def test_cancel_own_request_only(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        request = request_join(world["applicant"], t.code, "Дом 2")
+    stranger = signed_in(app, person())
+    assert post(stranger, f"/territories/requests/{request.id}/cancel").status_code == 404
+    applicant = signed_in(app, world["applicant"])
+    assert post(applicant, f"/territories/requests/{request.id}/cancel").status_code == 302
+    assert JoinRequest.select().count() == 0
+
+
+def test_join_with_an_unknown_code_says_so_at_the_field(world):
+    applicant = signed_in(world["app"], world["applicant"])
+    code = "000-000" if world["t"].code != "000000" else "000-001"
+    response = post(applicant, "/territories/join", {"code": code, "unit_label": "Дом"})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "Территория с таким кодом не найдена" in html and 'value="Дом"' in html
+
+
+def test_the_choice_is_remembered_per_device(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        other = create_territory(world["manager"], name="Бизнес-центр «Орион»", kind="business")
+    phone = signed_in(app, world["manager"])
+    laptop = signed_in(app, world["manager"])
+    # Two territories and nothing chosen: the home offers the choice.
+    home = phone.get("/").get_data(as_text=True)
+    assert "Выбрать территорию" in home and 'id="current-territory"' not in home
+    phone.get(f"/t/{other.id}/")
+    home = phone.get("/").get_data(as_text=True)
+    assert 'id="current-territory"' in home
+    current = home.split('id="current-territory"')[1].split("</div>")[0]
+    assert "Бизнес-центр «Орион»" in current
+    # The header shows it on every page, with the other territory one tap away.
+    switcher = phone.get("/territories/join").get_data(as_text=True).split('id="switcher"')[1]
+    assert "<summary>Бизнес-центр «Орион»</summary>" in switcher
+    assert f'href="/t/{t.id}/"' in switcher
+    assert 'id="current-territory"' not in laptop.get("/").get_data(as_text=True)
+    assert sorted(d.territory_id or 0 for d in Device.select()) == [0, other.id]
+
+
+def test_someone_with_one_territory_sees_it_first(world):
+    home = signed_in(world["app"], world["manager"]).get("/").get_data(as_text=True)
+    assert 'id="current-territory"' in home and "ЖК «Парк»" in home
+
+
+def test_add_object_by_account_number(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        add_unit(t, "Дом 12, кв. 5", "100200300")
+        create_territory(world["manager"], name="Без счетов", kind="other")
+    resident = signed_in(app, world["applicant"])
+    page = resident.get("/territories/add").get_data(as_text=True)
+    assert "ЖК «Парк»" in page and "Без счетов" not in page and "Сохранить" in page
+    wrong = post(resident, "/territories/add", {"territory": t.id, "number": "1"})
+    assert wrong.status_code == 422 and "Лицевой счёт не найден" in wrong.get_data(as_text=True)
+    right = post(resident, "/territories/add", {"territory": t.id, "number": "100 200 300"})
+    assert right.status_code == 302 and right.headers["Location"].endswith(f"/t/{t.id}/")
+    member = Membership.get(account=world["applicant"])
+    assert member.role == "resident" and member.unit.name == "Дом 12, кв. 5"
+
+
+@pytest.fixture
+def partials(app):
+    """Stand-ins for the billing, passes and gates partials other areas provide."""
+    shows = "{{ territory.kind }}:{{ membership.role }}"
+    fake = DictLoader({
+        f"{area}/_home_actions.html": f"<p>{area}:{shows}</p>"
+        for area in ("billing", "passes", "gates")
+    })
+    app.jinja_env.loader = ChoiceLoader([fake, app.jinja_loader])
+    app.jinja_env.cache.clear()
+
+
+def test_home_without_other_areas_still_renders(world):
+    home = signed_in(world["app"], world["manager"]).get(f"/t/{world['t'].id}/")
+    assert home.status_code == 200 and 'id="home-actions"' in home.get_data(as_text=True)
+
+
+def test_home_hands_territory_and_membership_to_each_area(world, partials):
+    app, t = world["app"], world["t"]
+    html = signed_in(app, world["manager"]).get(f"/t/{t.id}/").get_data(as_text=True)
+    for area in ("billing", "passes", "gates"):
+        assert f"<p>{area}:residential:manager</p>" in html
+    with app.test_request_context():
+        garden = create_territory(world["manager"], name="Сад", kind="kindergarten")
+    html = signed_in(app, world["manager"]).get(f"/t/{garden.id}/").get_data(as_text=True)
+    assert "<p>billing:kindergarten:manager</p>" in html
+    # Passes are off in a kindergarten unless the manager switches them on.
+    assert "passes:" not in html
+
+
+def test_nav_fits_the_role_in_the_current_territory(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        Membership.create(account=world["applicant"], territory=t, role="operator")
+        boss = person("Админов", is_admin=True)
+    manager_nav = signed_in(app, world["manager"]).get(f"/t/{t.id}/").get_data(as_text=True)
+    assert f'href="/t/{t.id}/manage/"' in manager_nav and "Администрирование" not in manager_nav
+    operator_nav = signed_in(app, world["applicant"]).get(f"/t/{t.id}/").get_data(as_text=True)
+    assert "/manage/" not in operator_nav and "Администрирование" not in operator_nav
+    admin_nav = signed_in(app, boss).get("/").get_data(as_text=True)
+    assert 'href="/admin/"' in admin_nav
+
+
+def test_cli_lists_real_territories(world):
+    result = world["app"].test_cli_runner().invoke(args=["territories", "list"])
+    assert result.output == f"{world['t'].display_code}\tresidential\tЖК «Парк»\n"
+
+
+# --- the manager's console --------------------------------------------------------------
+
+
+def test_members_change_role_and_remove(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        unit = add_unit(t, "Дом 1")
+        member = Membership.create(account=world["applicant"], territory=t, unit=unit)
+    manager = signed_in(app, world["manager"])
+    listing = manager.get(f"/t/{t.id}/manage/members").get_data(as_text=True)
+    assert "Новикова" in listing and "Дом 1" in listing
+    response = post(manager, f"/t/{t.id}/manage/members/{member.id}",
+                    {"role": "operator", "unit": "0"})
+    assert response.status_code == 302
+    assert Membership.get_by_id(member.id).role == "operator"
+    bad = post(manager, f"/t/{t.id}/manage/members/{member.id}", {"role": "resident", "unit": "0"})
+    assert bad.status_code == 422 and "Резиденту нужен объект" in bad.get_data(as_text=True)
+    assert post(manager, f"/t/{t.id}/manage/members/{member.id}/remove").status_code == 302
+    assert Membership.get_or_none(Membership.id == member.id) is None
+
+
+def test_the_last_manager_cannot_remove_themselves(world):
+    app, t = world["app"], world["t"]
+    me = Membership.get(account=world["manager"])
+    manager = signed_in(app, world["manager"])
+    response = post(manager, f"/t/{t.id}/manage/members/{me.id}/remove", follow_redirects=True)
+    assert "последний управляющий" in response.get_data(as_text=True)
+    assert Membership.get_or_none(Membership.id == me.id) is not None
+
+
+def test_units_listed_with_counts_added_renamed_deleted(world):
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        full = add_unit(t, "Дом 1")
+        for _ in range(3):
+            Membership.create(account=person(), territory=t, unit=full)
+    manager = signed_in(app, world["manager"])
+    assert "3 / 10" in manager.get(f"/t/{t.id}/manage/units").get_data(as_text=True)
+    assert post(manager, f"/t/{t.id}/manage/units",
+                {"name": "Дом 2", "account_number": "42"}).status_code == 302
+    twice = post(manager, f"/t/{t.id}/manage/units", {"name": "Дом 2"})
+    assert twice.status_code == 422 and "Такой объект уже есть" in twice.get_data(as_text=True)
+    unit = Unit.get(name="Дом 2")
+    assert post(manager, f"/t/{t.id}/manage/units/{unit.id}",
+                {"name": "Дом 2а", "account_number": "43"}).status_code == 302
+    assert Unit.get_by_id(unit.id).account_number == "43"
+    assert post(manager, f"/t/{t.id}/manage/units/{unit.id}/delete").status_code == 302
+    assert Unit.get_or_none(Unit.id == unit.id) is None
+    post(manager, f"/t/{t.id}/manage/units/{full.id}/delete")
+    assert Unit.get_or_none(Unit.id == full.id) is not None
+
+
+def _upload(client, url, text, encoding="utf-8"):
+    data = {"csrf_token": csrf_token(client, "/"),
+            "file": (io.BytesIO(text.encode(encoding)), "units.csv")}
+    return client.post(url, data=data, content_type="multipart/form-data")
+
+
+def test_csv_import_good_and_bad(world):
+    app, t = world["app"], world["t"]
+    manager = signed_in(app, world["manager"])
+    url = f"/t/{t.id}/manage/units/import"
+    bad = _upload(manager, url, "Дом 1;111\n;222\nДом 3;111\n")
+    html = bad.get_data(as_text=True)
+    assert bad.status_code == 422
+    assert "Строка 2: Введите название" in html
+    assert "Строка 3: лицевой счёт 111 уже был в строке 1" in html
+    assert Unit.select().count() == 0
+    good = _upload(manager, url, "Объект;Лицевой счёт\nДом 1;111\nДом 2;222\n", "cp1251")
+    assert good.status_code == 302
+    assert dict(Unit.select(Unit.name, Unit.account_number).tuples()) == {
+        "Дом 1": "111", "Дом 2": "222"}
+
+
+def test_settings_switches_and_code_regeneration(world):
+    app, t = world["app"], world["t"]
+    manager = signed_in(app, world["manager"])
+    page = manager.get(f"/t/{t.id}/manage/settings").get_data(as_text=True)
+    assert t.display_code in page
+    response = post(manager, f"/t/{t.id}/manage/settings", {
+        "name": "ЖК «Парк-2»", "address": "Парковая, 1", "timezone": "Asia/Omsk",
+        "app_access_free": "y", "free_exit": ""})
+    assert response.status_code == 302
+    saved = Territory.get_by_id(t.id)
+    assert (saved.name, saved.timezone) == ("ЖК «Парк-2»", "Asia/Omsk")
+    assert not saved.passes_enabled and saved.app_access_free and not saved.free_exit
+    assert post(manager, f"/t/{t.id}/manage/settings/code").status_code == 302
+    assert Territory.get_by_id(t.id).code != t.code
+
+
+# --- the platform admin ------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(world):
+    with world["app"].test_request_context():
+        boss = person("Админов", is_admin=True)
+    return signed_in(world["app"], boss)
+
+
+def test_admin_sees_and_searches_everything(world, admin_client):
+    t = world["t"]
+    assert "ЖК «Парк»" in admin_client.get("/admin/").get_data(as_text=True)
+    assert "ЖК «Парк»" in admin_client.get(f"/admin/?q={t.code[:4]}").get_data(as_text=True)
+    assert "ЖК «Парк»" not in admin_client.get("/admin/?q=Орион").get_data(as_text=True)
+    found = admin_client.get("/admin/accounts?q=Новикова").get_data(as_text=True)
+    assert "Новикова" in found and "Управляева" not in found
+    phone = world["applicant"].phone
+    assert "Новикова" in admin_client.get(f"/admin/accounts?q=8{phone[2:]}").get_data(as_text=True)
+    # The admin acts as a manager of any territory.
+    assert admin_client.get(f"/t/{t.id}/manage/members").status_code == 200
+
+
+def test_admin_blocks_and_the_person_is_signed_out_everywhere(world, admin_client):
+    app = world["app"]
+    victim = signed_in(app, world["applicant"])
+    assert "Выйти" in victim.get("/").get_data(as_text=True)
+    aid = world["applicant"].id
+    assert post(admin_client, f"/admin/accounts/{aid}/block").status_code == 302
+    assert Device.select().where(Device.account == aid).count() == 0
+    assert "Выйти" not in victim.get("/").get_data(as_text=True)
+    page = admin_client.get(f"/admin/accounts/{aid}").get_data(as_text=True)
+    assert "Заблокирован" in page and "Разблокировать" in page
+    post(admin_client, f"/admin/accounts/{aid}/unblock")
+    assert "Выйти" in signed_in(app, world["applicant"]).get("/").get_data(as_text=True)
+
+
+def test_admin_attaches_a_person_directly(world, admin_client):
+    t, aid = world["t"], world["applicant"].id
+    bad = post(admin_client, f"/admin/accounts/{aid}/attach",
+               {"code": t.code, "role": "resident", "unit": ""})
+    assert bad.status_code == 422 and "Резиденту нужен объект" in bad.get_data(as_text=True)
+    good = post(admin_client, f"/admin/accounts/{aid}/attach",
+                {"code": t.display_code, "role": "resident", "unit": "Дом 4"})
+    assert good.status_code == 302
+    assert Membership.get(account=aid).unit.name == "Дом 4"
+
+
+def test_admin_console_is_404_for_everyone_else(world):
+    client = signed_in(world["app"], world["manager"])
+    for url in ("/admin/", "/admin/accounts", f"/admin/accounts/{world['applicant'].id}"):
+        assert client.get(url).status_code == 404
+    assert post(client, f"/admin/accounts/{world['applicant'].id}/block").status_code == 404
+    assert not world["applicant"].__class__.get_by_id(world["applicant"].id).blocked
