@@ -133,6 +133,8 @@ class GeventModbusTcpClient(ModbusTcpClient):
     cooperative socket and receive loop and works the same in both.
     """
 
+    last_error: str | None = None
+
     def connect(self) -> bool:
         """Connect with a gevent socket (cooperative in patched and unpatched processes)."""
         if self.socket:
@@ -144,6 +146,7 @@ class GeventModbusTcpClient(ModbusTcpClient):
                 source_address=self.comm_params.source_address,
             )
         except OSError as exc:
+            self.last_error = f"connect: {exc}"
             log.debug("connect %s:%s failed: %s", self.comm_params.host, self.comm_params.port, exc)
             self.close()
         return self.socket is not None
@@ -328,7 +331,7 @@ class _Controller:
             self.last_seq = None
             return True
         client.close()
-        self._no_answer("connection refused or timed out")
+        self._no_answer(getattr(client, "last_error", None) or "connect failed")
         return False
 
     def _wait_before_retry(self) -> None:
@@ -749,6 +752,8 @@ class Poller:
 
         Fails at once when the controller is offline: a command is never queued to fire
         later. After `timeout` the command is dropped if it has not been written yet.
+        Call it from a greenlet of the bridge's own hub (a request handler of `python app.py`
+        or a task of `python -m gatebridge`), not from another OS thread.
         """
         command = p.Command(command)
         reason = p.CommandReason(reason)
