@@ -2,12 +2,15 @@
 
     python -m gatebridge.simulator [--host 127.0.0.1] [--port 5020] [--unit 1]
         [--control-port 5021] [--device-type 1] [--word-order big] [--start-seq 0]
+        [--count 1] [--delay-ms 0]
 
 Serves the register map of /shared/GATE_PROTOCOL.md over Modbus TCP (pymodbus) and a
 small HTTP control on the control port: an HTML page to present cards, plates and the
-exit button, and a JSON API for tests (POST /present, POST /seq, GET /state).
+exit button, and a JSON API for tests (POST /present, POST /seq, POST /freeze, GET /state).
 On startup it prints one line, `SIMULATOR modbus=<host>:<port> control=<host>:<port>`,
-so a parent process can use port 0 and still find it.
+so a parent process can use port 0 and still find it. With `--count N` it serves N
+controllers on N ports (listed comma-separated after `modbus=`) and the control API picks
+one with `gate=<index>`; `--delay-ms` answers every Modbus request late.
 """
 
 from __future__ import annotations
@@ -134,6 +137,7 @@ class GateModel:
         self._watchdog = 0
         self._offline_policy = 0
         self._last_poll = self._boot
+        self._frozen_heartbeat: int | None = None
 
     # -- credentials -------------------------------------------------------------
 
@@ -178,6 +182,20 @@ class GateModel:
         """Jump the event counter (tests use it to reach the 65535 -> 1 wrap quickly)."""
         with self._lock:
             self._event_seq = p.check_u16(seq, "event_seq")
+
+    def freeze_heartbeat(self, frozen: bool = True) -> None:
+        """Stop (or restart) the heartbeat while still answering, as a hung controller does."""
+        with self._lock:
+            if frozen:
+                if self._frozen_heartbeat is None:
+                    self._frozen_heartbeat = self._heartbeat(self._clock())
+            else:
+                self._frozen_heartbeat = None
+
+    def _heartbeat(self, now: float) -> int:
+        if self._frozen_heartbeat is not None:
+            return self._frozen_heartbeat
+        return int(now - self._boot) & p.U16_MAX
 
     def _is_offline(self, now: float) -> bool:
         return self._watchdog > 0 and now - self._last_poll > self._watchdog
@@ -305,7 +323,7 @@ class GateModel:
                     "event_age": min(int(now - event.captured_at), p.U16_MAX),
                 }
             return p.Snapshot(
-                heartbeat=int(now - self._boot) & p.U16_MAX,
+                heartbeat=self._heartbeat(now),
                 gate_state=state,
                 inputs=int(self._inputs(now, state)),
                 event_seq=self._event_seq,
@@ -375,6 +393,7 @@ class GateModel:
                 "device_type": int(self.info.device_type),
                 "serial": self.info.serial,
                 "word_order": self.word_order,
+                "heartbeat_frozen": self._frozen_heartbeat is not None,
             }
 
 
@@ -392,8 +411,10 @@ def _overlay(
 class _ModbusSide:
     """Binds the model to pymodbus: the SimDevice action is called on every access."""
 
-    def __init__(self, model: GateModel) -> None:
+    def __init__(self, model: GateModel, delay_s: float = 0.0) -> None:
         self.model = model
+        # A slow controller (or a slow link) answers late; tests use it to prove concurrency.
+        self.delay_s = delay_s
 
     async def action(
         self,
@@ -405,6 +426,8 @@ class _ModbusSide:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """Serve reads from the model and turn writes into decisions and commands."""
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
         if function_code == READ_INPUT:
             current = self.model.input_registers()
             for a in range(start_address, start_address + len(registers)):
@@ -624,9 +647,24 @@ def render_page(state: dict[str, Any]) -> str:
 
 
 class _ControlHandler(BaseHTTPRequestHandler):
-    """GET / (page), GET /state, POST /present, POST /seq; JSON in, JSON or 303 out."""
+    """GET / (page), GET /state, POST /present, POST /seq, POST /freeze; JSON in, JSON or 303 out.
+
+    A simulator serving several controllers (--count) picks one with `gate=<index>` in the
+    query string or the JSON body; without it, controller 0 answers.
+    """
 
     model: GateModel
+    models: list[GateModel]
+
+    def _pick(self, query: str, data: dict[str, Any] | None = None) -> GateModel:
+        models = getattr(self, "models", None) or [self.model]
+        raw = (data or {}).get("gate")
+        if raw is None:
+            raw = (parse_qs(query).get("gate") or ["0"])[0]
+        index = int(raw)
+        if not 0 <= index < len(models):
+            raise ValueError(f"gate must be in 0..{len(models) - 1}")
+        return models[index]
     server_version = "GateSimulator/1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -648,20 +686,25 @@ class _ControlHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         """Serve the page, its stylesheet and the JSON state."""
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        try:
+            model = self._pick(query)
+        except ValueError as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+            return
         if path == "/":
-            page = render_page(self.model.state()).encode()
+            page = render_page(model.state()).encode()
             self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
         elif path == "/style.css":
             self._send(HTTPStatus.OK, STYLE_CSS, "text/css; charset=utf-8")
         elif path == "/state":
-            self._json(HTTPStatus.OK, self.model.state())
+            self._json(HTTPStatus.OK, model.state())
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
 
     def do_POST(self) -> None:
         """Present a credential or set the event counter."""
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(min(length, 64 * 1024))
         is_json = "json" in (self.headers.get("Content-Type") or "")
@@ -673,11 +716,16 @@ class _ControlHandler(BaseHTTPRequestHandler):
             else:
                 form = parse_qs(raw.decode("utf-8"))
                 data = {key: values[0] for key, values in form.items()}
+            model = self._pick(query, data)
             if path == "/present":
-                result = {"event_seq": _present(self.model, data)}
+                result = {"event_seq": _present(model, data)}
             elif path == "/seq":
-                self.model.set_event_seq(int(data.get("event_seq", -1)))
-                result = {"event_seq": self.model.state()["event_seq"]}
+                model.set_event_seq(int(data.get("event_seq", -1)))
+                result = {"event_seq": model.state()["event_seq"]}
+            elif path == "/freeze":
+                frozen = str(data.get("heartbeat", "true")).lower() not in ("0", "false", "no")
+                model.freeze_heartbeat(frozen)
+                result = {"heartbeat_frozen": model.state()["heartbeat_frozen"]}
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": "not found"})
                 return
@@ -711,15 +759,26 @@ class Simulator:
         serial: int = DEFAULT_SERIAL,
         start_seq: int = 0,
         local_whitelist: Iterable[str] = (),
+        count: int = 1,
+        delay_s: float = 0.0,
     ) -> None:
+        if count < 1:
+            raise ValueError("count must be at least 1")
         self.host = host
-        self.model = GateModel(
-            device_type=device_type,
-            serial=serial,
-            word_order=word_order,
-            start_seq=start_seq,
-            local_whitelist=local_whitelist,
-        )
+        # `count` controllers, each on its own port (one controller per TCP connection).
+        self.models = [
+            GateModel(
+                device_type=device_type,
+                serial=(serial + i) & 0xFFFFFFFF,
+                word_order=word_order,
+                start_seq=start_seq,
+                local_whitelist=local_whitelist,
+            )
+            for i in range(count)
+        ]
+        self.model = self.models[0]
+        self._delay_s = delay_s
+        self._modbus_ports: list[int] = []
         self._port = port
         self._unit = unit
         self._control_port = control_port
@@ -740,6 +799,13 @@ class Simulator:
         return self.host, self._modbus_port
 
     @property
+    def modbus_addresses(self) -> list[tuple[str, int]]:
+        """Where each controller listens, in the order of `models`."""
+        if not self._modbus_ports:
+            raise RuntimeError("simulator is not started")
+        return [(self.host, port) for port in self._modbus_ports]
+
+    @property
     def control_address(self) -> tuple[str, int] | None:
         """Where the HTTP control listens, or None when it was not asked for."""
         return None if self._http is None else (self.host, self._http.server_address[1])
@@ -754,7 +820,9 @@ class Simulator:
             self.stop()
             raise RuntimeError(f"Modbus server did not start: {self._error}")
         if self._control_port is not None:
-            handler = type("Handler", (_ControlHandler,), {"model": self.model})
+            handler = type(
+                "Handler", (_ControlHandler,), {"model": self.model, "models": self.models}
+            )
             try:
                 self._http = ThreadingHTTPServer((self.host, self._control_port), handler)
             except OSError:
@@ -802,15 +870,21 @@ class Simulator:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        side = _ModbusSide(self.model)
-        server = ModbusTcpServer(side.devices(self._unit), address=(self.host, self._port))
-        await server.serve_forever(background=True)
+        servers = []
         try:
-            self._modbus_port = server.transport.sockets[0].getsockname()[1]
+            for i, model in enumerate(self.models):
+                side = _ModbusSide(model, self._delay_s)
+                port = self._port + i if self._port else 0
+                server = ModbusTcpServer(side.devices(self._unit), address=(self.host, port))
+                await server.serve_forever(background=True)
+                servers.append(server)
+                self._modbus_ports.append(server.transport.sockets[0].getsockname()[1])
+            self._modbus_port = self._modbus_ports[0]
             self._ready.set()
             await self._stopping.wait()
         finally:
-            await server.shutdown()
+            for server in servers:
+                await server.shutdown()
 
     # -- in-process helpers for tests ---------------------------------------------
 
@@ -856,6 +930,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--word-order", choices=["big", "little"], default="big")
     parser.add_argument("--serial", type=lambda s: int(s, 0), default=DEFAULT_SERIAL)
     parser.add_argument("--start-seq", type=int, default=0, help="initial event_seq")
+    parser.add_argument(
+        "--count", type=int, default=1, help="controllers to serve, each on its own port"
+    )
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.0, help="answer every request this much later"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -883,16 +963,18 @@ def main(argv: list[str] | None = None) -> int:
         word_order=args.word_order,
         serial=args.serial,
         start_seq=args.start_seq,
+        count=args.count,
+        delay_s=args.delay_ms / 1000,
     )
     try:
         sim.start()
     except (RuntimeError, OSError) as exc:
         print(f"simulator: {exc}", file=sys.stderr)
         return 1
-    modbus_host, modbus_port = sim.modbus_address
+    modbus_text = ",".join(f"{host}:{port}" for host, port in sim.modbus_addresses)
     control = sim.control_address
     control_text = f"{control[0]}:{control[1]}" if control else "-"
-    print(f"SIMULATOR modbus={modbus_host}:{modbus_port} control={control_text}", flush=True)
+    print(f"SIMULATOR modbus={modbus_text} control={control_text}", flush=True)
     # A timed wait keeps the main thread returning to Python so signal handlers run.
     while not done.wait(0.1):
         pass

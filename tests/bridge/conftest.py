@@ -33,6 +33,8 @@ class SimulatorProcess:
     log_path: Path
     word_order: p.WordOrder = "big"
     clients: list[ModbusTcpClient] = field(default_factory=list)
+    # Every controller's (host, port) when started with --count; [0] is modbus_host/port.
+    addresses: list[tuple[str, int]] = field(default_factory=list)
 
     def client(self) -> ModbusTcpClient:
         """A connected sync Modbus client, closed at teardown."""
@@ -69,13 +71,21 @@ class SimulatorProcess:
         with urllib.request.urlopen(self.control_url + path, timeout=5) as response:
             return response.read()
 
-    def present(self, **payload) -> int:
+    def present(self, gate: int = 0, **payload) -> int:
         """Present a credential through the control API; returns its event_seq."""
-        return self.post("/present", payload)["event_seq"]
+        return self.post("/present", {"gate": gate, **payload})["event_seq"]
 
-    def state(self) -> dict:
+    def state(self, gate: int = 0) -> dict:
         """GET /state."""
-        return json.loads(self.get("/state"))
+        return json.loads(self.get(f"/state?gate={gate}"))
+
+    def freeze_heartbeat(self, frozen: bool = True, gate: int = 0) -> dict:
+        """POST /freeze: the controller keeps answering but its heartbeat stops."""
+        return self.post("/freeze", {"gate": gate, "heartbeat": frozen})
+
+    def set_seq(self, seq: int, gate: int = 0) -> int:
+        """POST /seq."""
+        return self.post("/seq", {"gate": gate, "event_seq": seq})["event_seq"]
 
     def log(self) -> str:
         """The simulator's stderr so far, for assertion messages."""
@@ -135,12 +145,22 @@ def start_simulator(tmp_path):
             )
         line = _read_announcement(proc, log_path)
         fields = dict(part.split("=", 1) for part in line.split()[1:])
-        host, port = fields["modbus"].rsplit(":", 1)
+        addresses = []
+        for address in fields["modbus"].split(","):
+            address_host, address_port = address.rsplit(":", 1)
+            addresses.append((address_host, int(address_port)))
+        host, port = addresses[0]
         word_order = "big"
         if "--word-order" in args:
             word_order = args[args.index("--word-order") + 1]
         sim = SimulatorProcess(
-            proc, host, int(port), f"http://{fields['control']}", log_path, word_order
+            proc,
+            host,
+            port,
+            f"http://{fields['control']}",
+            log_path,
+            word_order,
+            addresses=addresses,
         )
         started.append(sim)
         return sim

@@ -1,0 +1,225 @@
+"""A read-through cache of access decisions, so a card at the gate rarely waits for the database.
+
+Keyed by (territory_id, credential kind, credential value). A miss asks the injected
+`loader`, which returns the decision and, when the answer has a natural end (the pass
+expires, the paid period ends), a monotonic deadline; the answer is kept until the earlier
+of that deadline and the TTL. "Unknown credential" answers are kept only briefly, so a
+card registered a moment ago is recognised soon even without an invalidation.
+
+When the database fails, a known answer whose own deadline has not passed is served marked
+stale; with no such answer the error propagates and the caller answers «try again» (6).
+Everything lives on the instance: no module-level state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from gatebridge import protocol as p
+
+CacheKey = tuple[int, str, str]
+Loader = Callable[[CacheKey], tuple[Any, float | None]]
+
+# What "the database is unreachable" looks like: peewee's errors (psycopg2's and sqlite3's
+# are wrapped into them) and socket-level failures.
+DB_ERRORS: tuple[type[BaseException], ...] = (peewee.PeeweeException, OSError)
+
+
+def cache_key(territory_id: int, credential: p.Credential) -> CacheKey:
+    """The key for a credential presented in a territory."""
+    return (territory_id, credential.kind, credential.value)
+
+
+def is_unknown(decision: Any) -> bool:
+    """True for «unknown credential» answers: a code, or an object with a `code`."""
+    return getattr(decision, "code", decision) == p.DecisionCode.DENY_UNKNOWN
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """One answer from the cache: the decision, and whether it came from memory or is stale."""
+
+    decision: Any
+    hit: bool
+    stale: bool = False
+
+
+class _Entry:
+    __slots__ = ("decision", "expires", "valid_until", "unknown")
+
+    def __init__(
+        self, decision: Any, expires: float, valid_until: float | None, unknown: bool
+    ) -> None:
+        self.decision = decision
+        self.expires = expires
+        self.valid_until = valid_until
+        self.unknown = unknown
+
+
+class DecisionCache:
+    """LRU-bounded, TTL-limited read-through cache of decisions; safe for greenlets and threads.
+
+    No lock is held while the loader runs (it may yield on database I/O); an invalidation
+    that arrives meanwhile bumps a generation, so the loader's now-outdated answer is
+    returned to its caller but not stored.
+    """
+
+    def __init__(
+        self,
+        loader: Loader,
+        maxsize: int = 100_000,
+        ttl: float = 60.0,
+        unknown_ttl: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        db_errors: tuple[type[BaseException], ...] = DB_ERRORS,
+        unknown: Callable[[Any], bool] = is_unknown,
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.loader = loader
+        self.maxsize = maxsize
+        self.ttl = ttl
+        self.unknown_ttl = unknown_ttl
+        self.clock = clock
+        self.db_errors = db_errors
+        self.is_unknown = unknown
+        self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._by_territory: dict[int, set[CacheKey]] = {}
+        self._generation = 0
+        self._territory_generation: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.stale_served = 0
+        self.load_errors = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: CacheKey) -> Any:
+        """The decision for `key`, from memory or the loader; raises when neither can answer."""
+        return self.lookup(key).decision
+
+    def lookup(self, key: CacheKey) -> Lookup:
+        """Like get(), but also tells whether it was a hit and whether the answer is stale."""
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and now < entry.expires:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return Lookup(entry.decision, hit=True)
+            self.misses += 1
+            generation = self._generation_of(key[0])
+        try:
+            decision, valid_until = self.loader(key)
+        except self.db_errors:
+            stale = self._stale(key, now)
+            if stale is None:
+                raise  # nothing trustworthy to say: the caller answers «try again»
+            return stale
+        self._store(key, decision, valid_until, generation)
+        return Lookup(decision, hit=False)
+
+    def _stale(self, key: CacheKey, now: float) -> Lookup | None:
+        with self._lock:
+            self.load_errors += 1
+            entry = self._entries.get(key)
+            usable = (
+                entry is not None
+                and not entry.unknown
+                and (entry.valid_until is None or now < entry.valid_until)
+            )
+            if entry is None or not usable:
+                return None
+            self._entries.move_to_end(key)
+            self.stale_served += 1
+            return Lookup(entry.decision, hit=True, stale=True)
+
+    def _generation_of(self, territory_id: int) -> tuple[int, int]:
+        return self._generation, self._territory_generation.get(territory_id, 0)
+
+    def _store(
+        self,
+        key: CacheKey,
+        decision: Any,
+        valid_until: float | None,
+        generation: tuple[int, int],
+    ) -> None:
+        now = self.clock()
+        unknown = self.is_unknown(decision)
+        expires = now + (self.unknown_ttl if unknown else self.ttl)
+        if valid_until is not None:
+            expires = min(expires, valid_until)
+        if expires <= now:
+            return
+        territory_id = key[0]
+        with self._lock:
+            if self._generation_of(territory_id) != generation:
+                return  # invalidated while loading: this answer may predate the change
+            self._entries[key] = _Entry(decision, expires, valid_until, unknown)
+            self._entries.move_to_end(key)
+            self._by_territory.setdefault(territory_id, set()).add(key)
+            while len(self._entries) > self.maxsize:
+                old_key, _ = self._entries.popitem(last=False)
+                self._unindex(old_key)
+                self.evictions += 1
+
+    def _unindex(self, key: CacheKey) -> None:
+        keys = self._by_territory.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_territory[key[0]]
+
+    def invalidate(self, territory_id: int | None = None, key: CacheKey | None = None) -> int:
+        """Forget one key, or everything of one territory; returns how many entries went."""
+        if key is None and territory_id is None:
+            return self.invalidate_all()
+        with self._lock:
+            if key is not None:
+                self._bump(key[0])
+                if self._entries.pop(key, None) is None:
+                    return 0
+                self._unindex(key)
+                return 1
+            tid = key[0] if territory_id is None else territory_id
+            self._bump(tid)
+            keys = self._by_territory.pop(tid, set())
+            for k in keys:
+                self._entries.pop(k, None)
+            return len(keys)
+
+    def _bump(self, territory_id: int) -> None:
+        self._territory_generation[territory_id] = (
+            self._territory_generation.get(territory_id, 0) + 1
+        )
+
+    def invalidate_all(self) -> int:
+        """Forget everything; returns how many entries went."""
+        with self._lock:
+            count = len(self._entries)
+            self._entries.clear()
+            self._by_territory.clear()
+            self._generation += 1
+            return count
+
+    def stats(self) -> dict[str, int]:
+        """Counters for the console and the benchmarks."""
+        return {
+            "size": len(self._entries),
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "stale_served": self.stale_served,
+            "load_errors": self.load_errors,
+        }

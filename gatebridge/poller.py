@@ -1,0 +1,777 @@
+"""Poll GATE-CTL v1 controllers, answer their events and send them commands.
+
+One greenlet per controller (one controller per TCP connection). Every `poll_ms` it makes
+one FC04 read of IR 16-47; a new `event_seq` is decided and answered with one FC16 write of
+HR 100-103 straight away. Commands («Открыть») wake the controller's greenlet so they go
+out ahead of the next poll, and fail at once when the controller is offline.
+
+The database stays outside: `decide`, `on_event` and `on_state` are injected, so the
+poller can be tested against a real controller with plain functions.
+
+Choices worth knowing:
+
+* The first poll after a (re)connect only learns the controller's current `event_seq`;
+  an event captured before it is not answered. After a bridge restart or a dropped link
+  nobody knows how long that person has been gone, and opening for a stale event is worse
+  than asking them to present the card again. The controller's own offline policy (HR 201)
+  covers the gap.
+* A gate configured as `entry` treats every event as an entry (except the exit button);
+  only `both` trusts the direction the controller reports. A misconfigured controller
+  then costs a refusal, never a free pass.
+* pymodbus is used with `retries=0`: the poller decides itself when to reconnect, and a
+  timed-out request always closes the connection so a late answer cannot be mistaken for
+  the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import gevent
+import gevent.event
+import gevent.socket
+from gevent.pool import Group
+from pymodbus.client import ModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from gatebridge import protocol as p
+
+log = logging.getLogger("propusk.gatebridge.poller")
+
+GateDirection = Literal["entry", "exit", "both"]
+Status = Literal["offline", "online", "fault"]
+
+OFFLINE_AFTER_S = 3.0
+STUCK_AFTER_S = 5.0
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+# A decision must reach the controller within 50 ms of the read; leave room for the write.
+DECIDE_TIMEOUT_S = 0.04
+COMMAND_CONFIRM_S = 1.0
+# How often on_state hears about a controller whose status has not changed.
+STATE_EVERY_S = 1.0
+CRASH_RESTART_S = 1.0
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """How to reach one controller and how to read it (a Gate row, seen by the bridge)."""
+
+    gate_id: int
+    territory_id: int
+    host: str
+    port: int = 502
+    unit: int = 1
+    poll_ms: int = 200
+    word_order: p.WordOrder = "big"
+    direction: GateDirection = "both"
+    timeout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.word_order not in ("big", "little"):
+            raise ValueError(f"word_order must be big or little, not {self.word_order!r}")
+        if self.direction not in ("entry", "exit", "both"):
+            raise ValueError(f"direction must be entry, exit or both, not {self.direction!r}")
+        if self.poll_ms < 0 or self.timeout <= 0:
+            raise ValueError("poll_ms must be >= 0 and timeout > 0")
+
+
+@dataclass(frozen=True)
+class ControllerState:
+    """What the console shows about a controller: reported through on_state and states()."""
+
+    gate_id: int
+    status: Status = "offline"
+    last_seen: datetime | None = None
+    heartbeat: int | None = None
+    gate_state: p.GateState | int = p.GateState.UNKNOWN
+    fault_code: int = 0
+    last_error: str | None = None
+    since: datetime | None = None
+
+    @property
+    def online(self) -> bool:
+        """The controller answers (a fault still answers)."""
+        return self.status != "offline"
+
+    @property
+    def fault(self) -> bool:
+        """Answers, but something is wrong (stuck heartbeat, exception replies)."""
+        return self.status == "fault"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of Poller.command: ok, or failed with a reason code and a message."""
+
+    ok: bool
+    gate_id: int
+    seq: int = 0
+    reason: Literal["ok", "offline", "unknown_gate", "rejected", "not_confirmed", "error"] = "ok"
+    message: str = ""
+
+
+Decide = Callable[[ControllerConfig, p.Snapshot], int]
+OnEvent = Callable[[ControllerConfig, p.Snapshot, p.DecisionCode, float], None]
+OnState = Callable[[ControllerConfig, ControllerState], None]
+ClientFactory = Callable[[ControllerConfig], ModbusTcpClient]
+
+
+class GeventModbusTcpClient(ModbusTcpClient):
+    """pymodbus' sync TCP client over gevent sockets, so it yields instead of blocking.
+
+    pymodbus 3.16 opens its socket with `socket.create_connection` and waits for data with
+    `select.select`; both block the whole process unless gevent has monkey-patched them.
+    The web process patches, the test process must not, so the client brings its own
+    cooperative socket and receive loop and works the same in both.
+    """
+
+    last_error: str | None = None
+
+    def connect(self) -> bool:
+        """Connect with a gevent socket (cooperative in patched and unpatched processes)."""
+        if self.socket:
+            return True
+        try:
+            self.socket = gevent.socket.create_connection(
+                (self.comm_params.host, self.comm_params.port),
+                timeout=self.comm_params.timeout_connect,
+                source_address=self.comm_params.source_address,
+            )
+        except OSError as exc:
+            self.last_error = f"connect: {exc}"
+            log.debug("connect %s:%s failed: %s", self.comm_params.host, self.comm_params.port, exc)
+            self.close()
+        return self.socket is not None
+
+    def send(self, request: bytes, addr: tuple | None = None) -> int:
+        """Send the whole frame within the timeout."""
+        if not self.socket:
+            raise ConnectionException(str(self))
+        if not request:
+            return 0
+        try:
+            self.socket.settimeout(self.comm_params.timeout_connect)
+            self.socket.sendall(request)
+        except OSError:
+            self.close()
+            raise ConnectionException(f"{self}: send failed") from None
+        return len(request)
+
+    def recv(self, size: int | None) -> bytes:
+        """Read what arrives within the timeout: `size` bytes, or one chunk when None."""
+        if not self.socket:
+            raise ConnectionException(str(self))
+        deadline = time.monotonic() + (self.comm_params.timeout_connect or 0)
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self.socket.settimeout(remaining)
+                data = self.socket.recv(4096 if size is None else size - received)
+            except TimeoutError:
+                break
+            except OSError:
+                self.close()
+                raise ConnectionException(f"{self}: receive failed") from None
+            if not data:
+                self.close()
+                if chunks:
+                    break
+                raise ConnectionException(f"{self}: connection closed by the controller")
+            chunks.append(data)
+            received += len(data)
+            if size is None or received >= size:
+                break
+        return b"".join(chunks)
+
+
+def make_client(config: ControllerConfig) -> ModbusTcpClient:
+    """The default client: cooperative, short timeout, no retries of its own."""
+    return GeventModbusTcpClient(
+        config.host,
+        port=config.port,
+        timeout=config.timeout,
+        retries=0,
+        name=f"gate{config.gate_id}",
+    )
+
+
+def event_is_exit(config: ControllerConfig, snapshot: p.Snapshot) -> bool:
+    """Is this event an exit (granted without asking the database)?"""
+    if config.direction == "exit" or snapshot.event_type == p.EventType.EXIT_BUTTON:
+        return True
+    if config.direction == "entry":
+        return False
+    return snapshot.direction == p.Direction.EXIT
+
+
+def event_direction(config: ControllerConfig, snapshot: p.Snapshot) -> p.Direction:
+    """The direction the bridge acted on, for recording the event."""
+    return p.Direction.EXIT if event_is_exit(config, snapshot) else p.Direction.ENTRY
+
+
+def backoff_delay(
+    attempt: int,
+    base: float = BACKOFF_BASE_S,
+    cap: float = BACKOFF_CAP_S,
+    rng: Callable[[float, float], float] = random.uniform,
+) -> float:
+    """Pause before reconnect attempt `attempt` (0, 1, ...): doubling, jittered, at most `cap`.
+
+    The jitter (a random point in the upper half) keeps many controllers that went down
+    together from being retried in lockstep.
+    """
+    ceiling = min(cap, base * (2 ** min(attempt, 32)))
+    return rng(ceiling / 2, ceiling)
+
+
+class TransportError(Exception):
+    """The controller did not answer (timeout, refused, reset): not a device's reply."""
+
+
+class DeviceError(Exception):
+    """The controller answered with a Modbus exception reply."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what}: exception reply {code}")
+        self.code = code
+
+
+@dataclass
+class _PendingCommand:
+    command: p.Command
+    reason: p.CommandReason
+    pulse: int
+    deadline: float
+    result: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
+    seq: int = 0
+    written_at: float | None = None
+
+    def finish(self, result: CommandResult) -> None:
+        if not self.result.ready():
+            self.result.set(result)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Controller:
+    """One controller's connection, its loop and what the bridge knows about it."""
+
+    def __init__(self, poller: Poller, config: ControllerConfig) -> None:
+        self.poller = poller
+        self.config = config
+        self.client: ModbusTcpClient | None = None
+        self.wake = gevent.event.Event()
+        self.commands: deque[_PendingCommand] = deque()
+        self.awaiting_echo: list[_PendingCommand] = []
+        self.state = ControllerState(config.gate_id, since=_now())
+        self.last_seq: int | None = None
+        self.last_answer: float | None = None
+        self.started = time.monotonic()
+        self.heartbeat: int | None = None
+        self.heartbeat_moved = time.monotonic()
+        self.attempt = 0
+        self.command_seq = 0
+        self.polls = 0
+        self.state_reported = 0.0
+        self.greenlet: gevent.Greenlet | None = None
+
+    # -- the loop ------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, poll, answer and send commands until killed."""
+        poll_s = self.config.poll_ms / 1000
+        next_poll = time.monotonic()
+        while True:
+            try:
+                if self.client is None and not self._connect():
+                    self._wait_before_retry()
+                    next_poll = time.monotonic()
+                    continue
+                if self.commands:
+                    self._send_commands()
+                    # Read back at once: confirms the command and catches any new event.
+                    next_poll = time.monotonic()
+                now = time.monotonic()
+                if now >= next_poll:
+                    self._poll()
+                    # Fixed rate, but never a burst of catch-up polls after a slow one.
+                    next_poll = max(next_poll + poll_s, time.monotonic())
+            except TransportError as exc:
+                self._transport_failed(str(exc))
+                next_poll = time.monotonic()
+                continue
+            self.wake.clear()
+            delay = next_poll - time.monotonic()
+            if self.commands:
+                continue
+            if delay > 0:
+                self.wake.wait(delay)
+            else:
+                gevent.sleep(0)
+
+    def _connect(self) -> bool:
+        client = self.poller.client_factory(self.config)
+        if client.connect():
+            self.client = client
+            # The first poll after connecting learns the current event and command seqs.
+            self.last_seq = None
+            return True
+        client.close()
+        self._no_answer(getattr(client, "last_error", None) or "connect failed")
+        return False
+
+    def _wait_before_retry(self) -> None:
+        if self.state.status == "offline":
+            delay = backoff_delay(
+                self.attempt, self.poller.backoff_base, self.poller.backoff_cap, self.poller.rng
+            )
+            self.attempt += 1
+        else:
+            # Still inside the grace period before offline: keep trying at the poll rate.
+            delay = max(self.config.poll_ms / 1000, 0.05)
+        self.poller.reconnect_waits.append((self.config.gate_id, delay))
+        gevent.sleep(delay)
+
+    def _transport_failed(self, message: str) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        self._no_answer(message)
+
+    def _no_answer(self, message: str) -> None:
+        now = time.monotonic()
+        reference = self.last_answer if self.last_answer is not None else self.started
+        status = self.state.status
+        if status != "offline" and now - reference >= self.poller.offline_after:
+            status = "offline"
+            log.warning("gate %s offline: %s", self.config.gate_id, message)
+        self._set_state(status=status, last_error=message)
+        if status == "offline":
+            self._fail_commands("offline", "Контроллер не отвечает")
+
+    # -- Modbus I/O: building, talking and failing kept apart -------------------------
+
+    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+        try:
+            rr = request()
+        except (ModbusException, OSError) as exc:
+            raise TransportError(f"{what}: {exc}") from exc
+        if rr.isError():
+            raise DeviceError(what, getattr(rr, "exception_code", 0))
+        return rr
+
+    def _read_snapshot(self) -> p.Snapshot:
+        client = self.client
+        if client is None:
+            raise TransportError("not connected")
+        rr = self._call(
+            "read IR 16-47",
+            lambda: client.read_input_registers(
+                p.IR_SNAPSHOT_START, count=p.IR_SNAPSHOT_COUNT, device_id=self.config.unit
+            ),
+        )
+        if len(rr.registers) != p.IR_SNAPSHOT_COUNT:
+            raise TransportError(f"read IR 16-47: {len(rr.registers)} registers")
+        return p.decode_snapshot(rr.registers, self.config.word_order)
+
+    def _write(self, what: str, address: int, registers: list[int]) -> None:
+        client = self.client
+        if client is None:
+            raise TransportError("not connected")
+        self._call(
+            what,
+            lambda: client.write_registers(address, registers, device_id=self.config.unit),
+        )
+
+    # -- polling and events ---------------------------------------------------------
+
+    def _poll(self) -> None:
+        try:
+            snap = self._read_snapshot()
+        except DeviceError as exc:
+            # It answered, so it is not offline; but it cannot be read: a fault.
+            self.last_answer = time.monotonic()
+            self._set_state(status="fault", last_seen=_now(), last_error=str(exc))
+            return
+        read_at = time.monotonic()
+        self.polls += 1
+        self.poller.polls += 1
+        self.last_answer = read_at
+        self.attempt = 0
+        if self.last_seq is None:
+            self.last_seq = snap.event_seq
+            self.command_seq = snap.command_seq_echo
+            self.heartbeat = snap.heartbeat
+            self.heartbeat_moved = read_at
+        elif snap.event_seq != self.last_seq:
+            self.last_seq = snap.event_seq
+            if snap.event_seq != 0:
+                self._answer(snap, read_at)
+        self._check_commands(snap)
+        self._observe(snap, read_at)
+
+    def _answer(self, snap: p.Snapshot, read_at: float) -> None:
+        config = self.config
+        if event_is_exit(config, snap):
+            code = p.DecisionCode.GRANT
+        else:
+            code = self._decide(snap)
+        try:
+            self._write(
+                "write HR 100-103", p.HR_DECISION_START, p.encode_decision(snap.event_seq, code)
+            )
+        except DeviceError as exc:
+            log.warning("gate %s refused decision %s: %s", config.gate_id, snap.event_seq, exc)
+            self._set_state(last_error=str(exc))
+        latency = time.monotonic() - read_at
+        try:
+            self.poller.on_event(config, snap, code, latency)
+        except Exception:
+            log.exception("on_event failed for gate %s event %s", config.gate_id, snap.event_seq)
+
+    def _decide(self, snap: p.Snapshot) -> p.DecisionCode:
+        try:
+            with gevent.Timeout(self.poller.decide_timeout):
+                return p.DecisionCode(self.poller.decide(self.config, snap))
+        except gevent.Timeout:
+            log.warning("gate %s: decision took too long, answering try-again", self.config.gate_id)
+        except Exception:
+            log.exception("gate %s: decide failed, answering try-again", self.config.gate_id)
+        return p.DecisionCode.TRY_AGAIN
+
+    def _observe(self, snap: p.Snapshot, read_at: float) -> None:
+        if snap.heartbeat != self.heartbeat:
+            self.heartbeat = snap.heartbeat
+            self.heartbeat_moved = read_at
+        stuck = read_at - self.heartbeat_moved >= self.poller.stuck_after
+        if stuck:
+            status: Status = "fault"
+            error: str | None = "Контроллер завис: пульс не меняется"
+        elif snap.gate_state == p.GateState.FAULT:
+            status, error = "fault", f"Авария ворот, код {snap.fault_code}"
+        else:
+            status, error = "online", None
+        self._set_state(
+            status=status,
+            last_seen=_now(),
+            heartbeat=snap.heartbeat,
+            gate_state=snap.gate_state,
+            fault_code=snap.fault_code,
+            last_error=error,
+        )
+
+    # -- commands -------------------------------------------------------------------
+
+    def _fresh_command_seq(self, echo: int) -> int:
+        seq = p.next_seq(self.command_seq)
+        if seq == echo:
+            seq = p.next_seq(seq)
+        self.command_seq = seq
+        return seq
+
+    def _send_commands(self) -> None:
+        while self.commands:
+            pending = self.commands.popleft()
+            if time.monotonic() > pending.deadline:
+                # The caller has given up; firing now would open for nobody.
+                pending.finish(
+                    CommandResult(
+                        False,
+                        self.config.gate_id,
+                        reason="not_confirmed",
+                        message="Контроллер не ответил вовремя",
+                    )
+                )
+                continue
+            if self.last_seq is None:
+                # Connected but not yet polled: learn command_seq_echo before choosing a seq.
+                self.commands.appendleft(pending)
+                self._poll()
+                if self.last_seq is None:
+                    return
+                continue
+            pending.seq = self._fresh_command_seq(self.command_seq)
+            registers = p.encode_command(
+                pending.seq, pending.command, pending.pulse, pending.reason
+            )
+            self._write_command(pending, registers)
+
+    def _write_command(self, pending: _PendingCommand, registers: list[int]) -> None:
+        try:
+            self._write("write HR 120-123", p.HR_COMMAND_START, registers)
+        except DeviceError as exc:
+            pending.finish(
+                CommandResult(
+                    False,
+                    self.config.gate_id,
+                    pending.seq,
+                    "rejected",
+                    f"Контроллер отклонил команду: {exc}",
+                )
+            )
+            return
+        except TransportError as exc:
+            # The answer may have been lost after the controller acted. Writing the same
+            # command_seq again is safe: the controller acts only when the seq changes.
+            log.info(
+                "gate %s: command %s write failed (%s), retrying once",
+                self.config.gate_id,
+                pending.seq,
+                exc,
+            )
+            self._transport_failed(str(exc))
+            if time.monotonic() > pending.deadline or not self._connect():
+                pending.finish(
+                    CommandResult(
+                        False, self.config.gate_id, pending.seq, "offline", "Контроллер не отвечает"
+                    )
+                )
+                return
+            try:
+                self._write("write HR 120-123", p.HR_COMMAND_START, registers)
+            except DeviceError as exc2:
+                pending.finish(
+                    CommandResult(
+                        False,
+                        self.config.gate_id,
+                        pending.seq,
+                        "rejected",
+                        f"Контроллер отклонил команду: {exc2}",
+                    )
+                )
+                return
+            except TransportError as exc2:
+                pending.finish(
+                    CommandResult(
+                        False, self.config.gate_id, pending.seq, "offline", "Контроллер не отвечает"
+                    )
+                )
+                raise exc2 from None
+        pending.written_at = time.monotonic()
+        self.awaiting_echo.append(pending)
+
+    def _check_commands(self, snap: p.Snapshot) -> None:
+        if not self.awaiting_echo:
+            return
+        now = time.monotonic()
+        still: list[_PendingCommand] = []
+        for pending in self.awaiting_echo:
+            if snap.command_seq_echo == pending.seq:
+                pending.finish(CommandResult(True, self.config.gate_id, pending.seq, "ok"))
+            elif now > pending.deadline:
+                pending.finish(
+                    CommandResult(
+                        False,
+                        self.config.gate_id,
+                        pending.seq,
+                        "not_confirmed",
+                        "Контроллер не подтвердил команду",
+                    )
+                )
+            else:
+                still.append(pending)
+        self.awaiting_echo = still
+
+    def _fail_commands(self, reason: str, message: str) -> None:
+        failed = list(self.commands) + self.awaiting_echo
+        self.commands.clear()
+        self.awaiting_echo = []
+        for pending in failed:
+            pending.finish(CommandResult(False, self.config.gate_id, pending.seq, reason, message))  # type: ignore[arg-type]
+
+    # -- state ----------------------------------------------------------------------
+
+    def _set_state(self, **changes: Any) -> None:
+        old = self.state
+        new = replace(old, **changes)
+        if new.status != old.status:
+            new = replace(new, since=_now())
+            if new.status == "fault":
+                log.warning("gate %s fault: %s", self.config.gate_id, new.last_error)
+            elif new.status == "online":
+                log.info("gate %s online", self.config.gate_id)
+        self.state = new
+        now = time.monotonic()
+        significant = (
+            new.status != old.status
+            or new.last_error != old.last_error
+            or new.gate_state != old.gate_state
+        )
+        if significant or now - self.state_reported >= self.poller.state_every:
+            self.state_reported = now
+            if self.poller.on_state is not None:
+                try:
+                    self.poller.on_state(self.config, new)
+                except Exception:
+                    log.exception("on_state failed for gate %s", self.config.gate_id)
+
+
+class Poller:
+    """All controllers of one bridge process: start(), stop(), update(), command()."""
+
+    def __init__(
+        self,
+        configs: Iterable[ControllerConfig],
+        decide: Decide,
+        on_event: OnEvent,
+        on_state: OnState | None = None,
+        *,
+        client_factory: ClientFactory = make_client,
+        offline_after: float = OFFLINE_AFTER_S,
+        stuck_after: float = STUCK_AFTER_S,
+        backoff_base: float = BACKOFF_BASE_S,
+        backoff_cap: float = BACKOFF_CAP_S,
+        decide_timeout: float | None = DECIDE_TIMEOUT_S,
+        state_every: float = STATE_EVERY_S,
+        rng: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        self.configs = {c.gate_id: c for c in configs}
+        self.decide = decide
+        self.on_event = on_event
+        self.on_state = on_state
+        self.client_factory = client_factory
+        self.offline_after = offline_after
+        self.stuck_after = stuck_after
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.decide_timeout = decide_timeout
+        self.state_every = state_every
+        self.rng = rng
+        self.group = Group()
+        self.controllers: dict[int, _Controller] = {}
+        self.running = False
+        self.polls = 0
+        # (gate_id, seconds) of every pause before a reconnect; bounded, for tests and logs.
+        self.reconnect_waits: deque[tuple[int, float]] = deque(maxlen=1000)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> Poller:
+        """Spawn one greenlet per configured controller."""
+        if not self.running:
+            self.running = True
+            for config in self.configs.values():
+                self._spawn(config)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Kill every controller's greenlet and close its connection."""
+        self.running = False
+        controllers = list(self.controllers.values())
+        self.controllers.clear()
+        self.group.kill(timeout=timeout)
+        for controller in controllers:
+            self._close(controller)
+
+    def __enter__(self) -> Poller:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def update(self, configs: Iterable[ControllerConfig]) -> None:
+        """Add, remove and reconfigure controllers while running; unchanged ones keep going."""
+        wanted = {c.gate_id: c for c in configs}
+        for gate_id in list(self.configs):
+            if gate_id not in wanted or wanted[gate_id] != self.configs[gate_id]:
+                self._remove(gate_id)
+        for gate_id, config in wanted.items():
+            if gate_id not in self.configs:
+                self.configs[gate_id] = config
+                if self.running:
+                    self._spawn(config)
+
+    def _spawn(self, config: ControllerConfig) -> None:
+        controller = _Controller(self, config)
+        self.controllers[config.gate_id] = controller
+        greenlet = self.group.spawn(controller.run)
+        controller.greenlet = greenlet
+        greenlet.link_exception(self._crashed)
+
+    def _remove(self, gate_id: int) -> None:
+        self.configs.pop(gate_id, None)
+        controller = self.controllers.pop(gate_id, None)
+        if controller is not None:
+            if controller.greenlet is not None:
+                controller.greenlet.kill(block=True, timeout=5)
+            self._close(controller)
+
+    def _close(self, controller: _Controller) -> None:
+        controller._fail_commands("offline", "Мост остановлен")
+        if controller.client is not None:
+            controller.client.close()
+            controller.client = None
+
+    def _crashed(self, greenlet: gevent.Greenlet) -> None:
+        log.error("gatebridge controller greenlet crashed", exc_info=greenlet.exc_info)
+        for gate_id, controller in list(self.controllers.items()):
+            if controller.greenlet is greenlet:
+                self._close(controller)
+                if self.running and gate_id in self.configs:
+                    # One controller's bug must not leave its gate unpolled for good.
+                    gevent.spawn_later(CRASH_RESTART_S, self._respawn, gate_id, controller)
+
+    def _respawn(self, gate_id: int, crashed: _Controller) -> None:
+        if self.running and self.controllers.get(gate_id) is crashed:
+            self._spawn(self.configs[gate_id])
+
+    # -- what the app asks ------------------------------------------------------------
+
+    def states(self) -> dict[int, ControllerState]:
+        """The current state of every controller, by gate id."""
+        return {gate_id: c.state for gate_id, c in self.controllers.items()}
+
+    def state(self, gate_id: int) -> ControllerState | None:
+        """One controller's state, or None when the gate is not configured."""
+        controller = self.controllers.get(gate_id)
+        return None if controller is None else controller.state
+
+    def command(
+        self,
+        gate_id: int,
+        command: p.Command | int = p.Command.OPEN,
+        reason: p.CommandReason | int = p.CommandReason.PHONE,
+        pulse: int = 0,
+        timeout: float = COMMAND_CONFIRM_S,
+    ) -> CommandResult:
+        """Send a command ahead of any waiting poll and wait (cooperatively) for its echo.
+
+        Fails at once when the controller is offline: a command is never queued to fire
+        later. After `timeout` the command is dropped if it has not been written yet.
+        Call it from a greenlet of the bridge's own hub (a request handler of `python app.py`
+        or a task of `python -m gatebridge`), not from another OS thread.
+        """
+        command = p.Command(command)
+        reason = p.CommandReason(reason)
+        p.check_u16(pulse, "pulse")
+        controller = self.controllers.get(gate_id)
+        if controller is None:
+            return CommandResult(False, gate_id, reason="unknown_gate", message="Нет таких ворот")
+        if not controller.state.online or controller.client is None:
+            return CommandResult(False, gate_id, reason="offline", message="Контроллер не в сети")
+        pending = _PendingCommand(command, reason, pulse, deadline=time.monotonic() + timeout)
+        controller.commands.append(pending)
+        controller.wake.set()
+        # Wait past the deadline by two I/O timeouts: a write started just before it ends.
+        try:
+            return pending.result.get(timeout=timeout + controller.config.timeout * 2 + 0.1)
+        except gevent.Timeout:
+            if pending in controller.commands:
+                controller.commands.remove(pending)
+            return CommandResult(
+                False, gate_id, pending.seq, "not_confirmed", "Контроллер не подтвердил команду"
+            )

@@ -1,0 +1,504 @@
+"""The poller against real simulator processes over Modbus TCP, in the unpatched pytest process.
+
+While a Poller runs, the test waits with gevent.sleep and makes its blocking control calls
+in gevent's thread pool, so the poller's greenlets keep running meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+import gevent
+import pytest
+from pymodbus.exceptions import ConnectionException
+
+from gatebridge import protocol as p
+from gatebridge.poller import (
+    ControllerConfig,
+    ControllerState,
+    Poller,
+    backoff_delay,
+    event_direction,
+    make_client,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def blocking(fn, *args, **kwargs):
+    """Run a blocking call (HTTP to the simulator) in a thread; the hub keeps polling."""
+    return gevent.get_hub().threadpool.apply(fn, args, kwargs)
+
+
+def wait_until(predicate, timeout=5.0, interval=0.01):
+    """gevent.sleep until predicate() is truthy; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        gevent.sleep(interval)
+
+
+@dataclass
+class Recorder:
+    """decide/on_event/on_state doubles that remember what they saw."""
+
+    code: int = p.DecisionCode.GRANT
+    decided: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    states: list = field(default_factory=list)
+    fail: bool = False
+
+    def decide(self, config, snapshot):
+        self.decided.append((config.gate_id, snapshot))
+        if self.fail:
+            raise RuntimeError("database is down")
+        return self.code
+
+    def on_event(self, config, snapshot, code, latency):
+        self.events.append((config.gate_id, snapshot, code, latency, time.monotonic()))
+
+    def on_state(self, config, state: ControllerState):
+        self.states.append((config.gate_id, state, time.monotonic()))
+
+    def event_for(self, gate_id, seq):
+        return next((e for e in self.events if e[0] == gate_id and e[1].event_seq == seq), None)
+
+
+@pytest.fixture
+def recorder():
+    return Recorder()
+
+
+@pytest.fixture
+def run_poller(recorder):
+    """Factory: a started Poller over the given configs, stopped at teardown."""
+    pollers = []
+
+    def run(configs, **kwargs):
+        poller = Poller(configs, recorder.decide, recorder.on_event, recorder.on_state, **kwargs)
+        pollers.append(poller.start())
+        return poller
+
+    yield run
+    for poller in pollers:
+        poller.stop()
+
+
+def config_for(sim, gate_id=1, index=0, **kwargs):
+    host, port = sim.addresses[index]
+    kwargs.setdefault("poll_ms", 50)
+    return ControllerConfig(gate_id=gate_id, territory_id=7, host=host, port=port, **kwargs)
+
+
+def online(poller, gate_id=1, timeout=5.0):
+    return wait_until(lambda: (s := poller.state(gate_id)) is not None and s.online, timeout)
+
+
+def present(sim, **payload):
+    return blocking(sim.present, **payload)
+
+
+def state(sim, gate=0):
+    return blocking(sim.state, gate)
+
+
+def free_port():
+    """A port with nothing listening on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def black_hole():
+    """A port that accepts TCP connections (the kernel's backlog) but never answers."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    yield s.getsockname()[1]
+    s.close()
+
+
+class CountingFactory:
+    """Client factory that counts connections and can lose the answer to one write."""
+
+    def __init__(self, lose_answer_at=None):
+        self.created = 0
+        self.lose_answer_at = lose_answer_at
+        self.lost = 0
+
+    def __call__(self, config):
+        self.created += 1
+        client = make_client(config)
+        if self.lose_answer_at is None:
+            return client
+        factory = self
+        original = client.write_registers
+
+        def write_registers(address, values, **kwargs):
+            rr = original(address, values, **kwargs)
+            if address == factory.lose_answer_at and not factory.lost:
+                # The controller acted, but the answer never reached us.
+                factory.lost += 1
+                client.close()
+                raise ConnectionException("answer lost")
+            return rr
+
+        client.write_registers = write_registers
+        return client
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+def test_grant_opens_the_relay_and_the_controller_echoes_the_decision(
+    simulator, run_poller, recorder
+):
+    poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    seq = present(simulator, type="card", card=123456, bit_length=26)
+    assert wait_until(lambda: recorder.event_for(1, seq))
+    gate_id, snap = recorder.decided[-1]
+    assert gate_id == 1 and snap.event_seq == seq
+    assert snap.credential == p.Credential("card", "123456")
+    st = state(simulator)
+    assert st["applied_decision_seq"] == seq
+    assert st["applied_decision_code"] == p.DecisionCode.GRANT
+    assert st["openings"] == 1
+    assert st["last_decision"]["signal"] == p.Signal.GREEN | p.Signal.BEEP
+    _, _, code, latency, _ = recorder.event_for(1, seq)
+    assert code == p.DecisionCode.GRANT
+    assert latency < 0.05
+
+
+def test_deny_is_applied_and_nothing_opens(simulator, run_poller, recorder):
+    recorder.code = p.DecisionCode.DENY_EXPIRED
+    poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    seq = present(simulator, type="plate", plate="А777АА99")
+    assert wait_until(lambda: recorder.event_for(1, seq))
+    assert recorder.decided[-1][1].credential == p.Credential("plate", "A777AA99")
+    st = state(simulator)
+    assert st["applied_decision_seq"] == seq
+    assert st["applied_decision_code"] == p.DecisionCode.DENY_EXPIRED
+    assert st["openings"] == 0 and not st["relay"]
+
+
+def test_exit_events_are_granted_without_calling_decide(simulator, run_poller, recorder):
+    recorder.code = p.DecisionCode.DENY_NO_PASS
+    poller = run_poller([config_for(simulator, direction="both")])
+    assert online(poller)
+    by_card = present(simulator, type="card", card=5, direction=2)
+    assert wait_until(lambda: recorder.event_for(1, by_card))
+    by_button = present(simulator, type="exit_button")
+    assert wait_until(lambda: recorder.event_for(1, by_button))
+    assert recorder.decided == []
+    assert [e[2] for e in recorder.events] == [p.DecisionCode.GRANT, p.DecisionCode.GRANT]
+    assert state(simulator)["openings"] == 2
+
+
+def test_an_exit_gate_grants_everything_and_an_entry_gate_decides_everything(
+    start_simulator, run_poller, recorder
+):
+    sim = start_simulator("--count", "2")
+    recorder.code = p.DecisionCode.DENY_UNKNOWN
+    exit_gate = config_for(sim, 1, 0, direction="exit")
+    entry_gate = config_for(sim, 2, 1, direction="entry")
+    poller = run_poller([exit_gate, entry_gate])
+    assert online(poller, 1) and online(poller, 2)
+    out = present(sim, gate=0, type="card", card=1, direction=1)
+    # The controller says exit, but the gate is configured as an entry: it is decided.
+    inward = present(sim, gate=1, type="card", card=1, direction=2)
+    assert wait_until(lambda: recorder.event_for(1, out) and recorder.event_for(2, inward))
+    assert recorder.event_for(1, out)[2] == p.DecisionCode.GRANT
+    assert recorder.event_for(2, inward)[2] == p.DecisionCode.DENY_UNKNOWN
+    assert [gate for gate, _ in recorder.decided] == [2]
+    assert event_direction(exit_gate, recorder.event_for(1, out)[1]) == p.Direction.EXIT
+    assert event_direction(entry_gate, recorder.event_for(2, inward)[1]) == p.Direction.ENTRY
+
+
+def test_a_failing_decide_answers_try_again(simulator, run_poller, recorder):
+    recorder.fail = True
+    poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    seq = present(simulator, type="card", card=9)
+    assert wait_until(lambda: recorder.event_for(1, seq))
+    assert recorder.event_for(1, seq)[2] == p.DecisionCode.TRY_AGAIN
+    assert state(simulator)["applied_decision_code"] == p.DecisionCode.TRY_AGAIN
+
+
+def test_an_event_from_before_the_connection_is_not_answered(simulator, run_poller, recorder):
+    old = blocking(simulator.present, type="card", card=1)
+    poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    gevent.sleep(0.3)
+    assert recorder.decided == [] and recorder.events == []
+    assert state(simulator)["applied_decision_seq"] == 0
+    new = present(simulator, type="card", card=2)
+    assert new == old + 1
+    assert wait_until(lambda: recorder.event_for(1, new))
+
+
+def test_only_the_latest_of_two_events_between_polls_is_answered(simulator, run_poller, recorder):
+    poller = run_poller([config_for(simulator, poll_ms=1000)])
+    assert online(poller)
+    # Right after a poll, two cards arrive before the next one.
+    polls = poller.polls
+    wait_until(lambda: poller.polls > polls)
+    first = present(simulator, type="card", card=1)
+    second = present(simulator, type="card", card=2)
+    assert wait_until(lambda: recorder.event_for(1, second), timeout=3)
+    assert recorder.event_for(1, first) is None
+    st = state(simulator)
+    assert st["applied_decision_seq"] == second and st["openings"] == 1
+
+
+def test_the_controller_ignores_a_decision_for_a_stale_seq(simulator, run_poller, recorder):
+    poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    first = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(1, first))
+    # A late duplicate answer (same seq) and one for an older seq are both ignored.
+    client = simulator.client()
+    for seq in (first, first - 1 or 65535):
+        rr = blocking(client.write_registers, p.HR_DECISION_START, p.encode_decision(seq, 1))
+        assert not rr.isError()
+    st = state(simulator)
+    assert st["openings"] == 1 and st["ignored_decisions"] == 2
+
+
+def test_event_seq_wraps_from_65535_to_1_and_both_are_answered(simulator, run_poller, recorder):
+    blocking(simulator.set_seq, 65534)
+    poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    top = present(simulator, type="card", card=1)
+    assert top == 65535
+    assert wait_until(lambda: recorder.event_for(1, top))
+    wrapped = present(simulator, type="card", card=2)
+    assert wrapped == 1
+    assert wait_until(lambda: recorder.event_for(1, wrapped))
+    st = state(simulator)
+    assert st["applied_decision_seq"] == 1 and st["openings"] == 2
+
+
+def test_decisions_reach_the_controller_within_50_ms_of_the_read(simulator, run_poller, recorder):
+    poller = run_poller([config_for(simulator, poll_ms=20)])
+    assert online(poller)
+    for card in range(1, 21):
+        seq = present(simulator, type="card", card=card)
+        assert wait_until(lambda seq=seq: recorder.event_for(1, seq))
+    latencies = sorted(e[3] for e in recorder.events)
+    assert len(latencies) == 20
+    assert latencies[-1] < 0.05, latencies
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def test_command_opens_and_is_confirmed_by_the_echo(simulator, run_poller, recorder):
+    poller = run_poller([config_for(simulator, poll_ms=1000)])
+    assert online(poller)
+    started = time.monotonic()
+    result = poller.command(1, p.Command.OPEN, p.CommandReason.PHONE, pulse=30)
+    took = time.monotonic() - started
+    assert result.ok and result.reason == "ok" and result.seq == 1
+    # Ahead of the next poll: not a second's wait for the 1000 ms poll interval.
+    assert took < 0.3
+    st = state(simulator)
+    assert st["openings"] == 1 and st["command_seq_echo"] == 1
+    assert st["last_command"] == {"seq": 1, "command": 1, "pulse": 30, "reason": 1}
+    assert poller.command(1).seq == 2
+
+
+def test_command_seq_continues_after_the_controllers_echo(start_simulator, run_poller):
+    sim = start_simulator()
+    client = sim.client()
+    client.write_registers(p.HR_COMMAND_START, p.encode_command(41, p.Command.OPEN, 0, 2))
+    poller = run_poller([config_for(sim)])
+    assert online(poller)
+    result = poller.command(1)
+    assert result.ok and result.seq == 42
+    assert state(sim)["openings"] == 2
+
+
+def test_a_lost_answer_is_retried_with_the_same_seq_and_opens_once(simulator, run_poller):
+    factory = CountingFactory(lose_answer_at=p.HR_COMMAND_START)
+    poller = run_poller([config_for(simulator)], client_factory=factory)
+    assert online(poller)
+    result = poller.command(1)
+    assert factory.lost == 1 and factory.created == 2
+    assert result.ok, result
+    st = state(simulator)
+    # The controller saw the command twice (same seq) and acted once.
+    assert st["command_seq_echo"] == result.seq
+    assert st["openings"] == 1
+
+
+def test_command_to_an_offline_controller_fails_at_once_and_never_fires_later(
+    start_simulator, run_poller, recorder
+):
+    sim = start_simulator()
+    port = sim.modbus_port
+    poller = run_poller([config_for(sim)], backoff_base=0.1, backoff_cap=0.4)
+    assert online(poller)
+    sim.stop()
+    started = time.monotonic()
+    first = poller.command(1)
+    assert not first.ok and first.reason == "offline"
+    assert time.monotonic() - started < 0.5
+    assert wait_until(lambda: not poller.state(1).online, timeout=5)
+    started = time.monotonic()
+    second = poller.command(1)
+    assert not second.ok and second.reason == "offline" and second.message
+    assert time.monotonic() - started < 0.01
+    # The controller comes back on the same port: the bridge reconnects, opens nothing.
+    back = start_simulator("--port", str(port))
+    assert back.modbus_port == port
+    assert online(poller, timeout=5)
+    gevent.sleep(0.5)
+    st = state(back)
+    assert st["openings"] == 0 and st["last_command"] is None and st["command_seq_echo"] == 0
+    assert poller.command(1).ok
+
+
+def test_command_to_an_unknown_gate(simulator, run_poller):
+    poller = run_poller([config_for(simulator)])
+    result = poller.command(99)
+    assert not result.ok and result.reason == "unknown_gate"
+
+
+# -- faults -------------------------------------------------------------------------------
+
+
+def test_dead_controllers_do_not_slow_live_ones(start_simulator, run_poller, black_hole):
+    sim = start_simulator("--count", "3")
+    poll_ms = 100
+    live = [config_for(sim, gate_id=i + 1, index=i, poll_ms=poll_ms) for i in range(3)]
+    refused = ControllerConfig(10, 7, "127.0.0.1", free_port(), poll_ms=poll_ms)
+    silent = ControllerConfig(11, 7, "127.0.0.1", black_hole, poll_ms=poll_ms, timeout=0.5)
+    poller = run_poller([*live, refused, silent])
+    assert all(online(poller, c.gate_id) for c in live)
+    before = {c.gate_id: poller.controllers[c.gate_id].polls for c in live}
+    seconds = 2.0
+    gevent.sleep(seconds)
+    rates = {
+        c.gate_id: (poller.controllers[c.gate_id].polls - before[c.gate_id]) / seconds for c in live
+    }
+    expected = 1000 / poll_ms
+    assert all(rate >= 0.8 * expected for rate in rates.values()), rates
+    assert poller.controllers[11].polls == 0 and poller.controllers[10].polls == 0
+    assert not poller.state(10).online and not poller.state(11).online
+    assert poller.state(11).last_error
+    # Events on a live controller are still answered quickly.
+    seq = present(sim, gate=2, type="card", card=1)
+    assert wait_until(lambda: state(sim, 2)["applied_decision_seq"] == seq, timeout=1)
+
+
+def test_fifty_controllers_are_polled_concurrently(start_simulator, run_poller):
+    # Each answer takes 100 ms: serially, one round over 50 would take 5 s.
+    sim = start_simulator("--count", "50", "--delay-ms", "100")
+    configs = [config_for(sim, gate_id=i + 1, index=i, poll_ms=200) for i in range(50)]
+    poller = run_poller(configs)
+    assert wait_until(lambda: all(s.online for s in poller.states().values()), timeout=5)
+    before = {g: c.polls for g, c in poller.controllers.items()}
+    gevent.sleep(2.0)
+    counts = sorted(c.polls - before[g] for g, c in poller.controllers.items())
+    # 10 polls each at 200 ms; allow for a loaded machine, far above the serial 0-1.
+    assert counts[0] >= 6, counts
+
+
+def test_a_silent_controller_goes_offline_after_3_s(start_simulator, run_poller, recorder):
+    sim = start_simulator()
+    poller = run_poller([config_for(sim, timeout=0.3)])
+    assert online(poller)
+    os.kill(sim.proc.pid, signal.SIGSTOP)
+    try:
+        stopped = time.monotonic()
+        assert wait_until(lambda: not poller.state(1).online, timeout=6)
+        went_offline = time.monotonic() - stopped
+    finally:
+        os.kill(sim.proc.pid, signal.SIGCONT)
+    # 3 s after the last answer (which came at most one poll before SIGSTOP).
+    assert 2.9 <= went_offline <= 3.9, went_offline
+    offline = [s for g, s, _ in recorder.states if s.status == "offline"]
+    assert offline and offline[-1].last_error
+    assert online(poller, timeout=5)
+
+
+def test_reconnect_backoff_grows_with_jitter_and_is_capped():
+    highest = [backoff_delay(n, rng=lambda a, b: b) for n in range(10)]
+    assert highest == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
+    lowest = [backoff_delay(n, rng=lambda a, b: a) for n in range(8)]
+    assert lowest == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0]
+    jittered = {backoff_delay(20) for _ in range(50)}
+    assert len(jittered) > 1 and all(15.0 <= d <= 30.0 for d in jittered)
+    assert backoff_delay(10_000) <= 30.0
+
+
+def test_reconnect_attempts_back_off_against_a_dead_port(run_poller):
+    factory = CountingFactory()
+    dead = ControllerConfig(5, 7, "127.0.0.1", free_port())
+    poller = run_poller(
+        [dead], client_factory=factory, backoff_base=0.05, backoff_cap=0.4, rng=lambda a, b: b
+    )
+    assert wait_until(lambda: len(poller.reconnect_waits) >= 6, timeout=5)
+    waits = [delay for gate, delay in list(poller.reconnect_waits)[:6]]
+    assert waits == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]
+    assert factory.created >= 6
+    assert poller.state(5).status == "offline"
+
+
+def test_a_stuck_heartbeat_is_a_fault_while_it_still_answers(simulator, run_poller, recorder):
+    poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    blocking(simulator.freeze_heartbeat, True)
+    frozen = time.monotonic()
+    assert wait_until(lambda: poller.state(1).fault, timeout=8)
+    took = time.monotonic() - frozen
+    assert 4.0 <= took <= 6.5, took
+    st = poller.state(1)
+    assert st.online and "завис" in st.last_error
+    # Still answering: events are decided while in fault.
+    seq = present(simulator, type="card", card=3)
+    assert wait_until(lambda: recorder.event_for(1, seq))
+    blocking(simulator.freeze_heartbeat, False)
+    assert wait_until(lambda: poller.state(1).status == "online", timeout=3)
+
+
+def test_an_exception_reply_is_a_fault_not_a_lost_connection(simulator, run_poller):
+    factory = CountingFactory()
+    # The simulator answers other unit ids with a Modbus exception reply.
+    poller = run_poller([config_for(simulator, unit=9)], client_factory=factory)
+    assert wait_until(lambda: poller.state(1).fault, timeout=3)
+    st = poller.state(1)
+    assert st.online and "exception reply" in st.last_error
+    gevent.sleep(0.5)
+    assert factory.created == 1  # no reconnects: the link is fine, the device says no
+
+
+# -- runtime changes ----------------------------------------------------------------------
+
+
+def test_update_adds_removes_and_reconfigures_controllers(start_simulator, run_poller):
+    sim = start_simulator("--count", "3")
+    a, b, c = (config_for(sim, gate_id=i + 1, index=i) for i in range(3))
+    poller = run_poller([a, b])
+    assert online(poller, 1) and online(poller, 2)
+    first_b = poller.controllers[2]
+    slower_b = ControllerConfig(**{**b.__dict__, "poll_ms": 500})
+    poller.update([slower_b, c])
+    assert set(poller.controllers) == {2, 3}
+    assert poller.controllers[2] is not first_b and poller.controllers[2].config.poll_ms == 500
+    assert first_b.greenlet.dead and first_b.client is None
+    assert online(poller, 3)
+    seq = present(sim, gate=2, type="card", card=1)
+    assert wait_until(lambda: state(sim, 2)["applied_decision_seq"] == seq, timeout=2)
+    before = len(poller.controllers)
+    poller.update([slower_b, c])  # unchanged: nothing restarts
+    assert len(poller.controllers) == before
