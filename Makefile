@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export INSTANCE_PATH ?= $(CURDIR)/instance
 
-.PHONY: setup dev-setup run test lint bench i18n-extract i18n-update chromium
+.PHONY: setup dev-setup run test lint bench i18n-extract i18n-update system-packages
 
 ## setup: virtualenv with the pinned requirements, htmx from npm, compiled translations
 setup: $(VENV)/.deps static/vendor/htmx.min.js translations/en/LC_MESSAGES/messages.mo
@@ -27,13 +27,18 @@ static/vendor/htmx.min.js: package.json package-lock.json
 translations/en/LC_MESSAGES/messages.mo: translations/en/LC_MESSAGES/messages.po $(VENV)/.deps
 	$(BIN)/pybabel compile --statistics -d translations 2>&1 | tail -n 1
 
-## dev-setup: test tools and Debian's Chromium for the browser tests
-dev-setup: setup $(VENV)/.dev-deps chromium
+## dev-setup: test tools, Debian's Chromium for the browser tests, PostgreSQL for the database tests
+dev-setup: setup $(VENV)/.dev-deps system-packages
 
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null; }
+# The tests start their own throw-away PostgreSQL server (initdb into a temp folder).
+system-packages:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 ## run: database, demo data (logins printed), then the app on http://127.0.0.1:$${PORT:-5000}
 run: setup

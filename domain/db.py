@@ -57,7 +57,7 @@ def open_database(url: str) -> Any:
         # check_same_thread=False: gevent's thread pool may finish work begun elsewhere.
         return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     if url.startswith(("postgresql://", "postgres://")):
-        return connect(url, autorollback=True)
+        return connect(url)
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 

@@ -7,6 +7,7 @@ by a barrier, accept two requests into a unit that has one place left.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -30,8 +31,6 @@ from domain.territories import (
 )
 
 ROUNDS = 15
-# domain/db.py still passes peewee 4 the retired autorollback option for PostgreSQL.
-pytestmark = pytest.mark.filterwarnings("ignore:Peewee no longer uses the \"autorollback\"")
 
 
 def _person(n: int) -> Account:
@@ -48,10 +47,12 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def postgres():
-    """A throwaway PostgreSQL server on a Unix socket; skipped where it is not installed."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries are not installed")
+    """A throwaway PostgreSQL server on a Unix socket (make dev-setup installs PostgreSQL)."""
+    # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    search = os.pathsep.join([*bins[-1:], os.environ.get("PATH", "")])
+    initdb, pg_ctl = shutil.which("initdb", path=search), shutil.which("pg_ctl", path=search)
+    assert initdb and pg_ctl, "PostgreSQL is not installed: run make dev-setup"
     # Not under pytest's tmp folder: that one is private to us, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="propusk-pg-"))
     if os.geteuid() == 0:
@@ -65,7 +66,7 @@ def postgres():
         subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-w",
                                      "-l", str(root / "log"), "start"]), **run)
     except (subprocess.CalledProcessError, KeyError, LookupError) as error:
-        pytest.skip(f"cannot start PostgreSQL here: {error}")
+        pytest.fail(f"cannot start PostgreSQL: {error}")
     yield f"postgresql://postgres@/{{name}}?host={root}&port=5432"
     subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
                    capture_output=True, timeout=60)
