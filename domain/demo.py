@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain import accounts, territories
+from domain import accounts, billing, territories
 from domain.accounts import Account
 from domain.db import db
 from domain.territories import JoinRequest, Membership, Territory, Unit
@@ -72,6 +72,8 @@ def seed_demo() -> list[tuple[str, str, str]]:
                     account=people["applicant"], territory=territory,
                     defaults={"unit_label": "Участок 17 (дом 9)"},
                 )
+            if kind == "kindergarten":
+                billing.seed_demo_tariffs(territory)
     return [
         (role, people[role].phone, ADMIN_PASSWORD if role == "admin" else PASSWORD)
         for role in ("admin", "manager", "resident", "operator")

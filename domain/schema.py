@@ -70,12 +70,22 @@ class Steps:
 Migration = tuple[int, str, Callable[[Steps], None]]
 
 # Numbered upgrade steps, oldest first. Append; never renumber or edit a released step.
-MIGRATIONS: list[Migration] = []
+MIGRATIONS: list[Migration] = [
+    (1, "territory card price and validity",
+     lambda s: s.add_columns(_territory(), "card_price_kopecks", "card_validity_months")),
+]
+
+
+def _territory() -> type[Model]:
+    from domain.territories import Territory
+
+    return Territory
 
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, territories
+    from domain import accounts, billing, territories
+    from providers.payments.sandbox import SandboxBankPayment
 
     return [
         accounts.Account,
@@ -84,6 +94,8 @@ def app_models() -> list[type[BaseModel]]:
         territories.Unit,
         territories.Membership,
         territories.JoinRequest,
+        *billing.models(),
+        SandboxBankPayment,
     ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from flask_babel import lazy_gettext as _l
-from peewee import BooleanField, CharField, ForeignKeyField, IntegrityError, TextField
+from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, IntegrityError, TextField
 
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
@@ -38,6 +38,8 @@ class Territory(BaseModel):
     passes_enabled = BooleanField(default=True)
     app_access_free = BooleanField(default=False)
     free_exit = BooleanField(default=True)
+    card_price_kopecks = IntegerField(default=15000)  # «Купить карту»: 150,00 ₽
+    card_validity_months = IntegerField(default=48)
     created_at = UtcDateTimeField(default=utcnow)
 
     @property
