@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import (
-    DateField,
-    IntegerField,
-    RadioField,
-    SelectField,
-    StringField,
-)
+from wtforms import DateField, IntegerField, RadioField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import (
     AnyOf,
     DataRequired,
@@ -22,6 +17,10 @@ from wtforms.validators import (
 )
 
 from domain.billing import KINDS, METHODS, STATUSES
+
+
+def _choices(labels: dict) -> list[SelectChoice]:
+    return [SelectChoice("", _l("Все"))] + [SelectChoice(k, v) for k, v in labels.items()]
 
 
 class BindCardForm(FlaskForm):
@@ -96,7 +95,9 @@ class PromoForm(FlaskForm):
     code = StringField(_l("Промокод"), validators=[DataRequired(_l("Введите промокод")),
                                                    Length(max=40)])
     discount_kind = RadioField(
-        _l("Скидка"), choices=[("percent", _l("в процентах")), ("fixed", _l("в рублях"))],
+        _l("Скидка"),
+        choices=[SelectChoice("percent", _l("в процентах")),
+                 SelectChoice("fixed", _l("в рублях"))],
         default="percent", validators=[InputRequired(_l("Выберите вид скидки"))],
     )
     value = StringField(_l("Размер скидки"),
@@ -116,6 +117,6 @@ class RegistryFilterForm(FlaskForm):
         csrf = False
 
     status = SelectField(_l("Статус платежа"), default="",
-                         choices=[("", _l("Все"))] + list(STATUSES.items()))
+                         choices=_choices(STATUSES))
     kind = SelectField(_l("Тип доступа"), default="",
-                       choices=[("", _l("Все"))] + list(KINDS.items()))
+                       choices=_choices(KINDS))

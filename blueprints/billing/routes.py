@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from wtforms.fields.choices import SelectChoice
 
 from blueprints.billing import flows
 from blueprints.billing.forms import BindCardForm, BuyAccessForm, BuyCardForm, RegistryFilterForm
@@ -126,7 +127,7 @@ def buy_access(tid: int) -> Response:
     """«Купить доступ» / «Активировать доступ»: a tariff's period, promo, e-mail, way to pay."""
     periods = list(TariffPeriod.of(tid))
     form = BuyAccessForm()
-    form.period.choices = [(p.id, str(p.id)) for p in periods]
+    form.period.choices = [SelectChoice(p.id, str(p.id)) for p in periods]
     _prefill(form)
     if not g.territory.app_access_free:
         done = _start(form, lambda: billing.app_offer(g.territory, form.period.data))

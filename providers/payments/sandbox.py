@@ -120,7 +120,8 @@ class SandboxProvider:
                 return_url=charge.return_url,
                 metadata=json.dumps(charge.metadata),
             )
-        return Checkout(found.id, url_for("sandbox_bank.pay", payment_id=found.id, _external=True))
+        url = url_for("sandbox_bank.pay_page", payment_id=found.id, _external=True)
+        return Checkout(found.id, url)
 
     def refund(self, provider_payment_id: str, amount_kopecks: int, idempotence_key: str) -> str:
         """Give the whole payment back and tell the shop by webhook."""
