@@ -23,6 +23,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     IntegrityError,
+    SqliteDatabase,
     TextField,
 )
 
@@ -675,7 +676,7 @@ def start_purchase(
         raise DomainError(_l("Доступ по приложению в этой территории бесплатный"))
     if offer.kind == "card" and territory.kind != "kindergarten":
         raise DomainError(_l("Карты в этой территории не продаются"))
-    with db.atomic():
+    with _writing():
         promo = None
         discount = 0
         if promo_code.strip():
@@ -717,6 +718,18 @@ class AmountMismatch(DomainError):
     """A provider reports a different amount than we asked for; nothing is applied."""
 
 
+def _writing():
+    """A transaction that takes SQLite's write lock at BEGIN (IMMEDIATE).
+
+    In WAL mode a deferred transaction that reads and then writes fails at once with
+    SQLITE_BUSY when another writer committed in between; taking the lock first makes
+    concurrent writers wait their turn (busy_timeout) instead. PostgreSQL uses row locks.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()
+
+
 def _for_update(query):
     """Lock the selected rows where the database can (PostgreSQL); SQLite's write lock,
     taken by the transaction's first write, already serialises every writer."""
@@ -753,7 +766,7 @@ def apply_success(
     payment = payment_by_provider_id(provider_payment_id)
     if amount_kopecks != payment.expected_kopecks:
         raise AmountMismatch(_l("Сумма платежа не совпадает с выставленной"))
-    with db.atomic():
+    with _writing():
         if not _record(payment.id, "payment.succeeded", amount_kopecks, now):
             return False
         moved = (
@@ -792,7 +805,7 @@ def apply_cancel(provider_payment_id: str, now: dt.datetime | None = None) -> bo
 
 
 def _cancel(payment_id: int, event: str, now: dt.datetime) -> bool:
-    with db.atomic():
+    with _writing():
         if not _record(payment_id, event, None, now):
             return False
         moved = (
@@ -809,7 +822,7 @@ def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bo
     """The money went back: mark the payment refunded and take back the time it bought."""
     now = now or utcnow()
     payment = payment_by_provider_id(provider_payment_id)
-    with db.atomic():
+    with _writing():
         if not _record(payment.id, "refund.succeeded", payment.amount_kopecks, now):
             return False
         moved = (
@@ -856,7 +869,7 @@ def bind_card(account: Account, territory: Territory, printed: str,
     if territory.kind != "kindergarten":
         raise DomainError(_l("Карты в этой территории не используются"), field="card_number")
     try:
-        with db.atomic():
+        with _writing():
             existing = Card.get_or_none((Card.territory == territory) & (Card.number == number))
             if existing is not None and existing.account_id != account.id:
                 raise DomainError(
