@@ -139,3 +139,16 @@ def test_card_numbers_beyond_bigint_are_exact(ctx):
     billing.bind_card(ctx["parent"], ctx["territory"], str(huge), now=NOW)
     assert Card.get().number == huge
     assert billing.card_access(ctx["territory"].id, huge, NOW)[0] == ctx["parent"].id
+
+
+def test_seed_demo_tariffs_are_idempotent(app):
+    from domain.demo import seed_demo
+
+    with app.test_request_context():
+        seed_demo()
+        seed_demo()
+        assert billing.Tariff.select().count() == 2
+        assert billing.TariffPeriod.select().count() == 4
+        group1 = billing.Tariff.get(billing.Tariff.name == "Родители группы 1")
+        assert sorted((p.months, p.price_kopecks) for p in group1.periods) == [
+            (3, 8500), (12, 30000)]
