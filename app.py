@@ -25,6 +25,7 @@ from blueprints.sessions import init_sessions
 from cli import register_cli
 from domain.db import db, init_db
 from extensions import csrf, htmx
+from providers import payments
 
 log = logging.getLogger("propusk")
 
@@ -95,6 +96,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_sessions(app)
     init_security(app)
     providers.init_app(app)
+    payments.init_app(app)
     register_blueprints(app)
     register_cli(app)
     gatebridge.init_app(app)

@@ -9,6 +9,7 @@ def register_blueprints(app: Flask) -> None:
     """Mount every area's blueprint."""
     from blueprints.admin.routes import bp as admin
     from blueprints.auth.routes import bp as auth
+    from blueprints.billing import register as register_billing
     from blueprints.core.routes import bp as core
     from blueprints.manage.routes import bp as manage
     from blueprints.passes.routes import bp as passes
@@ -17,3 +18,4 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (core, auth, profile, territories, manage, admin, passes):
         app.register_blueprint(blueprint)
+    register_billing(app)

@@ -1,15 +1,36 @@
 """Billing: access cards, tariffs and their periods, promo codes, payments and access grants.
 
-For now it holds the rules for the number printed on the back of an access card.
+Money is integer kopecks everywhere; a float never holds an amount. Time is aware UTC.
+
+A payment moves pending → succeeded → refunded, or pending → canceled. Each move is one
+conditional UPDATE (`… WHERE status = 'pending'`) inside the transaction that also records
+the provider's event in PaymentEvent, whose (payment, event) pair is unique: however often
+and however concurrently a provider announces a payment, exactly one transaction applies it.
 """
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import re
+import uuid
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
+from peewee import (
+    CharField,
+    ForeignKeyField,
+    IntegerField,
+    IntegrityError,
+    SqliteDatabase,
+    TextField,
+)
 
-from domain.errors import DomainError
+from domain.accounts import Account
+from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.errors import DomainError, NotFound
+from domain.territories import Territory
 
 # Wiegand 26 carries an 8-bit facility code and a 16-bit card number between two parity
 # bits; EM-Marine cards print those two as «facility,number», e.g. 123,45678.
@@ -93,3 +114,799 @@ def format_card_number(value: int) -> str:
     if value < WIEGAND_26_LIMIT:
         return f"{value >> 16:03d},{value & CARD_NUMBER_MAX:05d}"
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Money: integer kopecks
+# ---------------------------------------------------------------------------------------------
+
+KOPECKS_MAX = 100_000_000 * 100  # a hundred million roubles: far above any price here
+MIN_CHARGE = 100  # 1,00 ₽: providers do not take less
+_RUBLES = re.compile(r"([0-9]{1,9})(?:[.,]([0-9]{1,2}))?")
+
+
+def parse_rubles(text: str, field: str = "price") -> int:
+    """Read an amount typed in roubles («85», «85,00», «1 380.5 ₽») as integer kopecks."""
+    cleaned = re.sub(r"[\s\u00a0\u202f₽]|руб\.?", "", (text or "").strip().lower())
+    match = _RUBLES.fullmatch(cleaned)
+    if not match:
+        raise DomainError(_l("Сумма в рублях, например 85 или 85,00"), field=field)
+    kopecks = int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+    if kopecks <= 0:
+        raise DomainError(_l("Сумма должна быть больше нуля"), field=field)
+    if kopecks > KOPECKS_MAX:
+        raise DomainError(_l("Слишком большая сумма"), field=field)
+    return kopecks
+
+
+def kopecks_to_value(kopecks: int) -> str:
+    """Kopecks as the decimal string payment APIs exchange: 8500 → «85.00»."""
+    return f"{kopecks // 100}.{kopecks % 100:02d}"
+
+
+_VALUE = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,2}))?")
+
+
+def value_to_kopecks(value: object) -> int:
+    """A payment API's amount («85.00», «85.0», «85») as kopecks; ValueError if it is not one."""
+    match = _VALUE.fullmatch(str(value).strip())
+    if not match:
+        raise ValueError(f"not an amount of money: {value!r}")
+    return int(match[1]) * 100 + int((match[2] or "0").ljust(2, "0"))
+
+
+def per_month_kopecks(price_kopecks: int, months: int) -> int:
+    """Price per month in whole kopecks, rounded half up: 85,00 ₽ / 3 → 28,33 ₽.
+
+    Integer arithmetic only: round(p / m) half up is floor((2p + m) / 2m) for p, m > 0.
+    """
+    if months <= 0:
+        raise ValueError("months must be positive")
+    return (2 * price_kopecks + months) // (2 * months)
+
+
+def percent_of(kopecks: int, percent: int) -> int:
+    """`percent` % of an amount in whole kopecks, rounded half up (integer arithmetic)."""
+    return (2 * kopecks * percent + 100) // 200
+
+
+def add_months(moment: dt.datetime, months: int, tz: str = "UTC") -> dt.datetime:
+    """The same wall-clock time `months` later in the territory's zone (31 Jan + 1 → 28/29 Feb)."""
+    local = moment.astimezone(ZoneInfo(tz))
+    index = local.month - 1 + months
+    year, month = local.year + index // 12, index % 12 + 1
+    day = min(local.day, calendar.monthrange(year, month)[1])
+    return local.replace(year=year, month=month, day=day).astimezone(dt.UTC)
+
+
+def extend_from(current_end: dt.datetime | None, now: dt.datetime) -> dt.datetime:
+    """A purchase extends from the later of now and the current end (SPEC §3)."""
+    return max(now, current_end) if current_end else now
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+
+
+class CardNumberField(CharField):
+    """A card's u64 value, stored as its decimal digits.
+
+    GATE-CTL carries card values up to 2**64 − 1; PostgreSQL's BIGINT stops at 2**63 − 1 and
+    SQLite turns larger integers into lossy REALs. Digits without leading zeros compare
+    exactly on both, so equality look-ups by number stay indexable and exact.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", 20)
+        super().__init__(**kwargs)
+
+    def db_value(self, value):
+        return None if value is None else str(int(value))
+
+    def python_value(self, value):
+        return None if value is None else int(value)
+
+
+KINDS = {"app": _l("Приложение"), "card": _l("Карта")}
+STATUSES = {
+    "pending": _l("Ожидается оплата"),
+    "succeeded": _l("Завершен"),
+    "canceled": _l("Отменен"),
+    "refunded": _l("Возвращен"),
+}
+METHODS = {"sbp": _l("СБП"), "bank_card": _l("Банковская карта")}
+FAR_FUTURE = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
+
+
+class Tariff(BaseModel):
+    """A named offer of app access in a territory, e.g. «Родители группы 1»."""
+
+    territory = ForeignKeyField(Territory, backref="tariffs", on_delete="CASCADE")
+    name = CharField(max_length=120)
+    created_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("territory", "name"), True),)
+
+    @classmethod
+    def of(cls, territory_id: int):
+        """The territory's tariffs by name."""
+        return cls.select().where(cls.territory == territory_id).order_by(cls.name, cls.id)
+
+
+class TariffPeriod(BaseModel):
+    """One way to buy a tariff: a number of months for a price."""
+
+    tariff = ForeignKeyField(Tariff, backref="periods", on_delete="CASCADE")
+    months = IntegerField()
+    price_kopecks = IntegerField()
+
+    class Meta:
+        indexes = ((("tariff", "months"), True),)
+
+    @property
+    def per_month_kopecks(self) -> int:
+        """The price of one month, to the kopeck."""
+        return per_month_kopecks(self.price_kopecks, self.months)
+
+    @classmethod
+    def of(cls, territory_id: int):
+        """Every period of the territory's tariffs, grouped by tariff, shortest first."""
+        return (
+            cls.select(cls, Tariff)
+            .join(Tariff)
+            .where(Tariff.territory == territory_id)
+            .order_by(Tariff.name, Tariff.id, cls.months)
+        )
+
+
+class PromoCode(BaseModel):
+    """A discount in percent or in kopecks, with an optional expiry and usage limit."""
+
+    territory = ForeignKeyField(Territory, backref="promo_codes", on_delete="CASCADE")
+    code = CharField(max_length=40)
+    percent = IntegerField(null=True)
+    fixed_kopecks = IntegerField(null=True)
+    expires_at = UtcDateTimeField(null=True)
+    usage_limit = IntegerField(null=True)
+    used_count = IntegerField(default=0)
+    created_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("territory", "code"), True),)
+
+    @property
+    def last_day(self) -> dt.datetime | None:
+        """The last moment the code works (it expires at the start of the next day)."""
+        return self.expires_at - dt.timedelta(seconds=1) if self.expires_at else None
+
+    def discount_for(self, price_kopecks: int) -> int:
+        """The discount this code gives off a price, never more than the price."""
+        if self.percent is not None:
+            return min(price_kopecks, percent_of(price_kopecks, self.percent))
+        return min(price_kopecks, self.fixed_kopecks or 0)
+
+    @classmethod
+    def of(cls, territory_id: int):
+        """The territory's promo codes, newest first."""
+        return cls.select().where(cls.territory == territory_id).order_by(cls.created_at.desc())
+
+
+class Payment(BaseModel):
+    """One attempt to buy a card or app access, as we asked a payment provider for it."""
+
+    territory = ForeignKeyField(Territory, backref="payments", on_delete="CASCADE")
+    # An account's deletion keeps the payment (amount, date, territory) for the books.
+    account = ForeignKeyField(Account, null=True, backref="payments", on_delete="SET NULL")
+    kind = CharField(max_length=8)  # card | app
+    status = CharField(max_length=12, default="pending", index=True)
+    method = CharField(max_length=12)  # sbp | bank_card
+    title = CharField(max_length=200)  # what was bought, as named at the time
+    months = IntegerField()
+    price_kopecks = IntegerField()  # the list price
+    discount_kopecks = IntegerField(default=0)
+    expected_kopecks = IntegerField()  # what we asked the provider for
+    amount_kopecks = IntegerField(null=True)  # what the provider confirmed
+    promo = ForeignKeyField(PromoCode, null=True, backref="payments", on_delete="SET NULL")
+    provider = CharField(max_length=20)
+    provider_payment_id = CharField(max_length=64, null=True, unique=True)
+    idempotence_key = CharField(max_length=64, unique=True)
+    confirmation_url = TextField(null=True)
+    email = CharField(max_length=254)
+    period_start = UtcDateTimeField(null=True)
+    paid_until = UtcDateTimeField(null=True)
+    created_at = UtcDateTimeField(default=utcnow, index=True)
+    paid_at = UtcDateTimeField(null=True)
+    closed_at = UtcDateTimeField(null=True)  # canceled or refunded
+
+    @property
+    def status_label(self) -> str:
+        """«Ожидается оплата», «Завершен», «Отменен» or «Возвращен»."""
+        return str(STATUSES.get(self.status, self.status))
+
+    @property
+    def kind_label(self) -> str:
+        """«Приложение» or «Карта»."""
+        return str(KINDS.get(self.kind, self.kind))
+
+    @property
+    def method_label(self) -> str:
+        """«СБП» or «Банковская карта»."""
+        return str(METHODS.get(self.method, self.method))
+
+    @property
+    def shown_kopecks(self) -> int:
+        """The registry's «Сумма оплаты»: what was paid, or what is asked while pending."""
+        return self.amount_kopecks if self.amount_kopecks is not None else self.expected_kopecks
+
+    @property
+    def awaits_card(self) -> bool:
+        """A paid card purchase whose card number has not been entered yet."""
+        return self.kind == "card" and self.status == "succeeded" and self.paid_until is None
+
+    @classmethod
+    def registry(cls):
+        """Payments with their territory, newest first (compose with a scope and filters)."""
+        return (
+            cls.select(cls, Territory)
+            .join(Territory)
+            .order_by(cls.created_at.desc(), cls.id.desc())
+        )
+
+
+class PaymentEvent(BaseModel):
+    """A provider's event that changed a payment; the unique pair makes it apply once."""
+
+    payment = ForeignKeyField(Payment, backref="events", on_delete="CASCADE")
+    event = CharField(max_length=40)  # payment.succeeded, payment.canceled, refund.succeeded
+    amount_kopecks = IntegerField(null=True)
+    received_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("payment", "event"), True),)
+
+
+class AccessGrant(BaseModel):
+    """Paid app access of one account in one territory («Оплачено до»)."""
+
+    account = ForeignKeyField(Account, backref="access_grants", on_delete="CASCADE")
+    territory = ForeignKeyField(Territory, backref="access_grants", on_delete="CASCADE")
+    paid_until = UtcDateTimeField()
+
+    class Meta:
+        indexes = ((("account", "territory"), True),)
+
+
+class Card(BaseModel):
+    """An access card bound to one account in one territory."""
+
+    territory = ForeignKeyField(Territory, backref="cards", on_delete="CASCADE")
+    account = ForeignKeyField(Account, backref="cards", on_delete="CASCADE")
+    number = CardNumberField()  # the integer a reader sends
+    bound_at = UtcDateTimeField(default=utcnow)
+    # None: a card handed out by the territory, not bought here; it has no end in the app.
+    valid_until = UtcDateTimeField(null=True)
+    payment = ForeignKeyField(Payment, null=True, backref="cards", on_delete="SET NULL")
+
+    class Meta:
+        indexes = ((("territory", "number"), True),)
+
+    @property
+    def printed(self) -> str:
+        """The number as printed on the card."""
+        return format_card_number(self.number)
+
+    @classmethod
+    def of(cls, account_id: int, territory_id: int):
+        """The account's cards in a territory."""
+        return (
+            cls.select()
+            .where((cls.account == account_id) & (cls.territory == territory_id))
+            .order_by(cls.bound_at)
+        )
+
+
+def models() -> list[type[BaseModel]]:
+    """The billing tables, in creation order."""
+    return [Tariff, TariffPeriod, PromoCode, Payment, PaymentEvent, AccessGrant, Card]
+
+
+# ---------------------------------------------------------------------------------------------
+# What the access decision asks
+# ---------------------------------------------------------------------------------------------
+
+
+def card_access(
+    territory_id: int, number: int, now: dt.datetime
+) -> tuple[int, dt.datetime | None] | None:
+    """(account id, valid until) of the card a reader sent, if it is bound here and valid now.
+
+    valid_until is None for a card the territory handed out (no end in the app).
+    """
+    card = Card.get_or_none((Card.territory == territory_id) & (Card.number == int(number)))
+    if card is None or (card.valid_until is not None and card.valid_until <= now):
+        return None
+    return card.account_id, card.valid_until
+
+
+def app_access_until(account_id: int, territory_id: int, now: dt.datetime) -> dt.datetime | None:
+    """Until when the account's app access in the territory is paid; None if not now.
+
+    A territory that gives app access free answers FAR_FUTURE for everyone it asks about
+    (membership is the caller's question).
+    """
+    territory = Territory.get_or_none(Territory.id == territory_id)
+    if territory is None:
+        return None
+    if territory.app_access_free:
+        return FAR_FUTURE
+    grant = AccessGrant.get_or_none(
+        (AccessGrant.account == account_id) & (AccessGrant.territory == territory_id)
+    )
+    if grant is None or grant.paid_until <= now:
+        return None
+    return grant.paid_until
+
+
+def paid_until(account_id: int, territory_id: int) -> dt.datetime | None:
+    """«Оплачено до» of the account's app access in the territory, past or future."""
+    grant = AccessGrant.get_or_none(
+        (AccessGrant.account == account_id) & (AccessGrant.territory == territory_id)
+    )
+    return grant.paid_until if grant else None
+
+
+def cards_awaiting_number(account_id: int, territory_id: int):
+    """Paid card purchases of the account here that still wait for a card number."""
+    return (
+        Payment.select()
+        .where(
+            (Payment.account == account_id)
+            & (Payment.territory == territory_id)
+            & (Payment.kind == "card")
+            & (Payment.status == "succeeded")
+            & Payment.paid_until.is_null()
+        )
+        .order_by(Payment.paid_at, Payment.id)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Manager's settings: card price, tariffs, periods, promo codes
+# ---------------------------------------------------------------------------------------------
+
+
+def set_card_offer(territory: Territory, price_kopecks: int, validity_months: int) -> None:
+    """Set the price and validity of a card bought in the territory."""
+    if not 1 <= validity_months <= 120:
+        raise DomainError(_l("Срок действия — от 1 до 120 месяцев"), field="validity_months")
+    if price_kopecks < MIN_CHARGE:
+        raise DomainError(_l("Цена — не меньше 1,00 ₽"), field="price")
+    with db.atomic():
+        Territory.update(
+            card_price_kopecks=price_kopecks, card_validity_months=validity_months
+        ).where(Territory.id == territory.id).execute()
+
+
+def add_tariff(territory: Territory, name: str) -> Tariff:
+    """Create a tariff; names are unique within the territory."""
+    name = (name or "").strip()
+    if not name:
+        raise DomainError(_l("Введите название тарифа"), field="name")
+    try:
+        with db.atomic():
+            return Tariff.create(territory=territory, name=name)
+    except IntegrityError:
+        raise DomainError(_l("Тариф с таким названием уже есть"), field="name") from None
+
+
+def delete_tariff(territory: Territory, tariff_id: int) -> None:
+    """Remove a tariff and its periods (payments keep their own copy of what was bought)."""
+    with db.atomic():
+        if not Tariff.delete().where(
+            (Tariff.id == tariff_id) & (Tariff.territory == territory)
+        ).execute():
+            raise NotFound(_l("Тариф не найден"))
+
+
+def add_period(
+    territory: Territory, tariff_id: int, months: int, price_kopecks: int
+) -> TariffPeriod:
+    """Add a period (months, price) to one of the territory's tariffs."""
+    tariff = Tariff.get_or_none((Tariff.id == tariff_id) & (Tariff.territory == territory))
+    if tariff is None:
+        raise NotFound(_l("Тариф не найден"))
+    if not 1 <= months <= 120:
+        raise DomainError(_l("Срок — от 1 до 120 месяцев"), field="months")
+    if price_kopecks < MIN_CHARGE:
+        raise DomainError(_l("Цена — не меньше 1,00 ₽"), field="price")
+    try:
+        with db.atomic():
+            return TariffPeriod.create(tariff=tariff, months=months, price_kopecks=price_kopecks)
+    except IntegrityError:
+        raise DomainError(_l("Период с таким сроком уже есть"), field="months") from None
+
+
+def delete_period(territory: Territory, period_id: int) -> None:
+    """Remove one period of the territory's tariffs."""
+    with db.atomic():
+        period = (
+            TariffPeriod.select()
+            .join(Tariff)
+            .where((TariffPeriod.id == period_id) & (Tariff.territory == territory))
+            .first()
+        )
+        if period is None:
+            raise NotFound(_l("Период не найден"))
+        period.delete_instance()
+
+
+def normalize_promo(code: str) -> str:
+    """Promo codes are typed in any case and with stray spaces: «ЛЕТО 10» → «ЛЕТО10»."""
+    return re.sub(r"\s+", "", code or "").upper()
+
+
+def add_promo(
+    territory: Territory,
+    code: str,
+    *,
+    percent: int | None = None,
+    fixed_kopecks: int | None = None,
+    expires_at: dt.datetime | None = None,
+    usage_limit: int | None = None,
+) -> PromoCode:
+    """Create a promo code with exactly one of a percent or a fixed discount."""
+    code = normalize_promo(code)
+    if not re.fullmatch(r"[0-9A-ZА-ЯЁ_-]{3,40}", code):
+        raise DomainError(_l("Промокод — от 3 до 40 букв и цифр"), field="code")
+    if (percent is None) == (fixed_kopecks is None):
+        raise DomainError(_l("Укажите скидку в процентах или в рублях — одно из двух"),
+                          field="value")
+    if percent is not None and not 1 <= percent <= 99:
+        raise DomainError(_l("Скидка — от 1 до 99 %"), field="value")
+    if usage_limit is not None and usage_limit < 1:
+        raise DomainError(_l("Лимит использований — не меньше 1"), field="usage_limit")
+    try:
+        with db.atomic():
+            return PromoCode.create(
+                territory=territory, code=code, percent=percent, fixed_kopecks=fixed_kopecks,
+                expires_at=expires_at, usage_limit=usage_limit,
+            )
+    except IntegrityError:
+        raise DomainError(_l("Такой промокод уже есть"), field="code") from None
+
+
+def delete_promo(territory: Territory, promo_id: int) -> None:
+    """Remove a promo code; payments made with it keep their discount."""
+    with db.atomic():
+        if not PromoCode.delete().where(
+            (PromoCode.id == promo_id) & (PromoCode.territory == territory)
+        ).execute():
+            raise NotFound(_l("Промокод не найден"))
+
+
+def check_promo(territory: Territory, code: str, price_kopecks: int, now: dt.datetime) -> PromoCode:
+    """The territory's promo code, if it applies to this price now; else why not."""
+    promo = PromoCode.get_or_none(
+        (PromoCode.territory == territory) & (PromoCode.code == normalize_promo(code))
+    )
+    if promo is None:
+        raise DomainError(_l("Такого промокода нет"), field="promo")
+    if promo.expires_at is not None and promo.expires_at <= now:
+        raise DomainError(_l("Срок действия промокода истёк"), field="promo")
+    if promo.usage_limit is not None and promo.used_count >= promo.usage_limit:
+        raise DomainError(_l("Промокод больше не действует: все его использования исчерпаны"),
+                          field="promo")
+    if price_kopecks - promo.discount_for(price_kopecks) < MIN_CHARGE:
+        raise DomainError(_l("С этим промокодом сумма меньше 1,00 ₽ — так оплатить нельзя"),
+                          field="promo")
+    return promo
+
+
+def _reserve_promo(promo: PromoCode) -> None:
+    """Count one use, atomically: the usage limit holds however many buy at once."""
+    taken = (
+        PromoCode.update(used_count=PromoCode.used_count + 1)
+        .where(
+            (PromoCode.id == promo.id)
+            & (PromoCode.usage_limit.is_null() | (PromoCode.used_count < PromoCode.usage_limit))
+        )
+        .execute()
+    )
+    if not taken:
+        raise DomainError(_l("Промокод больше не действует: все его использования исчерпаны"),
+                          field="promo")
+
+
+def _release_promo(promo_id: int | None) -> None:
+    if promo_id is not None:
+        PromoCode.update(used_count=PromoCode.used_count - 1).where(
+            (PromoCode.id == promo_id) & (PromoCode.used_count > 0)
+        ).execute()
+
+
+# ---------------------------------------------------------------------------------------------
+# Purchases
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What is being bought: a card, or a period of a tariff."""
+
+    kind: str
+    title: str
+    months: int
+    price_kopecks: int
+
+
+def card_offer(territory: Territory) -> Offer:
+    """The territory's card at its price and validity."""
+    return Offer("card", str(_l("Карта доступа")), territory.card_validity_months,
+                 territory.card_price_kopecks)
+
+
+def app_offer(territory: Territory, period_id: int) -> Offer:
+    """A period of one of the territory's tariffs."""
+    period = TariffPeriod.of(territory.id).where(TariffPeriod.id == period_id).first()
+    if period is None:
+        raise DomainError(_l("Выберите период"), field="period")
+    title = str(_l("Доступ по приложению: %(tariff)s, %(months)s мес.",
+                   tariff=period.tariff.name, months=period.months))
+    return Offer("app", title, period.months, period.price_kopecks)
+
+
+def start_purchase(
+    account: Account,
+    territory: Territory,
+    offer: Offer,
+    *,
+    email: str,
+    method: str,
+    provider: str,
+    promo_code: str = "",
+    now: dt.datetime | None = None,
+) -> Payment:
+    """Record a pending payment (reserving a promo code's use) before the provider is asked."""
+    now = now or utcnow()
+    if method not in METHODS:
+        raise DomainError(_l("Выберите способ оплаты"), field="method")
+    if offer.kind == "app" and territory.app_access_free:
+        raise DomainError(_l("Доступ по приложению в этой территории бесплатный"))
+    if offer.kind == "card" and territory.kind != "kindergarten":
+        raise DomainError(_l("Карты в этой территории не продаются"))
+    with _writing():
+        promo = None
+        discount = 0
+        if promo_code.strip():
+            promo = check_promo(territory, promo_code, offer.price_kopecks, now)
+            _reserve_promo(promo)
+            discount = promo.discount_for(offer.price_kopecks)
+        return Payment.create(
+            territory=territory, account=account, kind=offer.kind, method=method,
+            title=offer.title, months=offer.months, price_kopecks=offer.price_kopecks,
+            discount_kopecks=discount, expected_kopecks=offer.price_kopecks - discount,
+            promo=promo, provider=provider, idempotence_key=str(uuid.uuid4()),
+            email=email.strip(), created_at=now,
+        )
+
+
+def attach_provider(
+    payment: Payment, provider_payment_id: str, confirmation_url: str | None
+) -> None:
+    """Remember the provider's id for our payment and where the payer confirms it."""
+    with db.atomic():
+        Payment.update(
+            provider_payment_id=provider_payment_id, confirmation_url=confirmation_url
+        ).where(Payment.id == payment.id).execute()
+    payment.provider_payment_id = provider_payment_id
+    payment.confirmation_url = confirmation_url
+
+
+def abandon(payment: Payment, now: dt.datetime | None = None) -> bool:
+    """Cancel a payment the provider never took (it failed to create): frees its promo use."""
+    return _cancel(payment.id, "payment.abandoned", now or utcnow())
+
+
+# ---------------------------------------------------------------------------------------------
+# Provider events: applied exactly once
+# ---------------------------------------------------------------------------------------------
+
+
+class AmountMismatch(DomainError):
+    """A provider reports a different amount than we asked for; nothing is applied."""
+
+
+def _writing():
+    """A transaction that takes SQLite's write lock at BEGIN (IMMEDIATE).
+
+    In WAL mode a deferred transaction that reads and then writes fails at once with
+    SQLITE_BUSY when another writer committed in between; taking the lock first makes
+    concurrent writers wait their turn (busy_timeout) instead. PostgreSQL uses row locks.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()
+
+
+def _for_update(query):
+    """Lock the selected rows where the database can (PostgreSQL); SQLite's write lock,
+    taken by the transaction's first write, already serialises every writer."""
+    return query.for_update() if getattr(db.obj, "for_update", False) else query
+
+
+def payment_by_provider_id(provider_payment_id: str) -> Payment:
+    """Our payment for a provider's id; NotFound for an id we never issued."""
+    payment = Payment.get_or_none(Payment.provider_payment_id == provider_payment_id)
+    if payment is None:
+        raise NotFound(_l("Платёж не найден"))
+    return payment
+
+
+def _record(payment_id: int, event: str, amount: int | None, now: dt.datetime) -> bool:
+    """Insert the event row; False when it was already recorded (a repeated notification)."""
+    try:
+        with db.atomic():  # a savepoint: PostgreSQL's failed INSERT must not spoil the rest
+            PaymentEvent.create(payment=payment_id, event=event, amount_kopecks=amount,
+                                received_at=now)
+    except IntegrityError:
+        return False
+    return True
+
+
+def apply_success(
+    provider_payment_id: str, amount_kopecks: int, now: dt.datetime | None = None
+) -> bool:
+    """The provider says the payment succeeded: apply it once; True if this call applied it.
+
+    The amount must be what we asked for, else AmountMismatch and nothing changes.
+    """
+    now = now or utcnow()
+    payment = payment_by_provider_id(provider_payment_id)
+    if amount_kopecks != payment.expected_kopecks:
+        raise AmountMismatch(_l("Сумма платежа не совпадает с выставленной"))
+    with _writing():
+        if not _record(payment.id, "payment.succeeded", amount_kopecks, now):
+            return False
+        moved = (
+            Payment.update(status="succeeded", paid_at=now, amount_kopecks=amount_kopecks)
+            .where((Payment.id == payment.id) & (Payment.status == "pending"))
+            .execute()
+        )
+        if not moved:
+            return False  # canceled meanwhile: the event is logged, nothing bought
+        payment = Payment.get_by_id(payment.id)
+        if payment.kind == "app" and payment.account_id is not None:
+            _extend_app_access(payment, now)
+    return True
+
+
+def _extend_app_access(payment: Payment, now: dt.datetime) -> None:
+    AccessGrant.insert(
+        account=payment.account_id, territory=payment.territory_id, paid_until=now
+    ).on_conflict_ignore().execute()
+    grant = _for_update(
+        AccessGrant.select().where(
+            (AccessGrant.account == payment.account_id)
+            & (AccessGrant.territory == payment.territory_id)
+        )
+    ).get()
+    start = extend_from(grant.paid_until, now)
+    end = add_months(start, payment.months, payment.territory.timezone)
+    AccessGrant.update(paid_until=end).where(AccessGrant.id == grant.id).execute()
+    Payment.update(period_start=start, paid_until=end).where(Payment.id == payment.id).execute()
+
+
+def apply_cancel(provider_payment_id: str, now: dt.datetime | None = None) -> bool:
+    """The provider says the payment was canceled or declined; True if this call did it."""
+    payment = payment_by_provider_id(provider_payment_id)
+    return _cancel(payment.id, "payment.canceled", now or utcnow())
+
+
+def _cancel(payment_id: int, event: str, now: dt.datetime) -> bool:
+    with _writing():
+        if not _record(payment_id, event, None, now):
+            return False
+        moved = (
+            Payment.update(status="canceled", closed_at=now)
+            .where((Payment.id == payment_id) & (Payment.status == "pending"))
+            .execute()
+        )
+        if moved:
+            _release_promo(Payment.get_by_id(payment_id).promo_id)
+        return bool(moved)
+
+
+def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bool:
+    """The money went back: mark the payment refunded and take back the time it bought."""
+    now = now or utcnow()
+    payment = payment_by_provider_id(provider_payment_id)
+    with _writing():
+        if not _record(payment.id, "refund.succeeded", payment.amount_kopecks, now):
+            return False
+        moved = (
+            Payment.update(status="refunded", closed_at=now)
+            .where((Payment.id == payment.id) & (Payment.status == "succeeded"))
+            .execute()
+        )
+        if not moved:
+            return False
+        if payment.paid_until is not None and payment.period_start is not None:
+            bought = payment.paid_until - payment.period_start
+            if payment.kind == "app" and payment.account_id is not None:
+                grant = _for_update(AccessGrant.select().where(
+                    (AccessGrant.account == payment.account_id)
+                    & (AccessGrant.territory == payment.territory_id)
+                )).first()
+                if grant is not None:
+                    AccessGrant.update(paid_until=grant.paid_until - bought).where(
+                        AccessGrant.id == grant.id
+                    ).execute()
+            for card in _for_update(Card.select().where(Card.payment == payment.id)):
+                if card.valid_until is not None:
+                    Card.update(valid_until=card.valid_until - bought).where(
+                        Card.id == card.id
+                    ).execute()
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Cards
+# ---------------------------------------------------------------------------------------------
+
+
+def bind_card(account: Account, territory: Territory, printed: str,
+              now: dt.datetime | None = None) -> Card:
+    """«У меня есть карта»: bind the card to the account here, applying a paid purchase.
+
+    A card bought and paid in the app becomes valid from its payment for the territory's
+    validity; a card bound again by its owner after a new purchase is extended from the
+    later of that payment and its current end. A number bound to someone else is refused.
+    """
+    now = now or utcnow()
+    number = parse_card_number(printed)
+    if territory.kind != "kindergarten":
+        raise DomainError(_l("Карты в этой территории не используются"), field="card_number")
+    try:
+        with _writing():
+            existing = Card.get_or_none((Card.territory == territory) & (Card.number == number))
+            if existing is not None and existing.account_id != account.id:
+                raise DomainError(
+                    _l("Эта карта уже привязана к другому аккаунту. Если это ваша карта, "
+                       "обратитесь к управляющему."), field="card_number")
+            purchase = _for_update(cards_awaiting_number(account.id, territory.id)).first()
+            if existing is not None and purchase is None:
+                raise DomainError(_l("Эта карта уже привязана к вашему аккаунту"),
+                                  field="card_number")
+            card = existing or Card.create(
+                territory=territory, account=account, number=number, bound_at=now
+            )
+            if purchase is not None:
+                start = max(purchase.paid_at, card.valid_until or purchase.paid_at)
+                end = add_months(start, purchase.months, territory.timezone)
+                Card.update(valid_until=end, payment=purchase).where(Card.id == card.id).execute()
+                Payment.update(period_start=start, paid_until=end).where(
+                    Payment.id == purchase.id
+                ).execute()
+                card.valid_until, card.payment = end, purchase
+            return card
+    except IntegrityError:
+        # Someone bound the same number in the same instant.
+        raise DomainError(_l("Эта карта уже привязана к другому аккаунту. Если это ваша карта, "
+                             "обратитесь к управляющему."), field="card_number") from None
+
+
+DEMO_TARIFFS = {
+    "Родители группы 1": [(3, 8500), (12, 30000)],
+    "Родители группы 2": [(1, 3500), (3, 9000)],
+}
+
+
+def seed_demo_tariffs(territory: Territory) -> None:
+    """Demo tariffs of a kindergarten (seed 000 §3.4); adds only what is missing."""
+    for name, periods in DEMO_TARIFFS.items():
+        tariff, _created = Tariff.get_or_create(territory=territory, name=name)
+        for months, price in periods:
+            TariffPeriod.get_or_create(tariff=tariff, months=months,
+                                       defaults={"price_kopecks": price})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from domain import accounts, territories
+from domain import accounts, billing, territories
 from domain.accounts import Account
 from domain.db import db
 from domain.territories import JoinRequest, Membership, Territory, Unit
@@ -81,6 +81,8 @@ def seed_demo() -> list[tuple[str, str, str]]:
                     defaults={"unit_label": "Участок 17 (дом 9)"},
                 )
                 _passes_and_gate(territory, people)
+            if kind == "kindergarten":
+                billing.seed_demo_tariffs(territory)
     return [
         (role, people[role].phone, ADMIN_PASSWORD if role == "admin" else PASSWORD)
         for role in ("admin", "manager", "resident", "operator")

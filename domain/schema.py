@@ -70,12 +70,23 @@ class Steps:
 Migration = tuple[int, str, Callable[[Steps], None]]
 
 # Numbered upgrade steps, oldest first. Append; never renumber or edit a released step.
-MIGRATIONS: list[Migration] = []
+MIGRATIONS: list[Migration] = [
+    (1, "territory: permanent-pass limit, card price and validity",
+     lambda s: s.add_columns(_territory(), "max_permanent_passes", "card_price_kopecks",
+                             "card_validity_months")),
+]
+
+
+def _territory() -> type[Model]:
+    from domain.territories import Territory
+
+    return Territory
 
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, codes, gates, passes, territories
+    from domain import accounts, billing, codes, gates, passes, territories
+    from providers.payments.sandbox import SandboxBankPayment
 
     return [
         accounts.Account,
@@ -90,6 +101,8 @@ def app_models() -> list[type[BaseModel]]:
         codes.Code,
         codes.SendLog,
         territories.NumberAttempt,
+        *billing.models(),
+        SandboxBankPayment,
     ]
 
 

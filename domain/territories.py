@@ -77,6 +77,8 @@ class Territory(BaseModel):
     app_access_free = BooleanField(default=False)
     free_exit = BooleanField(default=True)
     max_permanent_passes = IntegerField(default=2)  # per resident (domain/passes.py)
+    card_price_kopecks = IntegerField(default=15000)  # «Купить карту»: 150,00 ₽
+    card_validity_months = IntegerField(default=48)
     created_at = UtcDateTimeField(default=utcnow)
 
     @property

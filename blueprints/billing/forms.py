@@ -1,0 +1,122 @@
+"""Forms of billing: binding and buying cards, buying access, the manager's prices, filters."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import DateField, IntegerField, RadioField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+)
+
+from domain.billing import KINDS, METHODS, STATUSES
+
+
+def _choices(labels: dict) -> list[SelectChoice]:
+    return [SelectChoice("", _l("Все"))] + [SelectChoice(k, v) for k, v in labels.items()]
+
+
+class BindCardForm(FlaskForm):
+    """«У меня есть карта»: the number printed on the back."""
+
+    card_number = StringField(
+        _l("Номер карты"),
+        validators=[DataRequired(_l("Введите номер карты")), Length(max=40)],
+        render_kw={"placeholder": "123,45678", "inputmode": "numeric", "autocomplete": "off"},
+    )
+
+
+class PurchaseForm(FlaskForm):
+    """What every purchase asks: a promo code, the receipt's e-mail, the way to pay."""
+
+    promo = StringField(
+        _l("Промокод"), validators=[Optional(), Length(max=40)],
+        render_kw={"placeholder": _l("Введите промокод"), "autocomplete": "off"},
+    )
+    email = StringField(
+        _l("E-mail для отправки чека"),
+        validators=[DataRequired(_l("Введите e-mail")), Email(_l("Проверьте e-mail")),
+                    Length(max=254)],
+        render_kw={"placeholder": "E-mail", "type": "email", "autocomplete": "email"},
+    )
+    # Set by the button pressed: «СБП» or the card systems' button.
+    method = StringField(validators=[AnyOf(list(METHODS), _l("Выберите способ оплаты"))])
+
+
+class BuyCardForm(PurchaseForm):
+    """«Купить карту»."""
+
+
+class BuyAccessForm(PurchaseForm):
+    """«Купить доступ» / «Активировать доступ»: a period of one of the tariffs."""
+
+    period = RadioField(_l("Выберите период"), coerce=int,
+                        validators=[InputRequired(_l("Выберите период"))])
+
+
+class CardOfferForm(FlaskForm):
+    """The territory's card: price and validity."""
+
+    price = StringField(_l("Стоимость карты, ₽"), validators=[DataRequired(_l("Введите цену"))],
+                        render_kw={"inputmode": "decimal"})
+    validity_months = IntegerField(
+        _l("Срок действия, мес."),
+        validators=[InputRequired(_l("Введите срок")), NumberRange(1, 120, _l("От 1 до 120"))],
+    )
+
+
+class TariffForm(FlaskForm):
+    """A new tariff."""
+
+    name = StringField(_l("Название тарифа"),
+                       validators=[DataRequired(_l("Введите название тарифа")), Length(max=120)],
+                       render_kw={"placeholder": _l("Родители группы 1")})
+
+
+class PeriodForm(FlaskForm):
+    """A new period of a tariff."""
+
+    months = IntegerField(_l("Срок, мес."), validators=[
+        InputRequired(_l("Введите срок")), NumberRange(1, 120, _l("От 1 до 120"))])
+    price = StringField(_l("Цена, ₽"), validators=[DataRequired(_l("Введите цену"))],
+                        render_kw={"inputmode": "decimal", "placeholder": "85,00"})
+
+
+class PromoForm(FlaskForm):
+    """A new promo code."""
+
+    code = StringField(_l("Промокод"), validators=[DataRequired(_l("Введите промокод")),
+                                                   Length(max=40)])
+    discount_kind = RadioField(
+        _l("Скидка"),
+        choices=[SelectChoice("percent", _l("в процентах")),
+                 SelectChoice("fixed", _l("в рублях"))],
+        default="percent", validators=[InputRequired(_l("Выберите вид скидки"))],
+    )
+    value = StringField(_l("Размер скидки"),
+                        validators=[DataRequired(_l("Введите размер скидки"))],
+                        render_kw={"inputmode": "decimal", "placeholder": "10"})
+    expires_on = DateField(_l("Действует по (включительно)"), validators=[Optional()])
+    usage_limit = IntegerField(
+        _l("Лимит использований"),
+        validators=[Optional(), NumberRange(1, 1_000_000, _l("Не меньше 1"))],
+    )
+
+
+class RegistryFilterForm(FlaskForm):
+    """Filters of the registry, sent by GET (nothing changes, so no CSRF token)."""
+
+    class Meta:
+        csrf = False
+
+    status = SelectField(_l("Статус платежа"), default="",
+                         choices=_choices(STATUSES))
+    kind = SelectField(_l("Тип доступа"), default="",
+                       choices=_choices(KINDS))

@@ -1,0 +1,173 @@
+"""The manager's billing settings: card price and validity, tariffs and periods, promo codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from flask import Response, abort, flash, g, redirect, url_for
+from flask_babel import gettext as _
+
+from blueprints.billing.forms import CardOfferForm, PeriodForm, PromoForm, TariffForm
+from blueprints.billing.routes import bp
+from blueprints.scope import territory_route
+from blueprints.ui import EmptyForm, form_error, page
+from domain import billing
+from domain.billing import PromoCode, Tariff, TariffPeriod
+from domain.errors import DomainError, NotFound
+
+MANAGER = ["manager"]
+
+
+def _settings(status: int = 200, **forms) -> Response:
+    """The settings page, with any form that failed kept as typed."""
+    territory = g.territory
+    card_form = forms.get("card_form") or CardOfferForm(
+        formdata=None, price=f"{territory.card_price_kopecks // 100},"
+                            f"{territory.card_price_kopecks % 100:02d}",
+        validity_months=territory.card_validity_months,
+    )
+    tariffs = list(Tariff.of(territory.id))
+    periods: dict[int, list] = {}
+    for period in TariffPeriod.of(territory.id):
+        periods.setdefault(period.tariff_id, []).append(period)
+    return page(
+        "billing/settings.html",
+        card_form=card_form,
+        tariff_form=forms.get("tariff_form") or TariffForm(formdata=None),
+        period_forms={
+            t.id: forms["period_form"] if forms.get("failed_tariff") == t.id
+            else PeriodForm(formdata=None, prefix=f"p{t.id}")
+            for t in tariffs
+        },
+        promo_form=forms.get("promo_form") or PromoForm(formdata=None),
+        tariffs=tariffs,
+        periods=periods,
+        promos=list(PromoCode.of(territory.id)),
+        status=status,
+    )
+
+
+def _back() -> Response:
+    return redirect(url_for("billing.settings", tid=g.territory.id))
+
+
+@bp.get("/t/<int:tid>/billing/settings")
+@territory_route(roles=MANAGER)
+def settings(tid: int) -> Response:
+    """«Тарифы и цены»: everything the territory sells, and its promo codes."""
+    return _settings()
+
+
+@bp.post("/t/<int:tid>/billing/settings/card")
+@territory_route(roles=MANAGER)
+def save_card_offer(tid: int) -> Response:
+    """Save the card's price and validity."""
+    form = CardOfferForm()
+    if form.validate_on_submit():
+        try:
+            billing.set_card_offer(g.territory, billing.parse_rubles(form.price.data),
+                                   form.validity_months.data)
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            flash(_("Стоимость карты сохранена"), "success")
+            return _back()
+    return _settings(422, card_form=form)
+
+
+@bp.post("/t/<int:tid>/billing/tariffs")
+@territory_route(roles=MANAGER)
+def add_tariff(tid: int) -> Response:
+    """Add a tariff."""
+    form = TariffForm()
+    if form.validate_on_submit():
+        try:
+            billing.add_tariff(g.territory, form.name.data)
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            return _back()
+    return _settings(422, tariff_form=form)
+
+
+@bp.post("/t/<int:tid>/billing/tariffs/<int:tariff_id>/periods")
+@territory_route(roles=MANAGER)
+def add_period(tid: int, tariff_id: int) -> Response:
+    """Add a period (months and price) to a tariff."""
+    form = PeriodForm(prefix=f"p{tariff_id}")
+    if form.validate_on_submit():
+        try:
+            price = billing.parse_rubles(form.price.data)
+            billing.add_period(g.territory, tariff_id, form.months.data, price)
+        except NotFound:
+            abort(404)
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            return _back()
+    return _settings(422, period_form=form, failed_tariff=tariff_id)
+
+
+@bp.post("/t/<int:tid>/billing/tariffs/<int:tariff_id>/delete")
+@territory_route(roles=MANAGER)
+def delete_tariff(tid: int, tariff_id: int) -> Response:
+    """Remove a tariff with its periods."""
+    return _delete(billing.delete_tariff, tariff_id)
+
+
+@bp.post("/t/<int:tid>/billing/periods/<int:period_id>/delete")
+@territory_route(roles=MANAGER)
+def delete_period(tid: int, period_id: int) -> Response:
+    """Remove a period."""
+    return _delete(billing.delete_period, period_id)
+
+
+@bp.post("/t/<int:tid>/billing/promos/<int:promo_id>/delete")
+@territory_route(roles=MANAGER)
+def delete_promo(tid: int, promo_id: int) -> Response:
+    """Remove a promo code."""
+    return _delete(billing.delete_promo, promo_id)
+
+
+def _delete(operation, object_id: int) -> Response:
+    if EmptyForm().validate_on_submit():
+        try:
+            operation(g.territory, object_id)
+        except NotFound:
+            abort(404)
+    return _back()
+
+
+@bp.post("/t/<int:tid>/billing/promos")
+@territory_route(roles=MANAGER)
+def add_promo(tid: int) -> Response:
+    """Add a promo code: percent or roubles off, optional last day and usage limit."""
+    form = PromoForm()
+    if form.validate_on_submit():
+        try:
+            billing.add_promo(g.territory, form.code.data, **_promo_terms(form))
+        except DomainError as error:
+            form_error(form, error)
+        else:
+            flash(_("Промокод добавлен"), "success")
+            return _back()
+    return _settings(422, promo_form=form)
+
+
+def _promo_terms(form: PromoForm) -> dict:
+    """The form's discount and limits as the domain takes them."""
+    expires_at = None
+    if form.expires_on.data:
+        # «по 31.12» includes the whole last day in the territory's zone.
+        next_day = form.expires_on.data + dt.timedelta(days=1)
+        expires_at = dt.datetime.combine(next_day, dt.time(), ZoneInfo(g.territory.timezone))
+    terms = {"expires_at": expires_at, "usage_limit": form.usage_limit.data}
+    if form.discount_kind.data == "percent":
+        value = (form.value.data or "").strip().rstrip("%").strip()
+        if not value.isdecimal() or len(value) > 3:
+            raise DomainError(_("Скидка в процентах — целое число от 1 до 99"), field="value")
+        terms["percent"] = int(value)
+    else:
+        terms["fixed_kopecks"] = billing.parse_rubles(form.value.data, field="value")
+    return terms
