@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
 
+from domain import billing
 from domain.accounts import Account
 from domain.passes import VehiclePass, normalize_plate
 from domain.territories import Membership, Territory
@@ -30,6 +31,8 @@ REASONS = {
     "revoked": _l("Пропуск отозван"),
     "unknown_plate": _l("Номер не найден"),
     "unknown_card": _l("Карта не найдена"),
+    "card_valid": _l("Карта действует"),
+    "card_expired": _l("Срок действия карты истёк"),
     "account_blocked": _l("Владелец заблокирован"),
     "not_member": _l("Владелец больше не состоит в территории"),
     "not_paid": _l("Доступ по приложению не оплачен"),
@@ -87,8 +90,10 @@ def decide(territory_id: int, credential: Credential, direction: int, now: dt.da
     - exit is free when the territory's free_exit is on (default), also after a pass ended;
     - a plate enters with a non-revoked pass of the territory whose period covers `now`,
       owned by a member in good standing (a membership exists, the account is not blocked);
-    - an account (the phone's «Открыть») passes when it is a member in good standing;
-    - cards are decided once billing's Card model exists (issue 6): until then unknown.
+    - an account (the phone's «Открыть») passes when it is a member in good standing whose
+      app access is paid (or free in the territory);
+    - a card passes when it is bound in the territory, still valid, and its holder is a member
+      in good standing.
     """
     territory = Territory.get_or_none(Territory.id == territory_id)
     if territory is None:
@@ -100,8 +105,7 @@ def decide(territory_id: int, credential: Credential, direction: int, now: dt.da
     if credential.kind == "account":
         return _decide_account(territory, credential.value, now)
     if credential.kind == "card":
-        # The one allowed gap: cards are decided once billing's Card model exists (issue 6).
-        return Decision(DENY_UNKNOWN, "unknown_card")
+        return _decide_card(territory, credential.value, now)
     return Decision(DENY_UNKNOWN, "unknown_plate")
 
 
@@ -120,16 +124,6 @@ def _standing(territory: Territory, account_id: int) -> tuple[Membership | None,
     return member, None
 
 
-def _app_access_ok(membership: Membership, now: dt.datetime) -> bool:
-    """Whether the member may open gates from the phone.
-
-    Today every member in good standing may. Paid app access («Активировать доступ»,
-    «Оплачено до», or the territory's app_access_free) is checked here by the billing
-    issue (6) once its AccessGrant model exists.
-    """
-    return True
-
-
 def _decide_account(territory: Territory, value: str, now: dt.datetime) -> Decision:
     try:
         account_id = int(value)
@@ -140,9 +134,33 @@ def _decide_account(territory: Territory, value: str, now: dt.datetime) -> Decis
         return Decision(DENY_BLOCKED, "not_member")
     if problem is not None:
         return Decision(DENY_BLOCKED, problem, account_id=account_id)
-    if not _app_access_ok(member, now):
+    # App access («Оплачено до»), or free for every member where the territory says so.
+    until = billing.app_access_until(account_id, territory.id, now)
+    if until is None:
         return Decision(DENY_BLOCKED, "not_paid", account_id=account_id)
-    return Decision(GRANT, "member", account_id=account_id)
+    valid_until = None if until >= billing.FAR_FUTURE else until
+    return Decision(GRANT, "member", account_id=account_id, valid_until=valid_until)
+
+
+def _decide_card(territory: Territory, value: str, now: dt.datetime) -> Decision:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return Decision(DENY_UNKNOWN, "unknown_card")
+    found = billing.card_access(territory.id, number, now)
+    if found is None:
+        if billing.Card.get_or_none(
+            (billing.Card.territory == territory.id) & (billing.Card.number == number)
+        ):
+            return Decision(DENY_EXPIRED, "card_expired")
+        return Decision(DENY_UNKNOWN, "unknown_card")
+    account_id, valid_until = found
+    member, problem = _standing(territory, account_id)
+    if member is None:
+        return Decision(DENY_BLOCKED, "not_member", account_id=account_id)
+    if problem is not None:
+        return Decision(DENY_BLOCKED, problem, account_id=account_id)
+    return Decision(GRANT, "card_valid", account_id=account_id, valid_until=valid_until)
 
 
 # When several passes of a plate deny, the one that tells the most wins: an owner problem on

@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from domain.access import REASONS, Credential, Decision, decide
+from domain.billing import AccessGrant, Card
 from domain.passes import VehiclePass
 from domain.territories import Membership, Territory, create_territory
 
@@ -52,6 +53,16 @@ def world(app, make_account):
             "T100TT77": add("T100TT77", resident, NOW - 5 * H, NOW - 4 * H),
             "T100TT77+": add("T100TT77", resident, NOW + 2 * H, NOW + 3 * H),
         }
+        # App access: the resident paid until NOW + 2H, the manager never did.
+        AccessGrant.create(account=resident, territory=territory, paid_until=NOW + 2 * H)
+        AccessGrant.create(account=blocked, territory=territory, paid_until=NOW + 2 * H)
+        # Cards: valid, without an end, expired, of a blocked holder, of a former member.
+        Card.create(territory=territory, account=resident, number=8106606, valid_until=NOW + H)
+        Card.create(territory=territory, account=resident, number=42, valid_until=None)
+        Card.create(territory=territory, account=resident, number=43, valid_until=NOW - H)
+        Card.create(territory=territory, account=blocked, number=44, valid_until=None)
+        Card.create(territory=territory, account=gone, number=45, valid_until=None)
+        Card.create(territory=other, account=resident, number=46, valid_until=None)
         yield {
             "t": territory, "other": other, "ids": ids, "resident": resident.id,
             "blocked": blocked.id, "gone": gone.id, "manager": manager.id,
@@ -94,15 +105,27 @@ CASES = [
      "no_pass", None, None, None),
     ("exit not free: revoked", "plate", "E444EE77", OUT, {"free_exit": False}, 2, "revoked",
      "resident", "E444EE77", None),
-    ("phone of a member", "account", "resident", IN, {}, 1, "member", "resident", None, None),
-    ("phone of a manager", "account", "manager", IN, {}, 1, "member", "manager", None, None),
+    ("phone of a member with paid app access", "account", "resident", IN, {}, 1, "member",
+     "resident", None, NOW + 2 * H),
+    ("phone of a member who has not paid", "account", "manager", IN, {}, 5, "not_paid",
+     "manager", None, None),
+    ("phone where app access is free", "account", "manager", IN, {"app_access_free": True}, 1,
+     "member", "manager", None, None),
     ("phone of a blocked member", "account", "blocked", IN, {}, 5, "account_blocked",
      "blocked", None, None),
     ("phone of a non-member", "account", "gone", IN, {}, 5, "not_member", None, None, None),
     ("phone with garbage id", "account", "abc", IN, {}, 4, "not_member", None, None, None),
     ("phone, exit is free", "account", "gone", OUT, {}, 1, "exit_free", None, None, None),
-    ("card until billing exists", "card", "1234567", IN, {}, 4, "unknown_card", None, None,
+    ("card bound and valid", "card", "8106606", IN, {}, 1, "card_valid", "resident", None,
+     NOW + H),
+    ("card without an end", "card", "42", IN, {}, 1, "card_valid", "resident", None, None),
+    ("card expired", "card", "43", IN, {}, 3, "card_expired", None, None, None),
+    ("card of a blocked holder", "card", "44", IN, {}, 5, "account_blocked", "blocked", None,
      None),
+    ("card of a former member", "card", "45", IN, {}, 5, "not_member", "gone", None, None),
+    ("another territory's card", "card", "46", IN, {}, 4, "unknown_card", None, None, None),
+    ("card never bound", "card", "1234567", IN, {}, 4, "unknown_card", None, None, None),
+    ("card garbage", "card", "12,ab", IN, {}, 4, "unknown_card", None, None, None),
     ("card exit is free", "card", "1234567", OUT, {}, 1, "exit_free", None, None, None),
     ("unknown credential kind", "pin", "1234", IN, {}, 4, "unknown_plate", None, None, None),
 ]
