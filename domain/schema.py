@@ -75,7 +75,7 @@ MIGRATIONS: list[Migration] = []
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, codes, gates, passes, territories
+    from domain import accounts, codes, gates, passes, territories, versions
 
     return [
         accounts.Account,
@@ -90,6 +90,9 @@ def app_models() -> list[type[BaseModel]]:
         codes.Code,
         codes.SendLog,
         territories.NumberAttempt,
+        versions.TerritoryVersion,
+        gates.GateStatus,
+        gates.GateCommand,
     ]
 
 
