@@ -45,6 +45,9 @@ run: setup
 	$(BIN)/flask --app app migrate
 	@echo "Demo logins (ROLE, LOGIN, PASSWORD):"
 	@$(BIN)/flask --app app seed-demo
+	@echo "Demo gate «Въезд»: GATE-CTL simulator on 127.0.0.1:5020, control page http://127.0.0.1:5021"
+	@$(BIN)/python -m gatebridge.simulator --port 5020 --control-port 5021 > /dev/null & \
+	sim=$$!; trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python app.py
 
 ## test: the whole suite (unit, web, real gevent server, Modbus, Chromium)

@@ -624,6 +624,9 @@ def set_blocked(account: Account, blocked: bool) -> None:
     with db.atomic():
         account.blocked = blocked
         account.save(only=[Account.blocked])
+        from domain import versions
+
+        versions.bump_account(account.id)
         if blocked:
             Device.delete().where(Device.account == account).execute()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 
-from domain import accounts
+from domain import accounts, versions
 from domain.accounts import Account
 from domain.db import db
 from domain.errors import DomainError, NotFound
@@ -46,6 +46,7 @@ def set_blocked(admin: Account, account_id: int, blocked: bool) -> Account:
         raise DomainError(_l("Нельзя заблокировать самого себя"))
     with db.atomic():
         Account.update(blocked=blocked).where(Account.id == account.id).execute()
+        versions.bump_account(account.id)
         if blocked:
             accounts.sign_out_others(account, None)
     account.blocked = blocked

@@ -27,6 +27,7 @@ from peewee import (
     TextField,
 )
 
+from domain import versions
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
@@ -779,6 +780,7 @@ def apply_success(
         payment = Payment.get_by_id(payment.id)
         if payment.kind == "app" and payment.account_id is not None:
             _extend_app_access(payment, now)
+            versions.bump(payment.territory_id)  # a bridge may hold a cached "not paid"
     return True
 
 
@@ -848,6 +850,7 @@ def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bo
                     Card.update(valid_until=card.valid_until - bought).where(
                         Card.id == card.id
                     ).execute()
+            versions.bump(payment.territory_id)
     return True
 
 
@@ -890,6 +893,7 @@ def bind_card(account: Account, territory: Territory, printed: str,
                     Payment.id == purchase.id
                 ).execute()
                 card.valid_until, card.payment = end, purchase
+            versions.bump(territory.id)
             return card
     except IntegrityError:
         # Someone bound the same number in the same instant.

@@ -6,7 +6,7 @@ import datetime as dt
 
 from domain import accounts, billing, territories
 from domain.accounts import Account
-from domain.db import db
+from domain.db import db, utcnow
 from domain.territories import JoinRequest, Membership, Territory, Unit
 
 # Demo logins are printed by seed-demo on purpose: they exist to be tried.
@@ -69,6 +69,12 @@ def seed_demo() -> list[tuple[str, str, str]]:
             ]
             if kind in ("kindergarten", "residential"):
                 _join(people["resident"], territory, "resident", made[0])
+            if kind == "residential":
+                # Paid app access, so the demo resident's «Открыть» works at once.
+                billing.AccessGrant.get_or_create(
+                    account=people["resident"], territory=territory,
+                    defaults={"paid_until": utcnow() + dt.timedelta(days=365)},
+                )
             if kind in ("residential", "business"):
                 _join(people["operator"], territory, "operator", None)
             for unit_name, number in ACCOUNT_NUMBERS.get(name, []):

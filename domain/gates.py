@@ -216,27 +216,35 @@ def territory_gate(territory_id: int, gate_id: int) -> Gate:
     return gate
 
 
-def open_by_operator(member: Membership, gate_id: int, now: dt.datetime | None = None) -> GateEvent:
-    """«Открыть» pressed by an operator or manager: recorded with their name as the actor.
+def open_by_operator(member: Membership, gate_id: int, now: dt.datetime | None = None):
+    """«Открыть» pressed by an operator or manager: a command to the bridge, their name as actor.
 
-    The gatebridge (issue 7) turns the recorded press into a GATE-CTL command; until it
-    is in, the press is only recorded.
+    Returns the GateCommand; DomainError at once when the gate is off or not online.
     """
     if member.role not in ("operator", "manager"):
         raise NotFound(_l("Ворота не найдены"))
     gate = territory_gate(member.territory_id, gate_id)
-    if not gate.enabled:
-        raise DomainError(_l("Ворота отключены"))
-    return record_event(
-        member.territory_id,
-        code=1,
-        reason="operator_open",
-        kind="manual",
-        direction=gate.event_direction,
-        gate=gate,
-        actor=member.account_id,
-        at=now,
-    )
+    return request_open(gate, member.account_id, "operator", now)
+
+
+def _check_gate(
+    *, name: str, host: str, port: int, unit_id: int, direction: str, poll_ms: int,
+    word_order: str,
+) -> None:
+    if not (name or "").strip():
+        raise DomainError(_l("Введите название"), field="name")
+    if direction not in DIRECTIONS:
+        raise DomainError(_l("Направление: entry, exit или both"), field="direction")
+    if word_order not in WORD_ORDERS:
+        raise DomainError(_l("Порядок слов: big или little"), field="word_order")
+    if not (host or "").strip():
+        raise DomainError(_l("Укажите адрес контроллера"), field="host")
+    if port is None or not 1 <= port <= 65535:
+        raise DomainError(_l("Порт — от 1 до 65535"), field="port")
+    if unit_id is None or not 0 <= unit_id <= 255:
+        raise DomainError(_l("Номер устройства Modbus — от 0 до 255"), field="unit_id")
+    if poll_ms is None or not 20 <= poll_ms <= 60000:
+        raise DomainError(_l("Опрос — от 20 до 60000 мс"), field="poll_ms")
 
 
 def add_gate(
@@ -249,22 +257,11 @@ def add_gate(
     direction: str = "both",
     poll_ms: int = 200,
     word_order: str = "big",
+    enabled: bool = True,
 ) -> Gate:
     """Configure a gate and its controller (GATE_PROTOCOL.md «Configuring a gate»)."""
-    if not name.strip():
-        raise DomainError(_l("Введите название"), field="name")
-    if direction not in DIRECTIONS:
-        raise DomainError(_l("Направление: entry, exit или both"), field="direction")
-    if word_order not in WORD_ORDERS:
-        raise DomainError(_l("Порядок слов: big или little"), field="word_order")
-    if not host.strip():
-        raise DomainError(_l("Укажите адрес контроллера"), field="host")
-    if not 1 <= port <= 65535:
-        raise DomainError(_l("Порт — от 1 до 65535"), field="port")
-    if not 0 <= unit_id <= 255:
-        raise DomainError(_l("Номер устройства Modbus — от 0 до 255"), field="unit_id")
-    if not 20 <= poll_ms <= 60000:
-        raise DomainError(_l("Опрос — от 20 до 60000 мс"), field="poll_ms")
+    _check_gate(name=name, host=host, port=port, unit_id=unit_id, direction=direction,
+                poll_ms=poll_ms, word_order=word_order)
     with db.atomic():
         return Gate.create(
             territory=territory,
@@ -275,4 +272,229 @@ def add_gate(
             unit_id=unit_id,
             poll_ms=poll_ms,
             word_order=word_order,
+            enabled=enabled,
         )
+
+
+def update_gate(
+    territory_id: int,
+    gate_id: int,
+    *,
+    name: str,
+    host: str,
+    port: int,
+    unit_id: int,
+    direction: str,
+    poll_ms: int,
+    word_order: str,
+    enabled: bool,
+) -> Gate:
+    """Change a gate of the territory; the bridge picks the change up within seconds."""
+    _check_gate(name=name, host=host, port=port, unit_id=unit_id, direction=direction,
+                poll_ms=poll_ms, word_order=word_order)
+    with db.atomic():
+        gate = territory_gate(territory_id, gate_id)
+        gate.name, gate.host, gate.port = name.strip(), host.strip(), port
+        gate.unit_id, gate.direction, gate.poll_ms = unit_id, direction, poll_ms
+        gate.word_order, gate.enabled = word_order, bool(enabled)
+        gate.save()
+    return gate
+
+
+# ---------------------------------------------------------------------------------------
+# What the bridge (possibly another process) tells the web, and what the web asks of it.
+
+ONLINE_WITHIN = dt.timedelta(seconds=3)
+# A command not picked up by the bridge within this long is dropped: it never fires later.
+COMMAND_MAX_AGE = dt.timedelta(seconds=2)
+# The web gives up waiting for a command's result after this long.
+COMMAND_GIVE_UP = dt.timedelta(seconds=4)
+GATE_STATES = {
+    0: _l("неизвестно"),
+    1: _l("закрыты"),
+    2: _l("открываются"),
+    3: _l("открыты"),
+    4: _l("закрываются"),
+    5: _l("остановлены"),
+    6: _l("авария"),
+}
+STATUSES = {"online": _l("в сети"), "offline": _l("не в сети"), "fault": _l("неисправность")}
+
+
+class GateStatus(BaseModel):
+    """The controller's state as the bridge last saw it, for the console and «Открыть»."""
+
+    gate = ForeignKeyField(Gate, primary_key=True, backref="status_rows", on_delete="CASCADE")
+    status = CharField(default="offline")  # online, offline, fault
+    last_seen_at = UtcDateTimeField(null=True)
+    heartbeat = IntegerField(null=True)
+    gate_state = SmallIntegerField(default=0)
+    fault_code = IntegerField(default=0)
+    last_error = CharField(null=True, max_length=500)
+    updated_at = UtcDateTimeField(default=utcnow)
+
+    def shown_status(self, now: dt.datetime | None = None) -> str:
+        """online/offline/fault, offline also when the bridge stopped reporting."""
+        if not self.is_fresh(now):
+            return "offline"
+        return self.status
+
+    def is_fresh(self, now: dt.datetime | None = None) -> bool:
+        """Seen answering within the last 3 s."""
+        now = now or utcnow()
+        return self.last_seen_at is not None and now - self.last_seen_at <= ONLINE_WITHIN
+
+    def status_label(self, now: dt.datetime | None = None) -> str:
+        """The status in the reader's language."""
+        return str(STATUSES[self.shown_status(now)])
+
+    @property
+    def gate_state_label(self) -> str:
+        """The barrier's position in the reader's language."""
+        return str(GATE_STATES.get(self.gate_state, self.gate_state))
+
+
+def save_status(
+    gate_id: int,
+    *,
+    status: str,
+    last_seen_at: dt.datetime | None,
+    heartbeat: int | None,
+    gate_state: int,
+    fault_code: int,
+    last_error: str | None,
+) -> None:
+    """Store what the bridge sees of a controller (one upsert)."""
+    values = {
+        GateStatus.status: status,
+        GateStatus.last_seen_at: last_seen_at,
+        GateStatus.heartbeat: heartbeat,
+        GateStatus.gate_state: int(gate_state),
+        GateStatus.fault_code: fault_code,
+        GateStatus.last_error: (last_error or None) and last_error[:500],
+        GateStatus.updated_at: utcnow(),
+    }
+    if Gate.get_or_none(Gate.id == gate_id) is None:
+        return  # deleted meanwhile
+    (
+        GateStatus.insert({GateStatus.gate: gate_id, **values})
+        .on_conflict(conflict_target=[GateStatus.gate], update=values)
+        .execute()
+    )
+
+
+def statuses(territory_id: int) -> dict[int, GateStatus]:
+    """The stored status of each gate of the territory, by gate id."""
+    query = GateStatus.select().join(Gate).where(Gate.territory == territory_id)
+    return {row.gate_id: row for row in query}
+
+
+def gate_online(gate_id: int, now: dt.datetime | None = None) -> bool:
+    """Did the bridge see this controller answer within the last 3 s?"""
+    row = GateStatus.get_or_none(GateStatus.gate == gate_id)
+    return row is not None and row.is_fresh(now) and row.status != "offline"
+
+
+class GateCommand(BaseModel):
+    """An «Открыть» press on its way to the controller, through the database.
+
+    The web writes it `pending`; the bridge claims it (`sending`), sends it and writes
+    `done` or `failed`. One older than COMMAND_MAX_AGE is never sent.
+    """
+
+    gate = ForeignKeyField(Gate, backref="commands", on_delete="CASCADE")
+    territory = ForeignKeyField(Territory, on_delete="CASCADE")
+    account = ForeignKeyField(Account, null=True, on_delete="SET NULL")
+    reason = CharField(default="phone")  # phone, operator
+    created_at = UtcDateTimeField(default=utcnow)
+    status = CharField(default="pending", index=True)  # pending, sending, done, failed
+    message = CharField(default="", max_length=500)
+    done_at = UtcDateTimeField(null=True)
+
+    @property
+    def finished(self) -> bool:
+        """done or failed: the widget stops polling."""
+        return self.status in ("done", "failed")
+
+
+def _press_event(command: GateCommand, code: int, reason: str) -> GateEvent:
+    gate = command.gate
+    return record_event(
+        command.territory_id,
+        code=code,
+        reason=reason,
+        kind="phone" if command.reason == "phone" else "manual",
+        direction=gate.event_direction,
+        gate=gate,
+        account=command.account_id if command.reason == "phone" else None,
+        actor=command.account_id,
+        source="web" if code != 1 else "bridge",
+    )
+
+
+def finish_command(command_id: int, ok: bool, message: str = "") -> bool:
+    """Write the outcome of a claimed command and its event; False if someone else finished it."""
+    with db.atomic():
+        done = (
+            GateCommand.update(
+                status="done" if ok else "failed", message=message[:500], done_at=utcnow()
+            )
+            .where((GateCommand.id == command_id) & GateCommand.status.in_(["pending", "sending"]))
+            .execute()
+        )
+        if not done:
+            return False
+        command = GateCommand.get_by_id(command_id)
+        _press_event(command, 1 if ok else 6, _open_reason(command) if ok else "unavailable")
+    return True
+
+
+def _open_reason(command: GateCommand) -> str:
+    return "member" if command.reason == "phone" else "operator_open"
+
+
+def request_open(
+    gate: Gate, account_id: int, reason: str, now: dt.datetime | None = None
+) -> GateCommand:
+    """Ask the bridge to open `gate`; fails at once (DomainError) when it is not online.
+
+    The caller has checked the person may open this gate. Every press is an event: a
+    failure here is recorded at once, a success when the bridge reports it.
+    """
+    now = now or utcnow()
+    if not gate.enabled:
+        raise DomainError(_l("Ворота отключены"))
+    online = gate_online(gate.id, now)
+    with db.atomic():
+        command = GateCommand.create(
+            gate=gate, territory=gate.territory_id, account=account_id, reason=reason,
+            created_at=now,
+        )
+        if not online:
+            command.status, command.done_at = "failed", now
+            command.message = str(_l("Ворота не в сети — открыть сейчас нельзя"))
+            command.save()
+            _press_event(command, 6, "unavailable")
+    if not online:
+        raise DomainError(command.message)
+    return command
+
+
+def command_of(territory_id: int, command_id: int, account_id: int | None = None) -> GateCommand:
+    """A command of the territory (and of the account, when given); NotFound otherwise.
+
+    A pending one the bridge has not answered in time is failed here, so the widget
+    stops and the bridge never fires it later.
+    """
+    query = GateCommand.select().where(
+        (GateCommand.id == command_id) & (GateCommand.territory == territory_id)
+    )
+    if account_id is not None:
+        query = query.where(GateCommand.account == account_id)
+    command = query.first()
+    if command is None:
+        raise NotFound(_l("Команда не найдена"))
+    if not command.finished and utcnow() - command.created_at > COMMAND_GIVE_UP:
+        finish_command(command.id, False, str(_l("Контроллер не ответил вовремя")))
+        command = GateCommand.get_by_id(command.id)
+    return command

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from flask_babel import lazy_gettext as _l
 from peewee import JOIN, BooleanField, CharField, ForeignKeyField
 
+from domain import versions
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
@@ -440,6 +441,7 @@ def file_pass(
                     else _l("На этой территории постоянные пропуска не выдаются"),
                     field="period",
                 )
+        versions.bump(territory.id)
         return VehiclePass.create(
             territory=territory,
             account=member.account_id,
@@ -476,6 +478,7 @@ def revoke_pass(
             found.revoked_at = now or utcnow()
             found.revoked_by = member.account_id
             found.save(only=["revoked_at", "revoked_by"])
+            versions.bump(found.territory_id)
         return found
 
 

@@ -85,7 +85,7 @@ def _territory() -> type[Model]:
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, billing, codes, gates, passes, territories
+    from domain import accounts, billing, codes, gates, passes, territories, versions
     from providers.payments.sandbox import SandboxBankPayment
 
     return [
@@ -103,6 +103,9 @@ def app_models() -> list[type[BaseModel]]:
         territories.NumberAttempt,
         *billing.models(),
         SandboxBankPayment,
+        versions.TerritoryVersion,
+        gates.GateStatus,
+        gates.GateCommand,
     ]
 
 

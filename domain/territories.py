@@ -23,7 +23,7 @@ from peewee import (
     fn,
 )
 
-from domain import accounts
+from domain import accounts, versions
 from domain.accounts import Account, Device
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
@@ -341,6 +341,7 @@ def update_settings(
     territory.free_exit = bool(free_exit)
     with db.atomic():
         territory.save()
+        versions.bump(territory.id)
     return territory
 
 
@@ -428,10 +429,12 @@ def _admit(account: Account, territory: Territory, role: str, unit: Unit | None)
         raise DomainError(_l("Этот человек уже подключён к территории"))
     _check_room(unit)
     try:
-        return Membership.create(account=account, territory=territory, role=role, unit=unit)
+        member = Membership.create(account=account, territory=territory, role=role, unit=unit)
     except IntegrityError:
         # Joined some other way at this very moment; the caller's transaction rolls back.
         raise DomainError(_l("Этот человек уже подключён к территории")) from None
+    versions.bump(territory.id)
+    return member
 
 
 def request_join(account: Account, code_text: str, unit_label: str) -> JoinRequest:
@@ -625,6 +628,7 @@ def update_member(
             _check_room(unit, leaving=member)
         member.role, member.unit = role, unit
         member.save()
+        versions.bump(territory.id)
     return member
 
 
@@ -635,6 +639,7 @@ def remove_member(territory: Territory, member_id: int) -> Membership:
         if member.role == "manager" and not _other_managers(territory, member):
             raise DomainError(_l("Это последний управляющий территории — его нельзя удалить"))
         member.delete_instance()
+        versions.bump(territory.id)
     return member
 
 

@@ -24,6 +24,7 @@ class Bridge:
         self.group = Group()
         self.tasks: list[Callable[[], None]] = []
         self.running = False
+        self.service: object | None = None
 
     def add_task(self, task: Callable[[], None]) -> None:
         """Register a long-running function to run in its own greenlet once started."""
@@ -58,7 +59,12 @@ class Bridge:
 
 def init_app(app: Flask) -> None:
     """Attach the bridge; it stays off under tests unless a test starts it."""
-    app.extensions["gatebridge"] = Bridge(app)
+    from gatebridge.service import BridgeService
+
+    bridge = Bridge(app)
+    bridge.service = BridgeService(app)
+    bridge.add_task(bridge.service.run)
+    app.extensions["gatebridge"] = bridge
 
 
 def start(app: Flask) -> None:

@@ -206,17 +206,21 @@ def suggest(tid: int) -> Response:
 @bp.post("/t/<int:tid>/gates/<int:gid>/open")
 @territory_route(roles=WATCHERS)
 def open_gate(tid: int, gid: int) -> Response:
-    """«Открыть» by an operator or manager: recorded with their name."""
+    """«Открыть» by an operator or manager: a command to the controller, with their name."""
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:
-        gates.open_by_operator(g.membership, gid)
+        command = gates.open_by_operator(g.membership, gid)
     except NotFound:
         abort(404)
     except DomainError as error:
+        if request.headers.get("HX-Request"):
+            return page("gates/_command.html", failure=error.message)
         flash(error.message, "error")
     else:
-        flash(_("Команда записана"), "success")
+        if request.headers.get("HX-Request"):
+            return page("gates/_command.html", command=command)
+        flash(_("Команда отправлена"), "success")
     return redirect(_back(url_for(".check", tid=tid)))
 
 

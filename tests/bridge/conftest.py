@@ -174,3 +174,68 @@ def start_simulator(tmp_path):
 def simulator(start_simulator) -> SimulatorProcess:
     """A simulator with default settings."""
     return start_simulator()
+
+
+@dataclass
+class BridgeProcess:
+    """A running `python -m gatebridge` on the test app's database."""
+
+    proc: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        """The bridge's stderr so far, for assertion messages."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_bridge(tmp_path):
+    """Factory: run the bridge as its own process for a DATABASE_URL and instance folder."""
+    started: list[BridgeProcess] = []
+
+    def start(database_url: str, instance: Path) -> BridgeProcess:
+        log_path = tmp_path / f"bridge-{len(started)}.log"
+        with log_path.open("wb") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "gatebridge"],
+                cwd=ROOT,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={
+                    **os.environ,
+                    "PYTHONUNBUFFERED": "1",
+                    "DATABASE_URL": database_url,
+                    "INSTANCE_PATH": str(instance),
+                    "SECRET_KEY": "test-secret",
+                    "GATEBRIDGE": "1",
+                },
+            )
+        bridge = BridgeProcess(proc, log_path)
+        started.append(bridge)
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.stop()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; returns its value or None after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return None

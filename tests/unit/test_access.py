@@ -181,3 +181,15 @@ def test_decide_only_reads(app, world):
         for case in CASES:
             decide(world["t"].id, Credential(case[1], case[2]), case[3], NOW)
         assert (VehiclePass.select().count(), GateEvent.select().count()) == before
+
+
+def test_billing_changes_raise_the_territory_version(app, make_account):
+    """A bridge in another process learns of a bound card and of paid app access."""
+    from domain import billing, versions
+
+    with app.app_context():
+        manager = make_account()
+        territory = create_territory(manager, name="Сад", kind="kindergarten")
+        before = versions.versions().get(territory.id, 0)
+        billing.bind_card(manager, territory, "123,45678")
+        assert versions.versions()[territory.id] > before

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from domain import gates
 from domain.access import Credential, decide
 from domain.db import utcnow
 from domain.gates import Gate, GateEvent, record_event
@@ -340,17 +341,37 @@ def test_residents_do_not_check_or_watch(client, auth, world):
 
 
 def test_operator_open_is_recorded_with_their_name(app, client, auth, world):
+    with app.app_context():
+        gates.save_status(world.gate, status="online", last_seen_at=utcnow(), heartbeat=1,
+                          gate_state=1, fault_code=0, last_error=None)
     auth.login("+79990000105")
     response = _post(client, f"/t/{world.t}/gates/{world.gate}/open")
     assert response.status_code == 302
     with app.app_context():
+        command = gates.GateCommand.get()
+        assert (command.gate_id, command.account_id, command.reason, command.status) == (
+            world.gate, world.operator, "operator", "pending")
+        # The bridge sends it and reports back; the press becomes an event with their name.
+        assert gates.finish_command(command.id, True, "Открыто")
         event = GateEvent.get()
         assert (event.territory_id, event.gate_id, event.actor_id, event.kind, event.code,
-                event.reason, event.source) == (world.t, world.gate, world.operator, "manual",
-                                                1, "operator_open", "web")
+                event.reason) == (world.t, world.gate, world.operator, "manual",
+                                  1, "operator_open")
     html = client.get(f"/t/{world.t}/check").get_data(as_text=True)
-    assert "Команда записана" in html
+    assert "Команда отправлена" in html
     assert "открыл(а) Охранов Олег" in html
+
+
+def test_operator_open_of_an_offline_gate_fails_at_once(app, client, auth, world):
+    auth.login("+79990000105")
+    response = _post(client, f"/t/{world.t}/gates/{world.gate}/open")
+    assert response.status_code == 302
+    html = client.get(f"/t/{world.t}/check").get_data(as_text=True)
+    assert "Ворота не в сети — открыть сейчас нельзя" in html
+    with app.app_context():
+        assert gates.GateCommand.get().status == "failed"
+        event = GateEvent.get()
+        assert (event.code, event.reason, event.actor_id) == (6, "unavailable", world.operator)
 
 
 def test_open_is_refused_for_other_gates_and_residents(app, client, auth, world):

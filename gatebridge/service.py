@@ -1,0 +1,349 @@
+"""The bridge wired to the database: gates from Gate rows, decisions from domain.access.
+
+`BridgeService(app).run()` is the task `gatebridge.init_app` registers with the Bridge. It
+
+* keeps the Poller's controllers in step with the enabled Gate rows (reloaded every few
+  seconds, so a gate added on the web is polled soon after);
+* decides events through a DecisionCache whose loader asks `domain.access.decide`, and
+  forgets a territory's cached answers when its access version moves (domain.versions),
+  also when the change was made by a web process of its own;
+* writes every event as a GateEvent — or, while the database cannot take it, into a spool
+  file in the instance folder, drained into the database when it answers again;
+* stores each controller's state (GateStatus) for the console and the «Открыть» check;
+* sends the «Открыть» commands the web leaves in GateCommand, never one older than 2 s.
+
+Database work happens in short `db.connection_context()` blocks that never wait on the
+network, so greenlets sharing one connection (an unpatched test process) never interleave
+inside a block.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gevent
+from flask import Flask
+from gevent.pool import Group
+
+from domain import access, versions
+from domain.db import db, utcnow
+from domain.gates import (
+    COMMAND_MAX_AGE,
+    Gate,
+    GateCommand,
+    GateEvent,
+    finish_command,
+    save_status,
+)
+from domain.passes import normalize_plate
+from domain.territories import Territory
+from gatebridge import protocol as p
+from gatebridge.cache import DB_ERRORS, DecisionCache, cache_key
+from gatebridge.poller import ControllerConfig, ControllerState, Poller, event_direction
+from gatebridge.spool import Spool
+
+log = logging.getLogger("propusk.gatebridge.service")
+
+RELOAD_S = 3.0
+WATCH_S = 0.2
+COMMANDS_S = 0.1
+DRAIN_S = 1.0
+# Decisions remembered between decide() and on_event() of the same event.
+MAX_REMEMBERED = 1000
+KINDS = {
+    p.EventType.CARD: "card",
+    p.EventType.PLATE: "plate",
+    p.EventType.PIN: "card",
+    p.EventType.EXIT_BUTTON: "button",
+    p.EventType.REMOTE: "button",
+}
+
+
+def config_of(gate: Gate) -> ControllerConfig:
+    """The poller's view of a Gate row."""
+    return ControllerConfig(
+        gate_id=gate.id,
+        territory_id=gate.territory_id,
+        host=gate.host,
+        port=gate.port,
+        unit=gate.unit_id,
+        poll_ms=gate.poll_ms,
+        word_order=gate.word_order,
+        direction=gate.direction,
+    )
+
+
+def access_credential(credential: p.Credential) -> access.Credential:
+    """What the controller read, in the form domain.access looks it up by."""
+    if credential.kind == "plate":
+        return access.Credential("plate", normalize_plate(credential.value))
+    if credential.kind == "card":
+        return access.Credential("card", str(int(credential.value)))
+    return access.Credential(credential.kind, credential.value)
+
+
+def monotonic_deadline(moment: dt.datetime | None) -> float | None:
+    """An aware UTC moment as a time.monotonic() deadline (None stays None)."""
+    if moment is None:
+        return None
+    return time.monotonic() + (moment - utcnow()).total_seconds()
+
+
+class BridgeService:
+    """The bridge's database side; one per bridge process."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        reload_s: float = RELOAD_S,
+        watch_s: float = WATCH_S,
+        commands_s: float = COMMANDS_S,
+        drain_s: float = DRAIN_S,
+        poller_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.app = app
+        self.reload_s = reload_s
+        self.watch_s = watch_s
+        self.commands_s = commands_s
+        self.drain_s = drain_s
+        self.cache = DecisionCache(self._load)
+        self.spool = Spool(Path(app.instance_path) / "gate-events.spool")
+        self.poller = Poller([], self.decide, self.on_event, self.on_state,
+                             **(poller_options or {}))
+        self.group = Group()
+        self._versions: dict[int, int] | None = None
+        self._decisions: OrderedDict[tuple[int, int], access.Decision] = OrderedDict()
+        self.invalidations = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until killed: the poller and the database loops."""
+        self.poller.start()
+        try:
+            for interval, step in (
+                (self.reload_s, self.reload),
+                (self.watch_s, self.watch),
+                (self.commands_s, self.pick_commands),
+                (self.drain_s, self.drain),
+            ):
+                greenlet = self.group.spawn(self._every, interval, step)
+                greenlet.link_exception(self._crashed)
+            self.group.join()
+        finally:
+            self.group.kill(timeout=5)
+            self.poller.stop()
+
+    def _crashed(self, greenlet: gevent.Greenlet) -> None:
+        log.error("gatebridge service loop crashed", exc_info=greenlet.exc_info)
+
+    def _every(self, interval: float, step: Callable[[], None]) -> None:
+        with self.app.app_context():
+            while True:
+                try:
+                    step()
+                except DB_ERRORS as exc:
+                    log.debug("%s: database unavailable: %s", step.__name__, exc)
+                except Exception:
+                    log.exception("%s failed", step.__name__)
+                gevent.sleep(interval)
+
+    # -- gates ------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Poll exactly the enabled gates."""
+        with db.connection_context():
+            gates = list(Gate.select().where(Gate.enabled == True))  # noqa: E712
+        configs = []
+        for gate in gates:
+            try:
+                configs.append(config_of(gate))
+            except ValueError as exc:
+                log.warning("gate %s is misconfigured: %s", gate.id, exc)
+        self.poller.update(configs)
+
+    def on_state(self, config: ControllerConfig, state: ControllerState) -> None:
+        """Store the controller's state where every web process can read it."""
+        try:
+            with db.connection_context():
+                save_status(
+                    config.gate_id,
+                    status=state.status,
+                    last_seen_at=state.last_seen,
+                    heartbeat=state.heartbeat,
+                    gate_state=int(state.gate_state),
+                    fault_code=state.fault_code,
+                    last_error=state.last_error,
+                )
+        except DB_ERRORS as exc:
+            log.debug("gate %s: state not stored: %s", config.gate_id, exc)
+
+    # -- decisions --------------------------------------------------------------------
+
+    def _load(self, key: tuple[int, str, str]) -> tuple[access.Decision, float | None]:
+        territory_id, kind, value = key
+        with db.connection_context():
+            decision = access.decide(
+                territory_id, access.Credential(kind, value), access.ENTRY, utcnow()
+            )
+        return decision, monotonic_deadline(decision.valid_until)
+
+    def decide(self, config: ControllerConfig, snapshot: p.Snapshot) -> int:
+        """The code for an entry event: from the cache, else domain.access; 6 without both."""
+        credential = snapshot.credential
+        if credential is None:
+            decision = access.Decision(access.DENY_UNKNOWN, "unknown_card")
+        else:
+            wanted = access_credential(credential)
+            key = cache_key(config.territory_id, p.Credential(wanted.kind, wanted.value))
+            try:
+                decision = self.cache.get(key)
+            except DB_ERRORS as exc:
+                log.warning("gate %s: database unavailable, answering try-again: %s",
+                            config.gate_id, exc)
+                decision = access.Decision(access.TRY_AGAIN, "unavailable")
+        self._remember(config.gate_id, snapshot.event_seq, decision)
+        return decision.code
+
+    def _remember(self, gate_id: int, seq: int, decision: access.Decision) -> None:
+        self._decisions[(gate_id, seq)] = decision
+        while len(self._decisions) > MAX_REMEMBERED:
+            self._decisions.popitem(last=False)
+
+    def watch(self) -> None:
+        """Forget the cached answers of every territory whose access version moved."""
+        with db.connection_context():
+            current = versions.versions()
+        if self._versions is not None:
+            for territory_id, version in current.items():
+                if self._versions.get(territory_id) != version:
+                    self.cache.invalidate(territory_id)
+                    self.invalidations += 1
+        self._versions = current
+
+    # -- events -----------------------------------------------------------------------
+
+    def on_event(
+        self, config: ControllerConfig, snapshot: p.Snapshot, code: p.DecisionCode, latency: float
+    ) -> None:
+        """Record the event; spool it when the database cannot take it."""
+        decision = self._decisions.pop((config.gate_id, snapshot.event_seq), None)
+        direction = int(event_direction(config, snapshot))
+        if decision is not None:
+            reason, account_id = decision.reason, decision.account_id
+        elif code == p.DecisionCode.GRANT and direction == access.EXIT:
+            reason, account_id = "exit_free", None
+        else:
+            reason, account_id = "unavailable", None
+        credential = snapshot.credential
+        value = access_credential(credential).value if credential is not None else ""
+        event = {
+            "territory_id": config.territory_id,
+            "gate_id": config.gate_id,
+            "at": utcnow().isoformat(),
+            "kind": KINDS.get(snapshot.event_type, "card"),
+            "credential": value,
+            "direction": direction,
+            "code": int(code),
+            "reason": reason,
+            "account_id": account_id,
+        }
+        try:
+            with db.connection_context():
+                self.write_event(event)
+        except DB_ERRORS as exc:
+            log.warning("gate %s: event spooled, database unavailable: %s", config.gate_id, exc)
+            self.spool.append(event)
+
+    @staticmethod
+    def write_event(event: dict[str, Any]) -> None:
+        """Write one event (live or from the spool) unless it is already there."""
+        at = dt.datetime.fromisoformat(event["at"])
+        with db.atomic():
+            territory = Territory.get_or_none(Territory.id == event["territory_id"])
+            if territory is None:
+                return  # the territory is gone, and its events with it
+            gate_id = event.get("gate_id")
+            if gate_id is not None and Gate.get_or_none(Gate.id == gate_id) is None:
+                gate_id = None
+            account_id = event.get("account_id")
+            if account_id is not None:
+                from domain.accounts import Account
+
+                if Account.get_or_none(Account.id == account_id) is None:
+                    account_id = None
+            if "spool_id" in event and GateEvent.select().where(
+                (GateEvent.territory == territory.id)
+                & (GateEvent.at == at)
+                & (GateEvent.credential == event["credential"])
+                & (GateEvent.code == event["code"])
+            ).exists():
+                return  # delivered before a crash kept the spool from noting it
+            GateEvent.create(
+                territory=territory.id,
+                gate=gate_id,
+                at=at,
+                kind=event["kind"],
+                credential=event["credential"],
+                direction=event["direction"],
+                code=event["code"],
+                reason=event["reason"],
+                account=account_id,
+                source="bridge",
+            )
+
+    def drain(self) -> None:
+        """Write spooled events once the database answers again."""
+        if not self.spool.pending():
+            return
+        with db.connection_context():
+            written = self.spool.drain(self.write_event)
+        if written:
+            log.info("wrote %s spooled gate events", written)
+
+    # -- commands ---------------------------------------------------------------------
+
+    def pick_commands(self) -> None:
+        """Claim pending «Открыть» commands and send each in its own greenlet."""
+        claimed: list[GateCommand] = []
+        with db.connection_context():
+            now = utcnow()
+            pending = list(
+                GateCommand.select().where(GateCommand.status == "pending").order_by(GateCommand.id)
+            )
+            for command in pending:
+                if now - command.created_at > COMMAND_MAX_AGE:
+                    finish_command(command.id, False, "Команда устарела и не отправлена")
+                    continue
+                took = (
+                    GateCommand.update(status="sending")
+                    .where((GateCommand.id == command.id) & (GateCommand.status == "pending"))
+                    .execute()
+                )
+                if took:
+                    claimed.append(command)
+        for command in claimed:
+            self.group.spawn(self._send, command)
+
+    def _send(self, command: GateCommand) -> None:
+        reason = p.CommandReason.PHONE if command.reason == "phone" else p.CommandReason.OPERATOR
+        result = self.poller.command(command.gate_id, p.Command.OPEN, reason)
+        message = "Открыто" if result.ok else (result.message or "Не удалось открыть")
+        for attempt in range(50):
+            try:
+                with self.app.app_context(), db.connection_context():
+                    finish_command(command.id, result.ok, message)
+                return
+            except DB_ERRORS:
+                gevent.sleep(min(0.1 * (attempt + 1), 1.0))
+        log.error("command %s: result %s could not be stored", command.id, result)
+
+
+

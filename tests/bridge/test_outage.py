@@ -1,0 +1,177 @@
+"""The database goes away under a running bridge (its own process) and comes back.
+
+A throwaway PostgreSQL server is stopped with `pg_ctl stop` while the bridge runs: known
+credentials keep being decided from the cache, an unknown one gets «try again» (6), exits
+stay free, every event is spooled to the instance folder — and once the server is started
+again every spooled event is in GateEvent, none lost and none twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from domain import gates
+from domain.db import db, init_db, open_database, utcnow
+from domain.gates import GateEvent
+from domain.passes import VehiclePass, normalize_plate
+from domain.schema import upgrade
+from domain.territories import Membership, Unit, create_territory
+from tests.bridge.conftest import wait_for
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings('ignore:Peewee no longer uses the "autorollback"'),
+]
+PORT = 5434
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
+    return command
+
+
+class Server:
+    """A PostgreSQL server on a Unix socket that the test can stop and start."""
+
+    def __init__(self, root: Path, pg_ctl: str) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.pg_ctl = pg_ctl
+        self.url = f"postgresql://postgres@/{{name}}?host={root}&port={PORT}"
+
+    def start(self) -> None:
+        options = f"'-k {self.root} -c listen_addresses= -p {PORT}'"
+        subprocess.run(_as_postgres([self.pg_ctl, "-D", str(self.data), "-o", options, "-w",
+                                     "-l", str(self.root / "log"), "start"]),
+                       check=True, capture_output=True, timeout=60)
+
+    def stop(self, mode: str = "fast") -> None:
+        subprocess.run(_as_postgres([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w",
+                                     "stop"]), capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def server():
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    root = Path(tempfile.mkdtemp(prefix="propusk-pg-outage-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    pg = Server(root, pg_ctl)
+    try:
+        subprocess.run(_as_postgres([initdb, "-D", str(pg.data), "-A", "trust", "-U",
+                                     "postgres"]), check=True, capture_output=True, timeout=60)
+        pg.start()
+    except (subprocess.CalledProcessError, KeyError, LookupError) as error:
+        pytest.skip(f"cannot start PostgreSQL here: {error}")
+    yield pg
+    pg.stop("immediate")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_app(app, server, tmp_path):
+    from app import create_app
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = open_database(server.url.format(name="postgres"))
+    admin.execute_sql(f"CREATE DATABASE {name}")
+    admin.close()
+    url = server.url.format(name=name)
+    pg = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": url,
+                     "INSTANCE_PATH": str(tmp_path / "pg-instance")})
+    with pg.app_context():
+        upgrade()
+    yield pg
+    db.close()
+    init_db(app.config["DATABASE_URL"])  # hand the shared proxy back to the SQLite app
+
+
+def _decision(simulator, seq, timeout=2.0):
+    state = wait_for(lambda: (s := simulator.state())["applied_decision_seq"] == seq and s,
+                     timeout=timeout)
+    assert state, simulator.state()
+    return state["applied_decision_code"]
+
+
+def _events(app):
+    with app.app_context(), db.connection_context():
+        return list(GateEvent.select().order_by(GateEvent.at, GateEvent.id))
+
+
+def test_database_outage_keeps_deciding_spools_and_loses_nothing(
+    pg_app, server, simulator, start_bridge
+):
+    known, stranger = normalize_plate("А777АА77"), normalize_plate("В123ВВ77")
+    with pg_app.app_context(), db.connection_context():
+        from domain.accounts import Account
+
+        manager = Account.create(phone="+79990000402", surname="Управляева")
+        resident = Account.create(phone="+79990000403", surname="Федоров")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        unit = Unit.create(territory=t, name="Дом 1")
+        Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        VehiclePass.create(territory=t, account=resident, plate=known,
+                           valid_from=utcnow() - dt.timedelta(hours=1),
+                           valid_to=utcnow() + dt.timedelta(days=1))
+        gate = gates.add_gate(t, name="Въезд", host=simulator.modbus_host,
+                              port=simulator.modbus_port, direction="both", poll_ms=50)
+    db.close()
+    instance = Path(pg_app.instance_path)
+    bridge = start_bridge(pg_app.config["DATABASE_URL"], instance)
+
+    def online():
+        with pg_app.app_context(), db.connection_context():
+            return gates.gate_online(gate.id)
+
+    assert wait_for(online, timeout=20), bridge.log()
+    seq = simulator.present(type="plate", plate="A777AA77")
+    assert _decision(simulator, seq) == 1  # now in the bridge's cache
+    assert wait_for(lambda: len(_events(pg_app)) == 1)
+    db.close()
+
+    server.stop()
+    try:
+        outage = []
+        seq = simulator.present(type="plate", plate="A777AA77")
+        outage.append(_decision(simulator, seq))  # cached: still opens
+        seq = simulator.present(type="plate", plate="B123BB77")
+        outage.append(_decision(simulator, seq))  # unknown: try again
+        seq = simulator.present(type="card", card=4242, bit_length=26, direction=2)
+        outage.append(_decision(simulator, seq))  # exit: free
+        seq = simulator.present(type="plate", plate="A777AA77")
+        outage.append(_decision(simulator, seq))
+        assert outage == [1, 6, 1, 1], bridge.log()
+        spool = instance / "gate-events.spool"
+        assert wait_for(lambda: spool.exists() and len(spool.read_text().splitlines()) == 4,
+                        timeout=3), bridge.log()
+        time.sleep(1.5)  # the drainer keeps failing meanwhile, and must not lose anything
+    finally:
+        server.start()
+
+    events = wait_for(lambda: len(rows := _events(pg_app)) >= 5 and rows, timeout=15)
+    assert events, bridge.log()
+    time.sleep(1.5)  # nothing written twice by a later drain
+    events = _events(pg_app)
+    assert [(e.credential, e.code, e.direction, e.reason) for e in events] == [
+        (known, 1, 1, "pass_valid"),
+        (known, 1, 1, "pass_valid"),
+        (stranger, 6, 1, "unavailable"),
+        ("4242", 1, 2, "exit_free"),
+        (known, 1, 1, "pass_valid"),
+    ]
+    assert all(e.source == "bridge" and e.gate_id == gate.id for e in events)
+    assert not (instance / "gate-events.spool").exists() or not (
+        instance / "gate-events.spool"
+    ).read_text().strip()

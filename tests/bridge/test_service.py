@@ -1,0 +1,134 @@
+"""The bridge as its own process (`python -m gatebridge`) beside the web, on one database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from domain import gates
+from domain.billing import AccessGrant
+from domain.db import db, utcnow
+from domain.gates import Gate, GateCommand, GateEvent, GateStatus
+from domain.passes import normalize_plate
+from domain.territories import Membership, Unit, create_territory
+from tests.bridge.conftest import wait_for
+from tests.conftest import csrf_token
+
+pytestmark = pytest.mark.slow
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def site(app, make_account, simulator, start_bridge):
+    """A territory with a resident and one gate on the simulator, and a running bridge."""
+    with app.app_context():
+        manager = make_account(phone="+79990000302", surname="Управляева")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        unit = Unit.create(territory=t, name="Дом 1")
+        resident = make_account(phone="+79990000303", surname="Федоров", name="Роман")
+        Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        AccessGrant.create(account=resident, territory=t, paid_until=utcnow() + dt.timedelta(days=30))
+        gate = gates.add_gate(t, name="Въезд", host=simulator.modbus_host,
+                              port=simulator.modbus_port, direction="entry", poll_ms=50)
+    db.close()
+    bridge = start_bridge(app.config["DATABASE_URL"], app.instance_path)
+
+    def online():
+        with app.app_context(), db.connection_context():
+            return gates.gate_online(gate.id)
+
+    assert wait_for(online, timeout=20), bridge.log()
+    return SimpleNamespace(t=t.id, gate=gate.id, resident=resident.id, bridge=bridge)
+
+
+def _decision(simulator, seq, timeout=2.0):
+    state = wait_for(lambda: (s := simulator.state())["applied_decision_seq"] == seq and s,
+                     timeout=timeout)
+    assert state, simulator.state()
+    return state["applied_decision_code"]
+
+
+def test_a_pass_filed_on_the_web_opens_the_gate_within_a_second(
+    app, client, auth, simulator, site
+):
+    seq = simulator.present(type="plate", plate="A777AA77")
+    assert _decision(simulator, seq) == 4  # unknown: cached for a while by the bridge
+    seq = simulator.present(type="plate", plate="A777AA77")
+    assert _decision(simulator, seq) == 4
+
+    auth.login("+79990000303")
+    token = csrf_token(client, f"/t/{site.t}/passes/new")
+    response = client.post(f"/t/{site.t}/passes/new",
+                           data={"csrf_token": token, "plate": "А777АА77", "period": "day"})
+    assert response.status_code == 302
+    filed = time.monotonic()
+    granted_after = None
+    while time.monotonic() - filed < 1.0:
+        seq = simulator.present(type="plate", plate="A777AA77")
+        if _decision(simulator, seq) == 1:
+            granted_after = time.monotonic() - filed
+            break
+        time.sleep(0.05)
+    assert granted_after is not None and granted_after < 1.0, site.bridge.log()
+
+    def recorded():
+        with app.app_context(), db.connection_context():
+            return list(GateEvent.select().where(GateEvent.source == "bridge")
+                        .order_by(GateEvent.id))
+
+    events = wait_for(lambda: (rows := recorded()) and rows[-1].code == 1 and rows)
+    assert events, site.bridge.log()
+    assert [e.code for e in events][:2] == [4, 4] and events[-1].code == 1
+    assert (events[-1].reason, events[-1].account_id, events[-1].credential,
+            events[-1].kind, events[-1].gate_id) == (
+        "pass_valid", site.resident, normalize_plate("А777АА77"), "plate", site.gate)
+
+
+def test_phone_open_reaches_the_controller_and_the_page_within_a_second(
+    app, client, auth, simulator, site
+):
+    before = simulator.state()
+    auth.login("+79990000303")
+    token = csrf_token(client, "/")
+    pressed = time.monotonic()
+    body = client.post(f"/t/{site.t}/gates/{site.gate}/press", data={"csrf_token": token},
+                       headers=HX).get_data(as_text=True)
+    assert "every 300ms" in body, body
+    with app.app_context(), db.connection_context():
+        command = GateCommand.get()
+    url = f"/t/{site.t}/gates/commands/{command.id}"
+    result = wait_for(lambda: (r := client.get(url, headers=HX)).status_code == 286 and r,
+                      timeout=2, interval=0.3)
+    assert result, site.bridge.log()
+    assert "Открыто" in result.get_data(as_text=True)
+    assert time.monotonic() - pressed < 1.3
+    after = simulator.state()
+    assert after["command_seq_echo"] != before["command_seq_echo"]
+    assert after["last_command"]["reason"] == 1  # phone
+    assert after["openings"] == before["openings"] + 1
+    with app.app_context(), db.connection_context():
+        event = GateEvent.get(GateEvent.kind == "phone")
+        assert (event.code, event.actor_id, event.gate_id) == (1, site.resident, site.gate)
+
+
+def test_state_is_stored_for_the_console_and_new_gates_are_picked_up(
+    app, simulator, start_simulator, site
+):
+    with app.app_context(), db.connection_context():
+        row = GateStatus.get(GateStatus.gate == site.gate)
+        assert row.status == "online" and row.heartbeat is not None and row.gate_state == 1
+        second = start_simulator()
+        added = gates.add_gate(Gate.get_by_id(site.gate).territory, name="Выезд",
+                               host=second.modbus_host, port=second.modbus_port,
+                               direction="exit", poll_ms=50)
+
+    def online():
+        with app.app_context(), db.connection_context():
+            return gates.gate_online(added.id)
+
+    assert wait_for(online, timeout=10), site.bridge.log()
+    seq = second.present(type="card", card=99, bit_length=26)
+    assert _decision(second, seq) == 1  # an exit gate: free, without the database

@@ -1,0 +1,31 @@
+"""BridgeService's database side without a controller: events written once, cache keys."""
+
+from __future__ import annotations
+
+from domain.db import utcnow
+from domain.gates import Gate, GateEvent
+from domain.territories import create_territory
+from gatebridge import protocol as p
+from gatebridge.service import BridgeService, access_credential
+
+
+def test_a_spooled_event_handed_over_twice_is_written_once(app, make_account):
+    with app.app_context():
+        manager = make_account()
+        t = create_territory(manager, name="ЖК", kind="residential")
+        gate = Gate.create(territory=t, name="Въезд", host="127.0.0.1", port=5020)
+        event = {"territory_id": t.id, "gate_id": gate.id, "at": utcnow().isoformat(),
+                 "kind": "plate", "credential": "A777AA77", "direction": 1, "code": 4,
+                 "reason": "unknown_plate", "account_id": None, "spool_id": "abc"}
+        BridgeService.write_event(event)
+        BridgeService.write_event(event)  # a crash between writing and noting the offset
+        assert GateEvent.select().count() == 1
+        gone = dict(event, gate_id=9999, account_id=8888, spool_id="def",
+                    at=utcnow().isoformat())
+        BridgeService.write_event(gone)  # a gate deleted meanwhile does not block the spool
+        assert GateEvent.select().where(GateEvent.gate.is_null()).count() == 1
+
+
+def test_controller_credentials_become_access_credentials():
+    assert access_credential(p.Credential("plate", "a777aa77")).value == "A777AA77"
+    assert access_credential(p.Credential("card", "00042")).value == "42"

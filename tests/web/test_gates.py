@@ -1,0 +1,276 @@
+"""«Открыть» through the database, the command widget, the gate console and access versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+
+from domain import admin, gates, passes, territories, versions
+from domain.billing import AccessGrant
+from domain.db import utcnow
+from domain.errors import DomainError
+from domain.gates import Gate, GateCommand, GateEvent
+from domain.territories import Membership, Unit, create_territory
+from tests.conftest import csrf_token
+
+HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def world(app, make_account):
+    with app.app_context():
+        manager = make_account(phone="+79990000202", surname="Управляева", name="Мария")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        unit = Unit.create(territory=t, name="Дом 1")
+        resident = make_account(phone="+79990000203", surname="Федоров", name="Роман")
+        operator = make_account(phone="+79990000205", surname="Охранов", name="Олег")
+        Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        Membership.create(account=operator, territory=t, role="operator")
+        # The phone's «Открыть» needs paid app access: the resident has it, the manager not.
+        AccessGrant.create(account=resident, territory=t, paid_until=utcnow() + dt.timedelta(days=30))
+        stranger = make_account(phone="+79990000206")
+        other = create_territory(stranger, name="Другая", kind="residential")
+        gate = Gate.create(territory=t, name="Въезд", host="127.0.0.1", port=5020)
+        off = Gate.create(territory=t, name="Старые", host="127.0.0.1", port=5022, enabled=False)
+        other_gate = Gate.create(territory=other, name="Чужие", host="127.0.0.1", port=5021)
+        return SimpleNamespace(t=t.id, other=other.id, manager=manager.id, resident=resident.id,
+                               operator=operator.id, stranger=stranger.id, gate=gate.id,
+                               off=off.id, other_gate=other_gate.id, unit=unit.id)
+
+
+def _online(gate_id, seen=None):
+    gates.save_status(gate_id, status="online", last_seen_at=seen or utcnow(), heartbeat=7,
+                      gate_state=1, fault_code=0, last_error=None)
+
+
+def _press(client, tid, gid, headers=HX):
+    token = csrf_token(client, "/")
+    return client.post(f"/t/{tid}/gates/{gid}/press", data={"csrf_token": token},
+                       headers=headers)
+
+
+def test_home_shows_one_button_per_usable_gate(client, auth, world):
+    auth.login("+79990000203")
+    html = client.get(f"/t/{world.t}/").get_data(as_text=True)
+    assert 'id="gate-actions"' in html
+    assert f"/t/{world.t}/gates/{world.gate}/press" in html
+    assert f"/gates/{world.off}/press" not in html  # disabled
+    assert f"/gates/{world.other_gate}/press" not in html
+
+
+def test_blocked_member_gets_no_buttons(app, client, auth, world):
+    auth.login("+79990000203")
+    with app.app_context():
+        from domain.accounts import Account
+
+        # A blocked account cannot sign in, so check the partial's helper directly.
+        Account.update(blocked=True).where(Account.id == world.resident).execute()
+        from blueprints.gates.routes import usable_gates
+
+        member = Membership.get(Membership.account == world.resident)
+        assert usable_gates(member) == []
+        Account.update(blocked=False).where(Account.id == world.resident).execute()
+        assert [g.id for g in usable_gates(member)] == [world.gate]
+
+
+def test_member_without_paid_app_access_gets_no_button_and_a_press_is_refused(
+        app, client, auth, world):
+    with app.app_context():
+        _online(world.gate)
+        from blueprints.gates.routes import usable_gates
+
+        manager = Membership.get(Membership.account == world.manager)
+        assert usable_gates(manager) == []
+    auth.login("+79990000202")
+    body = _press(client, world.t, world.gate).get_data(as_text=True)
+    assert "Не открыто" in body and "Доступ по приложению не оплачен" in body
+    with app.app_context():
+        assert GateCommand.select().where(GateCommand.status == "pending").count() == 0
+        assert GateEvent.get().reason == "not_paid"
+
+
+def test_press_on_an_offline_gate_fails_at_once_and_is_an_event(app, client, auth, world):
+    auth.login("+79990000203")
+    response = _press(client, world.t, world.gate)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in body
+    assert "Не открыто" in body and "Ворота не в сети — открыть сейчас нельзя" in body
+    assert "hx-trigger" not in body  # nothing to wait for
+    with app.app_context():
+        assert GateCommand.get().status == "failed"
+        event = GateEvent.get()
+        assert (event.kind, event.code, event.reason, event.actor_id, event.gate_id) == (
+            "phone", 6, "unavailable", world.resident, world.gate)
+
+
+def test_press_seen_long_ago_counts_as_offline(app, client, auth, world):
+    with app.app_context():
+        _online(world.gate, seen=utcnow() - dt.timedelta(seconds=4))
+    auth.login("+79990000203")
+    assert "Ворота не в сети" in _press(client, world.t, world.gate).get_data(as_text=True)
+
+
+def test_press_on_an_online_gate_polls_until_the_bridge_answers(app, client, auth, world):
+    with app.app_context():
+        _online(world.gate)
+    auth.login("+79990000203")
+    body = _press(client, world.t, world.gate).get_data(as_text=True)
+    assert 'hx-trigger="every 300ms"' in body and "Открываем" in body
+    with app.app_context():
+        command = GateCommand.get()
+        assert (command.status, command.reason, command.account_id) == (
+            "pending", "phone", world.resident)
+    url = f"/t/{world.t}/gates/commands/{command.id}"
+    waiting = client.get(url, headers=HX)
+    assert waiting.status_code == 200 and "every 300ms" in waiting.get_data(as_text=True)
+    with app.app_context():
+        assert gates.finish_command(command.id, True, "Открыто")
+        assert not gates.finish_command(command.id, False, "again")  # only once
+    done = client.get(url, headers=HX)
+    text = done.get_data(as_text=True)
+    assert done.status_code == 286 and "Открыто" in text and "hx-trigger" not in text
+    with app.app_context():
+        event = GateEvent.get()
+        assert (event.kind, event.code, event.reason, event.account_id, event.actor_id) == (
+            "phone", 1, "member", world.resident, world.resident)
+
+
+def test_a_command_nobody_answers_fails_and_never_fires(app, client, auth, world):
+    with app.app_context():
+        _online(world.gate)
+    auth.login("+79990000203")
+    _press(client, world.t, world.gate)
+    with app.app_context():
+        command = GateCommand.get()
+        GateCommand.update(created_at=utcnow() - dt.timedelta(seconds=5)).execute()
+    response = client.get(f"/t/{world.t}/gates/commands/{command.id}", headers=HX)
+    assert response.status_code == 286
+    assert "Контроллер не ответил вовремя" in response.get_data(as_text=True)
+    with app.app_context():
+        assert GateCommand.get().status == "failed"
+
+
+def test_press_and_commands_are_isolated(app, client, auth, world):
+    with app.app_context():
+        _online(world.other_gate)
+        other_cmd = GateCommand.create(gate=world.other_gate, territory=world.other,
+                                       account=world.stranger)
+        mine = GateCommand.create(gate=world.gate, territory=world.t, account=world.operator)
+    auth.login("+79990000203")
+    assert _press(client, world.t, world.other_gate).status_code == 404
+    assert _press(client, world.other, world.other_gate).status_code == 404
+    assert _press(client, world.t, world.off).status_code == 404
+    assert client.get(f"/t/{world.other}/gates/commands/{other_cmd.id}").status_code == 404
+    # Someone else's command in my own territory is not mine to watch.
+    assert client.get(f"/t/{world.t}/gates/commands/{mine.id}").status_code == 404
+
+
+def test_operator_open_goes_through_the_same_command_path(app, client, auth, world):
+    with app.app_context():
+        _online(world.gate)
+    auth.login("+79990000205")
+    token = csrf_token(client, f"/t/{world.t}/check")
+    response = client.post(f"/t/{world.t}/gates/{world.gate}/open",
+                           data={"csrf_token": token}, headers=HX)
+    assert 'hx-trigger="every 300ms"' in response.get_data(as_text=True)
+    with app.app_context():
+        assert GateCommand.get().reason == "operator"
+
+
+# --- The console --------------------------------------------------------------------------
+
+
+def _gate_form(**overrides):
+    data = {"name": "Шлагбаум", "direction": "entry", "host": "10.0.0.5", "port": "502",
+            "unit_id": "3", "poll_ms": "250", "word_order": "little", "enabled": "y"}
+    data.update(overrides)
+    return data
+
+
+def test_manager_adds_and_edits_a_gate(app, client, auth, world):
+    auth.login("+79990000202")
+    token = csrf_token(client, f"/t/{world.t}/gates/new")
+    response = client.post(f"/t/{world.t}/gates/new", data={"csrf_token": token, **_gate_form()})
+    assert response.status_code == 302
+    with app.app_context():
+        gate = Gate.get(Gate.name == "Шлагбаум")
+        assert (gate.territory_id, gate.direction, gate.host, gate.port, gate.unit_id,
+                gate.poll_ms, gate.word_order, gate.enabled) == (
+            world.t, "entry", "10.0.0.5", 502, 3, 250, "little", True)
+    bad = client.post(f"/t/{world.t}/gates/new",
+                      data={"csrf_token": token, **_gate_form(port="70000", name="Ещё")})
+    assert bad.status_code == 422 and "Порт — от 1 до 65535" in bad.get_data(as_text=True)
+    assert 'value="Ещё"' in bad.get_data(as_text=True)
+    edit = f"/t/{world.t}/gates/{gate.id}/edit"
+    form = _gate_form(name="Шлагбаум 2", direction="both", word_order="big")
+    del form["enabled"]
+    assert client.post(edit, data={"csrf_token": token, **form}).status_code == 302
+    with app.app_context():
+        gate = Gate.get_by_id(gate.id)
+        assert (gate.name, gate.direction, gate.word_order, gate.enabled) == (
+            "Шлагбаум 2", "both", "big", False)
+
+
+def test_state_table_polls_itself_and_shows_the_controller(app, client, auth, world):
+    with app.app_context():
+        gates.save_status(world.gate, status="fault", last_seen_at=utcnow(), heartbeat=42,
+                          gate_state=6, fault_code=3, last_error="Авария ворот, код 3")
+    auth.login("+79990000202")
+    html = client.get(f"/t/{world.t}/gates").get_data(as_text=True)
+    assert 'hx-trigger="every 1s"' in html and "Чужие" not in html
+    part = client.get(f"/t/{world.t}/gates/states", headers=HX)
+    body = part.get_data(as_text=True)
+    assert "<html" not in body
+    assert f'id="gate-row-{world.gate}" data-status="fault"' in body
+    assert "42" in body and "авария" in body and "Авария ворот, код 3" in body
+    assert f'id="gate-row-{world.off}" data-status="disabled"' in body
+
+
+def test_console_is_for_managers_of_this_territory_only(client, auth, world):
+    auth.login("+79990000205")  # operator
+    for path in ("gates", "gates/states", "gates/new", f"gates/{world.gate}/edit"):
+        assert client.get(f"/t/{world.t}/{path}").status_code == 404, path
+    auth.logout()
+    auth.login("+79990000202")
+    assert client.get(f"/t/{world.t}/gates/{world.other_gate}/edit").status_code == 404
+    assert client.get(f"/t/{world.other}/gates").status_code == 404
+
+
+# --- Access versions ---------------------------------------------------------------------
+
+
+def test_every_access_change_bumps_the_territory_version(app, world):
+    with app.app_context():
+        def version():
+            return versions.versions().get(world.t, 0)
+
+        resident = Membership.get(Membership.account == world.resident)
+        before = version()
+        filed = passes.file_pass(resident, plate="А777АА77",
+                                 valid_to=utcnow() + dt.timedelta(days=1))
+        assert version() == before + 1
+        passes.revoke_pass(resident, filed.id)
+        assert version() == before + 2
+        territory = territories.Territory.get_by_id(world.t)
+        territories.update_settings(territory, name="ЖК", address="", timezone=territory.timezone,
+                                    passes_enabled=True, app_access_free=True, free_exit=False)
+        assert version() == before + 3
+        manager = territories.Membership.get(territories.Membership.account == world.manager)
+        admin.set_blocked(manager.account, world.resident, True)
+        assert version() == before + 4
+        territories.update_member(territory, resident.id, role="resident", unit_id=world.unit)
+        assert version() == before + 5
+        territories.remove_member(territory, resident.id)
+        assert version() == before + 6
+        from domain.accounts import Account
+
+        territories.attach(Account.get_by_id(world.resident), territory, "operator")
+        assert version() == before + 7
+        # A failed change leaves the version alone (same transaction).
+        with pytest.raises(DomainError):
+            passes.file_pass(territories.Membership.get(territories.Membership.account
+                                                        == world.operator), plate="А777АА77",
+                             valid_to=utcnow() + dt.timedelta(days=1))
+        assert version() == before + 7
