@@ -262,21 +262,31 @@ def sign_out_others(account: Account, keep_token: str | None) -> int:
     return query.execute()
 
 
-def authenticate(login: str, password: str) -> Account:
-    """The account a phone-or-e-mail and password belong to; one vague error otherwise."""
+def authenticate(login: str, password: str, ip: str | None = None) -> Account:
+    """The account a phone-or-e-mail and password belong to; one vague error otherwise.
+
+    Ten wrong passwords for one login, or fifty from one address, within 15 minutes pause
+    further tries (the counters are in the database, shared by every web process).
+    """
+    from domain import limits
     from domain.phones import parse_phone
 
     login = (login or "").strip()
-    key = login
+    key = login.lower()
     if "@" not in login:
         try:
             key = parse_phone(login)
         except DomainError:
             key = ""
+    if limits.exhausted(limits.LOGIN, key) or limits.exhausted(limits.LOGIN_IP, ip):
+        raise DomainError(_l("Слишком много попыток входа. Попробуйте через 15 минут"))
     account = find_by_login(key) if key else None
     # Never say which half was wrong: that would tell who is registered.
     if not verify_password(account, password or ""):
+        limits.fail(limits.LOGIN, key)
+        limits.fail(limits.LOGIN_IP, ip)
         raise DomainError(_l("Неверный логин или пароль"))
+    limits.clear(limits.LOGIN, key)
     if account.blocked:
         raise DomainError(_l("Аккаунт заблокирован"))
     return account
@@ -653,7 +663,7 @@ def purge_account(account: Account) -> None:
 
 def purge_deleted(now: dt.datetime | None = None) -> int:
     """Purge every account whose 30 days of grace have passed; returns how many."""
-    from domain import codes
+    from domain import codes, limits
 
     now = now or utcnow()
     due = Account.select().where(
@@ -664,4 +674,5 @@ def purge_deleted(now: dt.datetime | None = None) -> int:
         purge_account(account)
         count += 1
     codes.sweep(now)
+    limits.sweep(now)
     return count

@@ -85,7 +85,7 @@ def _territory() -> type[Model]:
 
 def app_models() -> list[type[BaseModel]]:
     """Every model of the application."""
-    from domain import accounts, billing, codes, gates, passes, territories, versions
+    from domain import accounts, billing, codes, gates, limits, passes, territories, versions
     from providers.payments.sandbox import SandboxBankPayment
 
     return [
@@ -100,7 +100,7 @@ def app_models() -> list[type[BaseModel]]:
         gates.GateEvent,
         codes.Code,
         codes.SendLog,
-        territories.NumberAttempt,
+        limits.Attempt,
         *billing.models(),
         SandboxBankPayment,
         versions.TerritoryVersion,

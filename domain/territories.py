@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import re
 import secrets
@@ -23,7 +22,7 @@ from peewee import (
     fn,
 )
 
-from domain import accounts, versions
+from domain import accounts, limits, versions
 from domain.accounts import Account, Device
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
@@ -59,8 +58,6 @@ MAX_NAME = 200
 # Account numbers as printed on bills: digits, letters, dashes and slashes.
 ACCOUNT_NUMBER_RE = re.compile(r"^[0-9A-Za-zА-Яа-яЁё/-]{1,32}$")
 # Guessing account numbers would let a stranger in: a few wrong tries, then a pause.
-NUMBER_TRIES = 5
-NUMBER_WINDOW = dt.timedelta(minutes=15)
 MAX_CSV_ROWS = 5000
 
 
@@ -236,13 +233,6 @@ class JoinRequest(BaseModel):
             .where(cls.account == account)
             .order_by((cls.status != "pending"), cls.created_at.desc(), cls.id.desc())
         )
-
-
-class NumberAttempt(BaseModel):
-    """A wrong account number typed at «+ Добавить объект»; a few allowed, then a pause."""
-
-    account = ForeignKeyField(Account, on_delete="CASCADE")
-    at = UtcDateTimeField(default=utcnow, index=True)
 
 
 class CsvError(DomainError):
@@ -448,10 +438,14 @@ def request_join(account: Account, code_text: str, unit_label: str) -> JoinReque
         )
     if len(label) > MAX_NAME:
         raise DomainError(_l("Не длиннее 200 символов"), "unit_label")
+    # Codes are six digits: without a cap, trying them would list every territory's name.
+    if limits.exhausted(limits.TERRITORY_CODE, str(account.id)):
+        raise DomainError(_l("Слишком много попыток ввести код. Попробуйте через час"), "code")
+    territory = Territory.get_or_none(Territory.code == code)
+    if territory is None:
+        limits.fail(limits.TERRITORY_CODE, str(account.id))
+        raise DomainError(_l("Территория с таким кодом не найдена"), "code")
     with db.atomic():
-        territory = Territory.get_or_none(Territory.code == code)
-        if territory is None:
-            raise DomainError(_l("Территория с таким кодом не найдена"), "code")
         if Membership.select().where(
             (Membership.account == account) & (Membership.territory == territory)
         ).exists():
@@ -543,23 +537,18 @@ def join_by_account_number(account: Account, territory_id: int, number: str) -> 
     number = "".join((number or "").split())
     if not number:
         raise DomainError(_l("Введите номер лицевого счёта"), "number")
-    since = utcnow() - NUMBER_WINDOW
     with serialised():
         territory = Territory.with_account_numbers().where(Territory.id == territory_id).first()
         if territory is None:
             raise DomainError(_l("Выберите объект из списка"), "territory")
-        tries = NumberAttempt.select().where(
-            (NumberAttempt.account == account) & (NumberAttempt.at > since)
-        ).count()
-        if tries >= NUMBER_TRIES:
+        if limits.exhausted(limits.ACCOUNT_NUMBER, str(account.id)):
             raise DomainError(_l("Слишком много неверных попыток. Попробуйте через 15 минут"),
                               "number")
         unit = Unit.get_or_none((Unit.territory == territory) & (Unit.account_number == number))
-        if unit is None:
-            NumberAttempt.create(account=account)
-        else:
+        if unit is not None:
             return _admit(account, territory, "resident", _locked_unit(territory, unit.id))
     # Outside the transaction above so the wrong try is counted, not rolled back.
+    limits.fail(limits.ACCOUNT_NUMBER, str(account.id))
     raise DomainError(
         _l("Лицевой счёт не найден. Проверьте номер или обратитесь к управляющему"), "number"
     )

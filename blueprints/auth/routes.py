@@ -62,7 +62,9 @@ def login() -> Response:
     form = LoginForm()
     if form.validate_on_submit():
         try:
-            account = accounts.authenticate(form.login.data, form.password.data)
+            account = accounts.authenticate(
+                form.login.data, form.password.data, request.remote_addr
+            )
         except DomainError as error:
             form_error(form, error)
         else:

@@ -6,12 +6,12 @@ import pytest
 
 from domain.accounts import Account
 from domain.errors import DomainError, NotFound
+from domain.limits import Attempt
 from domain.territories import (
     MAX_PER_UNIT,
     CsvError,
     JoinRequest,
     Membership,
-    NumberAttempt,
     Territory,
     Unit,
     accept_request,
@@ -217,10 +217,23 @@ def test_account_numbers_only_where_uploaded_and_wrong_guesses_are_limited(place
     for guess in range(5):
         with pytest.raises(DomainError, match="не найден"):
             join_by_account_number(guesser, territory.id, str(guess))
-    assert NumberAttempt.select().count() == 5
+    assert Attempt.select().where(Attempt.kind == "account_number").count() == 5
     with pytest.raises(DomainError, match="Слишком много"):
         join_by_account_number(guesser, territory.id, "777")
     assert not Membership.select().where(Membership.account == guesser).exists()
+
+
+def test_territory_codes_cannot_be_tried_one_after_another(place, ctx):
+    territory, _manager = place
+    prober = person()
+    for guess in range(10):
+        with pytest.raises(DomainError, match="не найдена"):
+            request_join(prober, f"000-{guess:03d}" if territory.code != f"000{guess:03d}" else "999-999", "Дом")
+    with pytest.raises(DomainError, match="Слишком много") as stopped:
+        request_join(prober, territory.display_code, "Дом")
+    assert stopped.value.field == "code"
+    # Someone else is not affected.
+    assert request_join(person(), territory.display_code, "Дом").status == "pending"
 
 
 def test_member_role_and_unit_change_and_the_last_manager_stays(place):

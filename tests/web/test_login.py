@@ -61,3 +61,38 @@ def test_next_parameter_only_goes_to_this_site(client, make_account):
         data={"login": "+79990001122", "password": PASSWORD, "csrf_token": token},
     )
     assert response.headers["Location"] == "/"
+
+
+def test_ten_wrong_passwords_pause_that_login(client, auth, make_account):
+    make_account(phone="+79990001122")
+    make_account(phone="+79990001133")
+    for _ in range(10):
+        assert auth.login("+79990001122", "wrong-pass1").status_code == 422
+    paused = auth.login("+79990001122")  # even the right password waits now
+    assert paused.status_code == 422
+    assert "Слишком много попыток входа" in paused.get_data(as_text=True)
+    assert Device.select().count() == 0
+    assert auth.login("+7 999 000-11-33").status_code == 302  # another login is not affected
+
+
+def test_a_success_clears_the_failures(client, auth, make_account):
+    make_account(phone="+79990001122")
+    for _ in range(9):
+        auth.login("+79990001122", "wrong-pass1")
+    assert auth.login("+79990001122").status_code == 302
+    auth.logout()
+    for _ in range(9):
+        auth.login("+79990001122", "wrong-pass1")
+    assert auth.login("+79990001122").status_code == 302
+
+
+def test_one_address_trying_many_logins_is_paused(app, make_account):
+    make_account(phone="+79990001122")
+    app.config["PROXY_HOPS"] = 0
+    client = app.test_client()
+    from tests.conftest import Auth
+
+    auth = Auth(client)
+    for n in range(50):
+        auth.login(f"+7999000{n:04d}", "wrong-pass1")
+    assert "Слишком много попыток входа" in auth.login("+79990001122").get_data(as_text=True)
