@@ -654,10 +654,14 @@ def purge_account(account: Account) -> None:
     stores a phone or e-mail on a payment (receipt address) must blank it here, before the
     account row goes, so accounting keeps anonymised records only.
     """
-    from domain import codes
+    from domain import billing, codes, versions
 
     with db.atomic():
         codes.forget([account.phone or "", account.email or ""])
+        # Accounting keeps amount, date and territory; the payer and the receipt address go.
+        billing.Payment.update(email="").where(billing.Payment.account == account).execute()
+        # A bridge elsewhere may hold the person's grants in its cache: tell it.
+        versions.bump_account(account.id)
         account.delete_instance()
 
 

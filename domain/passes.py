@@ -19,7 +19,7 @@ from domain import versions
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
-from domain.territories import Membership, Territory, Unit
+from domain.territories import Membership, Territory, Unit, lock_membership, serialised
 
 # The protocol carries a plate in 16 ASCII characters (input registers 30–37).
 PLATE_MAX_LENGTH = 16
@@ -418,8 +418,11 @@ def file_pass(
     elif valid_to is None:
         raise DomainError(_l("Укажите окончание периода"), field="valid_to")
     _check_period(valid_from, valid_to, now)
-    with db.atomic():
+    # Serialised like a unit's seats: two permanent passes filed at once must not both
+    # slip under the limit (BEGIN IMMEDIATE on SQLite, the member's row locked on PostgreSQL).
+    with serialised():
         if permanent:
+            lock_membership(member.id)
             limit = territory.max_permanent_passes
             held = (
                 VehiclePass.select()

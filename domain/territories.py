@@ -369,6 +369,12 @@ def serialised() -> Iterator[None]:
             yield
 
 
+def lock_membership(membership_id: int) -> None:
+    """Inside serialised(): hold the membership's row (FOR UPDATE) on PostgreSQL."""
+    if getattr(getattr(db, "obj", db), "for_update", False):
+        Membership.select(Membership.id).where(Membership.id == membership_id).for_update().first()
+
+
 def _locked_unit(territory: Territory, unit_id: int) -> Unit:
     query = Unit.select().where((Unit.id == unit_id) & (Unit.territory == territory))
     if getattr(getattr(db, "obj", db), "for_update", False):

@@ -169,3 +169,42 @@ def test_two_managers_accepting_the_same_request_admit_once(setup):
     assert outcomes.count("accepted") == 1
     with app.app_context():
         assert Membership.select().where(Membership.unit == unit).count() == 1
+
+
+def test_permanent_pass_limit_holds_when_two_are_filed_at_once(database_app):
+    from domain.passes import VehiclePass, file_pass
+    from domain.territories import Territory
+
+    app = database_app
+    with app.app_context():
+        owner = _person(20)
+        territory = create_territory(owner, name="Посёлок", kind="residential")
+        Territory.update(max_permanent_passes=1).where(Territory.id == territory.id).execute()
+        member_id = Membership.get(Membership.account == owner).id
+    for round_ in range(8):
+        with app.app_context():
+            VehiclePass.delete().execute()
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def file(n: int, barrier=barrier, outcomes=outcomes, round_=round_) -> None:
+            with app.test_request_context():
+                db.connect(reuse_if_open=True)
+                try:
+                    member = Membership.get_by_id(member_id)
+                    barrier.wait()
+                    file_pass(member, plate=f"А1{round_}{n}АА77", permanent=True)
+                    outcomes.append("filed")
+                except DomainError as error:
+                    outcomes.append(str(error.message))
+                finally:
+                    db.close()
+
+        threads = [threading.Thread(target=file, args=(n,)) for n in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes)[0] == "filed" and outcomes.count("filed") == 1, outcomes
+        with app.app_context():
+            assert VehiclePass.select().where(VehiclePass.valid_to.is_null()).count() == 1

@@ -209,6 +209,20 @@ def test_purge_removes_everything_of_the_account_and_nothing_else(app, client, m
         territories.JoinRequest.create(account=me.id, territory=theirs, decided_by=keeper)
         territories.JoinRequest.create(account=keeper, territory=mine, decided_by=me.id)
         territories.Membership.create(account=me.id, territory=theirs, role="resident")
+        # Billing and passes of the person: a paid app access with a receipt e-mail, a card,
+        # a vehicle pass.
+        from domain import billing, passes
+
+        paid = billing.Payment.create(
+            territory=theirs, account=me.id, kind="app", status="succeeded", method="sbp",
+            title="Доступ по приложению", months=3, price_kopecks=8500, expected_kopecks=8500,
+            amount_kopecks=8500, provider="sandbox", idempotence_key="purge-test",
+            email="roman@example.ru")
+        billing.AccessGrant.create(account=me.id, territory=theirs,
+                                   paid_until=utcnow() + dt.timedelta(days=90))
+        billing.Card.create(territory=theirs, account=me.id, number=8106606)
+        passes.VehiclePass.create(territory=theirs, account=me.id, plate="A777AA77",
+                                  valid_from=utcnow(), valid_to=utcnow() + dt.timedelta(days=1))
     # A sign-up code by phone alone (sent before any account existed) and other codes.
     client.get("/signup")
     post(app.test_client(), "/signup", {"phone": PHONE, "consent": "y"})
@@ -230,6 +244,9 @@ def test_purge_removes_everything_of_the_account_and_nothing_else(app, client, m
         assert territories.Membership.select().where(
             territories.Membership.account == keeper).count() == 1
         assert territories.Territory.select().count() == before["Territory"] == 2
+        # The payment stays as an anonymous accounting record.
+        kept = billing.Payment.get_by_id(paid.id)
+        assert (kept.account_id, kept.email, kept.amount_kopecks) == (None, "", 8500)
     # The purged person's session is dead too.
     assert "Выйти" not in client.get("/").get_data(as_text=True)
 
