@@ -6,11 +6,14 @@ revoked, members admitted, moved or removed, accounts blocked, territory setting
 when the change does — never before it (a bridge reloading early would cache the old answer)
 and never lost (a change without a bump would leave the old answer cached until its TTL).
 
-The bridge polls `versions()` (one small table, one row per territory that ever changed)
-and forgets the cached decisions of every territory whose version moved.
+The bridge polls the rows changed in the last few seconds (an indexed range on changed_at,
+cheap however many territories there are), reads the whole table now and then as a safety
+net, and forgets the cached decisions of every territory whose version moved.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 from peewee import IntegerField
 
@@ -23,7 +26,7 @@ class TerritoryVersion(BaseModel):
     # No foreign key: every domain module bumps it, and it must not import them all.
     territory_id = IntegerField(primary_key=True)
     version = IntegerField(default=1)
-    changed_at = UtcDateTimeField(default=utcnow)
+    changed_at = UtcDateTimeField(default=utcnow, index=True)
 
 
 def bump(territory_id: int) -> None:
@@ -53,7 +56,9 @@ def bump_account(account_id: int) -> None:
         bump(territory_id)
 
 
-def versions() -> dict[int, int]:
-    """Every territory's current version."""
+def versions(since: dt.datetime | None = None) -> dict[int, int]:
+    """Territories' current versions: all of them, or those changed after `since`."""
     query = TerritoryVersion.select(TerritoryVersion.territory_id, TerritoryVersion.version)
+    if since is not None:
+        query = query.where(TerritoryVersion.changed_at > since)
     return {row.territory_id: row.version for row in query}

@@ -54,6 +54,8 @@ RELOAD_S = 3.0
 WATCH_S = 0.2
 COMMANDS_S = 0.1
 DRAIN_S = 1.0
+VERSION_OVERLAP = 5.0  # seconds a bump may wait for its transaction to commit
+FULL_RESYNC = 30.0
 # Decisions remembered between decide() and on_event() of the same event.
 MAX_REMEMBERED = 1000
 KINDS = {
@@ -119,6 +121,7 @@ class BridgeService:
                              **(poller_options or {}))
         self.group = Group()
         self._versions: dict[int, int] | None = None
+        self._full_at = 0.0
         self._decisions: OrderedDict[tuple[int, int], access.Decision] = OrderedDict()
         self.invalidations = 0
 
@@ -218,15 +221,27 @@ class BridgeService:
             self._decisions.popitem(last=False)
 
     def watch(self) -> None:
-        """Forget the cached answers of every territory whose access version moved."""
+        """Forget the cached answers of every territory whose access version moved.
+
+        Each call reads only the versions changed in the last VERSION_OVERLAP seconds —
+        a change is stamped inside its transaction and may commit a little later, hence
+        the overlap — and every FULL_RESYNC seconds the whole table, as a safety net.
+        """
+        now = time.monotonic()
+        full = self._versions is None or now - self._full_at >= FULL_RESYNC
+        since = None if full else utcnow() - dt.timedelta(seconds=VERSION_OVERLAP)
         with db.connection_context():
-            current = versions.versions()
+            current = versions.versions(since)
         if self._versions is not None:
             for territory_id, version in current.items():
                 if self._versions.get(territory_id) != version:
                     self.cache.invalidate(territory_id)
                     self.invalidations += 1
-        self._versions = current
+            self._versions.update(current)
+        else:
+            self._versions = current
+        if full:
+            self._full_at = now
 
     # -- events -----------------------------------------------------------------------
 

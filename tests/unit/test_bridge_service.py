@@ -29,3 +29,35 @@ def test_a_spooled_event_handed_over_twice_is_written_once(app, make_account):
 def test_controller_credentials_become_access_credentials():
     assert access_credential(p.Credential("plate", "a777aa77")).value == "A777AA77"
     assert access_credential(p.Credential("card", "00042")).value == "42"
+
+
+def test_watch_reads_recent_changes_and_resyncs_in_full(app, make_account, monkeypatch):
+    import datetime as dt
+
+    from domain import versions
+    from gatebridge import service as service_module
+
+    with app.app_context():
+        manager = make_account()
+        first = create_territory(manager, name="ЖК", kind="residential")
+        second = create_territory(manager, name="БЦ", kind="business")
+        versions.bump(first.id)
+        versions.bump(second.id)
+        bridge = BridgeService(app)
+        invalidated: list[int] = []
+        monkeypatch.setattr(bridge.cache, "invalidate", lambda tid=None, key=None: invalidated.append(tid))
+        bridge.watch()  # the first call learns every version
+        assert invalidated == []
+        versions.bump(first.id)
+        bridge.watch()
+        assert invalidated == [first.id]
+        # A change stamped long ago (as if its transaction was slow) is caught by the resync.
+        versions.TerritoryVersion.update(
+            version=versions.TerritoryVersion.version + 1,
+            changed_at=utcnow() - dt.timedelta(minutes=5),
+        ).where(versions.TerritoryVersion.territory_id == second.id).execute()
+        bridge.watch()
+        assert invalidated == [first.id]
+        monkeypatch.setattr(service_module, "FULL_RESYNC", 0.0)
+        bridge.watch()
+        assert invalidated == [first.id, second.id]
