@@ -81,6 +81,21 @@ def browser(playwright_driver, tmp_path):
     context.close()
 
 
+def sign_in(page, base: str, login: str, password: str) -> None:
+    """Sign in through the login page and wait for the signed-in shell."""
+    page.goto(base + "/login")
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Выйти")
+
+
+def sign_in_as(page, demo: dict, role: str = "resident") -> None:
+    """Sign in as one of seed-demo's logins."""
+    login, password = demo["logins"][role]
+    sign_in(page, demo["base"], login, password)
+
+
 def csp_violations(page) -> list:
     """The CSP violations the page has seen so far."""
     return page.evaluate("window.__csp || []")

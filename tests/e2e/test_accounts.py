@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, csp_violations
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, csp_violations, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -20,14 +20,6 @@ def latest(demo, to: str, channel: str) -> dict:
         if entry["to"] == to and entry["channel"] == channel:
             return entry
     raise AssertionError(f"nothing sent to {to} by {channel}")
-
-
-def login(page, base, phone, password):
-    page.goto(base + "/login")
-    page.fill("#login", phone)
-    page.fill("#password", password)
-    page.get_by_role("button", name="Войти").click()
-    page.wait_for_url(base + "/")
 
 
 def test_phone_signup_with_the_code_from_the_call(browser, demo):
@@ -91,13 +83,13 @@ def test_login_and_signing_another_device_out(browser, demo, playwright_driver):
     base = demo["base"]
     phone, password = demo["logins"]["manager"]
     laptop = browser.new_page()
-    login(laptop, base, phone, password)
+    sign_in(laptop, base, phone, password)
     other_browser = playwright_driver.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
     )
     try:
         mobile = other_browser.new_context(locale="ru-RU").new_page()
-        login(mobile, base, phone, password)
+        sign_in(mobile, base, phone, password)
         laptop.goto(base + "/profile/devices")
         rows = laptop.locator("#devices tbody tr")
         assert rows.count() >= 2
@@ -117,7 +109,7 @@ def test_deletion_then_cancel(browser, demo):
     base = demo["base"]
     phone, password = demo["logins"]["operator"]
     page = browser.new_page()
-    login(page, base, phone, password)
+    sign_in(page, base, phone, password)
     page.goto(base + "/profile")
     page.get_by_role("link", name="Удалить аккаунт").click()
     page.get_by_role("link", name="Удалить аккаунт и все доступы").click()

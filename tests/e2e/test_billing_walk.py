@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from tests.e2e.conftest import csp_violations
+from tests.e2e.conftest import csp_violations, sign_in_as
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -16,19 +16,11 @@ def _kindergarten_id(demo) -> int:
         return conn.execute("SELECT id FROM territory WHERE kind = 'kindergarten'").fetchone()[0]
 
 
-def _login(page, demo, role="resident"):
-    login, password = demo["logins"][role]
-    page.goto(demo["base"] + "/login")
-    page.fill("#login", login)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Выйти")
-
 
 def test_buy_app_access_with_sbp(browser, demo):
     tid = _kindergarten_id(demo)
     page = browser.new_page()
-    _login(page, demo)
+    sign_in_as(page, demo)
     page.goto(f"{demo['base']}/t/{tid}/billing/")
     page.click("text=Купить доступ")
     page.wait_for_selector("text=Родители группы 1")
@@ -59,7 +51,7 @@ def test_buy_app_access_with_sbp(browser, demo):
 def test_buy_a_card_by_bank_card_and_bind_it(browser, demo):
     tid = _kindergarten_id(demo)
     page = browser.new_page()
-    _login(page, demo)
+    sign_in_as(page, demo)
     page.goto(f"{demo['base']}/t/{tid}/billing/")
     page.click("text=Купить карту")
     page.wait_for_selector("text=СТОИМОСТЬ КАРТЫ")

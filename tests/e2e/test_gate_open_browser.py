@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from tests.bridge.conftest import _read_announcement
-from tests.e2e.conftest import csp_violations, seed
+from tests.e2e.conftest import csp_violations, seed, sign_in_as
 from tests.server import ROOT, running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -63,12 +63,7 @@ def _openings(control: str) -> int:
 
 def test_resident_opens_the_gate_from_the_phone(browser, gate_demo):
     page = browser.new_page()
-    login, password = gate_demo["logins"]["resident"]
-    page.goto(gate_demo["base"] + "/login")
-    page.fill("#login", login)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Выйти")
+    sign_in_as(page, gate_demo)
     page.goto(f"{gate_demo['base']}/t/{gate_demo['tid']}/")
     button = page.locator("#gate-actions button", has_text="Открыть: Въезд")
     # The bridge needs a moment after start to see the controller online.

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import csp_violations
+from tests.e2e.conftest import csp_violations, sign_in_as
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -21,20 +21,12 @@ def _residential(demo) -> int:
         return con.execute("select id from territory where kind = 'residential'").fetchone()[0]
 
 
-def _login(page, demo, role: str) -> None:
-    login, password = demo["logins"][role]
-    page.goto(demo["base"] + "/login")
-    page.fill("#login", login)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Выйти")
-
 
 def test_resident_files_and_revokes_a_pass(browser, demo):
     tid = _residential(demo)
     page = browser.new_page()
     page.on("dialog", lambda dialog: dialog.accept())
-    _login(page, demo, "resident")
+    sign_in_as(page, demo, "resident")
     page.goto(f"{demo['base']}/t/{tid}/passes/new")
     # the dates are asked only when «Указать даты» is chosen
     assert not page.is_visible("#valid_to")
@@ -68,7 +60,7 @@ def test_resident_files_and_revokes_a_pass(browser, demo):
 def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
     tid = _residential(demo)
     page = browser.new_page()
-    _login(page, demo, "operator")
+    sign_in_as(page, demo, "operator")
     page.goto(f"{demo['base']}/t/{tid}/check")
     # suggestions arrive while typing (htmx, 300 ms after the last key)
     page.type("#plate", "а77", delay=60)
@@ -96,7 +88,7 @@ def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
 def test_live_feed_shows_events_from_another_page_and_another_process(browser, demo):
     tid = _residential(demo)
     watcher = browser.new_page()
-    _login(watcher, demo, "operator")
+    sign_in_as(watcher, demo, "operator")
     watcher.goto(f"{demo['base']}/t/{tid}/events")
     watcher.wait_for_selector("#feed-poll", state="attached")
     before = watcher.locator("#feed li.event").count()

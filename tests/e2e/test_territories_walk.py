@@ -8,19 +8,12 @@ import re
 import pytest
 
 from domain.demo import PASSWORD
-from tests.e2e.conftest import csp_violations
+from tests.e2e.conftest import csp_violations, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 APPLICANT = "+79990000005"  # seed-demo's applicant, who belongs nowhere but has a request
 
-
-def sign_in(page, base, login, password):
-    page.goto(base + "/login")
-    page.fill("#login", login)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_selector("text=Выйти")
 
 
 def sign_out(page):
