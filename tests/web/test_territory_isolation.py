@@ -1,4 +1,5 @@
-"""Isolation matrix: every territory-scoped route of territories and manage × every role.
+"""Isolation matrix: every territory-scoped route of territories and manage × every role,
+and every /t/<tid> route of every area (passes, gates, billing too) closed to outsiders.
 
 A member of one territory gets 404 for anything of another; an operator or resident
 cannot manage; a resident never sees another resident's data; a removed, demoted or
@@ -7,6 +8,8 @@ route joins the matrix by itself (and fails it if nobody says how to fill its ar
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -171,3 +174,32 @@ def test_a_rejected_applicant_gets_nothing(world):
     post(manager, f"/t/{a.id}/manage/requests/{world['ids_a']['rid']}/reject")
     assert applicant.get(f"/t/{a.id}/").status_code == 404
     assert applicant.get(f"/t/{a.id}/manage/").status_code == 404
+
+
+def _every_scoped_rule():
+    app = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": "sqlite:///:memory:",
+                      "INSTANCE_PATH": "/tmp/propusk-matrix"})
+    rules = []
+    for rule in app.url_map.iter_rules():
+        if "tid" in rule.arguments:
+            for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+                rules.append((rule.endpoint, rule.rule, method))
+    return sorted(rules)
+
+
+EVERY_RULE = _every_scoped_rule()
+
+
+def test_every_area_is_in_the_outsider_sweep():
+    areas = {endpoint.split(".")[0] for endpoint, _, _ in EVERY_RULE}
+    assert {"territories", "manage", "passes", "gates", "billing"} <= areas
+
+
+@pytest.mark.parametrize(("endpoint", "rule", "method"), EVERY_RULE)
+def test_outsiders_get_404_from_every_territory_route_of_every_area(world, endpoint, rule, method):
+    """Whatever the area, a member of territory B (even its manager) learns nothing of A."""
+    url = rule.replace("<int:tid>", str(world["a"].id))
+    url = re.sub(r"<(?:int:)?\w+>", "1", url)
+    for role in ("other-manager", "non-member"):
+        response = _call(_client(world, role), method, url)
+        assert response.status_code == 404, (role, method, url, response.status_code)
