@@ -13,7 +13,7 @@ from wtforms import SelectChoice
 
 from blueprints.passes.forms import CheckForm, EventFilterForm, LimitForm, PassFilterForm, PassForm
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page
+from blueprints.ui import EmptyForm, form_error, page, wants_partial
 from domain import gates, passes
 from domain.access import ENTRY, Credential, decide
 from domain.accounts import Account
@@ -182,11 +182,15 @@ def _check_result(tid: int, plate: str) -> dict | None:
 def check(tid: int) -> Response:
     """«Проверить номер»: may this plate enter now, whose is it, whom to call."""
     form = CheckForm(request.args)
+    result = _check_result(tid, form.plate.data or "")
+    if wants_partial():
+        # The check form's own request: only the verdict, no feed or gates to query.
+        return page("passes/check.html", "passes/_verdict.html", result=result)
     recent = list(GateEvent.feed(tid).limit(FEED_ON_CHECK))
     return page(
         "passes/check.html",
         form=form,
-        result=_check_result(tid, form.plate.data or ""),
+        result=result,
         gates=list(Gate.of(tid).where(Gate.enabled == True)),  # noqa: E712
         rows=recent,
         after=recent[0].id if recent else 0,

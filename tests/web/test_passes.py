@@ -390,6 +390,23 @@ def test_suggestions_while_typing(app, client, auth, world):
     assert "778" not in body and "779" not in body and "776" not in body
 
 
+def test_check_form_swaps_in_only_the_verdict(app, client, auth, world):
+    with app.app_context():
+        _pass(world.resident, world.t, "A777AA77")
+    auth.login("+79990000105")
+    page = client.get(f"/t/{world.t}/check").get_data(as_text=True)
+    assert 'hx-target="#verdict"' in page and 'id="verdict"' in page  # the swap target
+    response = client.get(f"/t/{world.t}/check?plate=а777аа77", headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in body
+    assert body.lstrip().startswith("<article") and 'id="verdict"' in body
+    assert "Въезд разрешён" in body and "Федоров" in body
+    assert 'id="feed"' not in body and "gates" not in body
+    unknown = client.get(f"/t/{world.t}/check?plate=B000BB00",
+                         headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Въезд запрещён" in unknown and "<html" not in unknown
+
+
 def test_residents_do_not_check_or_watch(client, auth, world):
     auth.login("+79990000103")
     for path in ("check", "check/suggest", "events", "events/newer", "events.csv"):
