@@ -133,7 +133,7 @@ def profile(pid: int, seconds: float, out: Path) -> None:
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def summarize(raw: Path, top: int = 25) -> None:
+def summarize(raw: Path, page: str, top: int = 30) -> None:
     """Inclusive share of samples per function of our code (not the libraries')."""
     inclusive: Counter[str] = Counter()
     total = 0
@@ -156,7 +156,7 @@ def summarize(raw: Path, top: int = 25) -> None:
             if key not in seen:
                 seen.add(key)
                 inclusive[key] += n
-    print(f"\nprofile of the check partial ({total} samples, inclusive share):")
+    print(f"\nprofile of {page} ({total} samples, inclusive share):")
     for key, n in inclusive.most_common(top):
         print(f"  {100 * n / max(total, 1):5.1f}%  {key}")
 
@@ -167,7 +167,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
-    parser.add_argument("--profile", action="store_true", help="sample the check with py-spy")
+    parser.add_argument("--profile", choices=["check", "passes"],
+                        help="sample the server with py-spy while this page is driven")
     args = parser.parse_args()
     binary = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="propusk-web-bench-"))
@@ -241,10 +242,10 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
         if args.profile:
             raw = work / "profile.txt"
             profile(app.pid, args.seconds, raw)
-            wrk(binary, base + "/t/1/check", args.seconds + 1, args.connections, watcher,
-                str(script))
+            _name, target, headers, lua = next(r for r in runs if r[0] == args.profile)
+            wrk(binary, target, args.seconds + 1, args.connections, headers, lua)
             if raw.exists():
-                summarize(raw)
+                summarize(raw, args.profile)
     finally:
         stop(app)
         stop(bare)
