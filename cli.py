@@ -20,6 +20,7 @@ PASS_DEFAULT = dt.timedelta(days=1)
 territories_cli = AppGroup("territories", help="Territories: list them.")
 passes_cli = AppGroup("passes", help="Vehicle passes: file one from the shell.")
 gates_cli = AppGroup("gates", help="Gates and their GATE-CTL controllers.")
+events_cli = AppGroup("events", help="Gate events: retention and monthly partitions.")
 
 
 def register_cli(app: Flask) -> None:
@@ -31,6 +32,7 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(passes_cli)
     app.cli.add_command(gates_cli)
     app.cli.add_command(purge_deleted_command)
+    app.cli.add_command(events_cli)
 
 
 def _fail(message: object) -> None:
@@ -203,3 +205,38 @@ def purge_deleted_command() -> None:
     with db.connection_context():
         count = accounts.purge_deleted()
     click.echo(f"purged {count} accounts")
+
+
+@events_cli.command("prune")
+@click.option("--older-than-days", type=int, default=None,
+              help="Keep this many days (default: EVENTS_RETENTION_DAYS, else 400).")
+def events_prune(older_than_days: int | None) -> None:
+    """Delete gate events older than the retention; on PostgreSQL with monthly partitions,
+    drop the months that are wholly older and create the coming months."""
+    from domain import retention
+
+    days = retention.retention_days() if older_than_days is None else older_than_days
+    if days < 1:
+        _fail("--older-than-days must be at least 1")
+    with db.connection_context():
+        removed = retention.prune_events(days)
+        created = retention.partition_events() if retention.is_partitioned() else []
+    click.echo(f"pruned {removed} events older than {days} days")
+    for name in created:
+        click.echo(f"created partition {name}")
+
+
+@events_cli.command("partition")
+@click.option("--months-ahead", type=int, default=3, show_default=True,
+              help="Create the partitions of this many coming months.")
+def events_partition(months_ahead: int) -> None:
+    """PostgreSQL: partition gate_event by month (once) and create the coming months."""
+    from domain import retention
+
+    if not retention.is_postgres():
+        _fail("monthly partitions need PostgreSQL; on SQLite run `events prune` only")
+    with db.connection_context():
+        created = retention.partition_events(months_ahead)
+    click.echo(f"gate_event partitioned by month; {len(created)} partitions created")
+    for name in created:
+        click.echo(f"created partition {name}")

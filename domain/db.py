@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from peewee import DatabaseProxy, DateTimeField, Model, SqliteDatabase
-from playhouse.db_url import connect
+from peewee import DatabaseProxy, DateTimeField, Model
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 db = DatabaseProxy()
 
@@ -50,18 +50,31 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
+# Each request takes a connection and gives it back (app.py): a pool keeps them open, so a
+# request does not pay for opening a file and setting its pragmas (SQLite: a quarter of a
+# check's time, bench/README.md) or for a new server process (PostgreSQL). One pool per
+# process; a request beyond the limit waits for a free connection.
+POOL = {"max_connections": 64, "stale_timeout": 300, "timeout": 10}
+
+
 def open_database(url: str) -> Any:
     """Build a Peewee database object for a DATABASE_URL (sqlite:///… or postgresql://…)."""
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         # check_same_thread=False: gevent's thread pool may finish work begun elsewhere.
-        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                                    **POOL)
     if url.startswith(("postgresql://", "postgres://")):
-        return connect(url)
+        from playhouse.db_url import parse
+
+        return PooledPostgresqlDatabase(**{**parse(url), **POOL})
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 
 def init_db(url: str) -> None:
-    """Point the deferred database at DATABASE_URL."""
+    """Point the deferred database at DATABASE_URL (closing a previous pool's connections)."""
+    previous = db.obj
+    if previous is not None and hasattr(previous, "close_all"):
+        previous.close_all()
     db.initialize(open_database(url))
 

@@ -90,7 +90,12 @@ class GateEvent(BaseModel):
     source = CharField(default="web")  # web, bridge
 
     class Meta:
-        indexes = ((("territory", "id"), False),)
+        # (territory, id): the feed and its poll; (territory, at): the log's dates, the
+        # bridge's duplicate check (bench/README.md has the plans).
+        indexes = (
+            (("territory", "id"), False),
+            (("territory", "at"), False),
+        )
 
     @property
     def granted(self) -> bool:

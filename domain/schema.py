@@ -74,6 +74,10 @@ MIGRATIONS: list[Migration] = [
     (1, "territory: permanent-pass limit, card price and validity",
      lambda s: s.add_columns(_territory(), "max_permanent_passes", "card_price_kopecks",
                              "card_validity_months")),
+    (2, "vehicle_pass: index for the manager's list in its order (keyset pages)",
+     lambda s: s.add_index(_model("passes", "VehiclePass"), "territory", "created_at", "id")),
+    (3, "gate_event: index for the log's dates and the bridge's duplicate check",
+     lambda s: s.add_index(_model("gates", "GateEvent"), "territory", "at")),
 ]
 
 
@@ -81,6 +85,12 @@ def _territory() -> type[Model]:
     from domain.territories import Territory
 
     return Territory
+
+
+def _model(module: str, name: str) -> type[Model]:
+    from importlib import import_module
+
+    return getattr(import_module(f"domain.{module}"), name)
 
 
 def app_models() -> list[type[BaseModel]]:

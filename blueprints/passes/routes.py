@@ -13,7 +13,7 @@ from wtforms import SelectChoice
 
 from blueprints.passes.forms import CheckForm, EventFilterForm, LimitForm, PassFilterForm, PassForm
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page
+from blueprints.ui import EmptyForm, form_error, page, wants_partial
 from domain import gates, passes
 from domain.access import ENTRY, Credential, decide
 from domain.accounts import Account
@@ -109,8 +109,23 @@ def all_passes(tid: int) -> Response:
     if filters.status.data in ("active", "upcoming", "expired", "revoked"):
         query = VehiclePass.with_status(query, filters.status.data, now)
     number = _page_number()
-    rows, more = _paged(query, number, PER_PAGE)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
+    pivot = None
+    if after or before:
+        pivot = VehiclePass.get_or_none(
+            (VehiclePass.id == (after or before)) & (VehiclePass.territory == tid)
+        )
+    if pivot is not None:
+        backwards = not after
+        rows, beyond = VehiclePass.page_after(query, pivot, PER_PAGE, backwards=backwards)
+        more = True if backwards else beyond
+        if backwards and not beyond:
+            number = 1  # reached the top: whatever the link said, this is the first page
+    elif number > 1:
+        rows, more = _paged(query, number, PER_PAGE)  # an old or typed ?page=N link
+    else:
+        rows, more = VehiclePass.page_after(query, None, PER_PAGE)
+    args = {k: v for k, v in request.args.items() if k not in ("page", "after", "before") and v}
     return page(
         "passes/all.html", "passes/_table.html", rows=rows, more=more, number=number,
         args=args, filters=filters, now=now, form=EmptyForm(),
@@ -167,11 +182,15 @@ def _check_result(tid: int, plate: str) -> dict | None:
 def check(tid: int) -> Response:
     """«Проверить номер»: may this plate enter now, whose is it, whom to call."""
     form = CheckForm(request.args)
+    result = _check_result(tid, form.plate.data or "")
+    if wants_partial():
+        # The check form's own request: only the verdict, no feed or gates to query.
+        return page("passes/check.html", "passes/_verdict.html", result=result)
     recent = list(GateEvent.feed(tid).limit(FEED_ON_CHECK))
     return page(
         "passes/check.html",
         form=form,
-        result=_check_result(tid, form.plate.data or ""),
+        result=result,
         gates=list(Gate.of(tid).where(Gate.enabled == True)),  # noqa: E712
         rows=recent,
         after=recent[0].id if recent else 0,
@@ -259,7 +278,8 @@ def _filter_form(tid: int) -> EventFilterForm:
 
 
 def _filter_args() -> dict:
-    return {k: v for k, v in request.args.items() if k not in ("page", "after") and v}
+    paging = ("page", "after", "older_than", "newer_than")
+    return {k: v for k, v in request.args.items() if k not in paging and v}
 
 
 @bp.get("/t/<int:tid>/events")
@@ -269,7 +289,21 @@ def events(tid: int) -> Response:
     form = _filter_form(tid)
     query = _event_filter(form).apply(GateEvent.feed(tid))
     number = _page_number()
-    rows, more = _paged(query, number, EVENTS_PER_PAGE)
+    older = request.args.get("older_than", type=int)
+    newer = request.args.get("newer_than", type=int)
+    if older or newer:
+        # By keyset, newest first: a page deep in ten million events costs what the first does.
+        if older:
+            batch = list(query.where(GateEvent.id < older).limit(EVENTS_PER_PAGE + 1))
+            rows, more = batch[:EVENTS_PER_PAGE], len(batch) > EVENTS_PER_PAGE
+        else:
+            upward = query.where(GateEvent.id > newer).order_by(GateEvent.id.asc())
+            batch = list(upward.limit(EVENTS_PER_PAGE + 1))
+            rows, more = batch[:EVENTS_PER_PAGE][::-1], True
+            if len(batch) <= EVENTS_PER_PAGE:
+                number = 1
+    else:
+        rows, more = _paged(query, number, EVENTS_PER_PAGE)
     return page(
         "passes/events.html", form=form, rows=rows, more=more, number=number,
         args=_filter_args(), after=rows[0].id if rows else _newest_id(tid),

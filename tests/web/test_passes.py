@@ -277,6 +277,65 @@ def test_manager_list_searches_filters_and_pages(app, client, auth, world):
     assert "page=2" in first and "status" not in first.split("page=2")[0][-60:]
 
 
+PAGER_RE = re.compile(r'<a href="([^"]+)">(?:← )?(Назад|Дальше|Новее|Старее)')
+
+
+def _pager(body: str) -> dict[str, str]:
+    """The pager's links by their word, with &amp; undone."""
+    return {word: href.replace("&amp;", "&") for href, word in PAGER_RE.findall(body)}
+
+
+def _ids(body: str, prefix: str) -> list[int]:
+    return [int(x) for x in re.findall(rf'id="{prefix}-(\d+)"', body)]
+
+
+def test_manager_list_pages_by_keyset_forth_and_back(app, client, auth, world):
+    """Next/previous links carry the pivot row, not an offset; ties in created_at keep order."""
+    with app.app_context():
+        same = utcnow()
+        ids = [
+            VehiclePass.create(territory=world.t, account=world.neighbour, plate=f"A{n:03d}AA77",
+                               valid_from=same, valid_to=same + dt.timedelta(days=1),
+                               created_at=same if n < 40 else same + dt.timedelta(minutes=n)).id
+            for n in range(60)
+        ]
+    auth.login("+79990000102")
+    expected = sorted(ids[40:], reverse=True) + sorted(ids[:40], reverse=True)
+    seen, links, pages = [], [], []
+    body = client.get(f"/t/{world.t}/passes/all?q=Соседов").get_data(as_text=True)
+    while True:
+        pages.append(body)
+        seen += _ids(body, "pass")
+        link = _pager(body).get("Дальше")
+        if not link:
+            break
+        assert "after=" in link and "q=" in link
+        links.append(link)
+        body = client.get(link).get_data(as_text=True)
+    assert seen == expected and len(pages) == 3
+    assert "Страница 3" in pages[2] and "Дальше" not in pages[2]
+    back = client.get(_pager(pages[2])["Назад"]).get_data(as_text=True)
+    assert _ids(back, "pass") == expected[25:50] and "Страница 2" in back
+    first = client.get(_pager(back)["Назад"]).get_data(as_text=True)
+    assert _ids(first, "pass") == expected[:25] and "Назад" not in first
+
+
+def test_log_pages_by_keyset(app, client, auth, world):
+    with app.app_context():
+        ids = [record_event(world.t, code=1, reason="x", kind="plate",
+                            credential=f"A{n:03d}AA77", gate=world.gate).id for n in range(120)]
+    auth.login("+79990000102")
+    page1 = client.get(f"/t/{world.t}/events").get_data(as_text=True)
+    older = _pager(page1)["Старее"]
+    assert f"older_than={ids[70]}" in older
+    page2 = client.get(older).get_data(as_text=True)
+    assert _ids(page2, "event") == ids[20:70][::-1]
+    page3 = client.get(_pager(page2)["Старее"]).get_data(as_text=True)
+    assert _ids(page3, "event") == ids[:20][::-1] and "Старее" not in _pager(page3)
+    back = client.get(_pager(page3)["Новее"]).get_data(as_text=True)
+    assert _ids(back, "event") == ids[20:70][::-1]
+
+
 # --- The operator's check -------------------------------------------------------------
 
 
@@ -329,6 +388,23 @@ def test_suggestions_while_typing(app, client, auth, world):
     assert "<html" not in body and 'id="suggestions"' in body
     assert "А 777 АА 77" in body
     assert "778" not in body and "779" not in body and "776" not in body
+
+
+def test_check_form_swaps_in_only_the_verdict(app, client, auth, world):
+    with app.app_context():
+        _pass(world.resident, world.t, "A777AA77")
+    auth.login("+79990000105")
+    page = client.get(f"/t/{world.t}/check").get_data(as_text=True)
+    assert 'hx-target="#verdict"' in page and 'id="verdict"' in page  # the swap target
+    response = client.get(f"/t/{world.t}/check?plate=а777аа77", headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in body
+    assert body.lstrip().startswith("<article") and 'id="verdict"' in body
+    assert "Въезд разрешён" in body and "Федоров" in body
+    assert 'id="feed"' not in body and "gates" not in body
+    unknown = client.get(f"/t/{world.t}/check?plate=B000BB00",
+                         headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Въезд запрещён" in unknown and "<html" not in unknown
 
 
 def test_residents_do_not_check_or_watch(client, auth, world):

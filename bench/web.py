@@ -1,0 +1,268 @@
+"""Web throughput: the operator's check partial and the resident's pass list, signed in,
+against a bare Flask handler — all on gevent's WSGI server, 50 connections, one run.
+
+Fills a database with bench/gen.py (PostgreSQL on a throwaway server by default, or a
+SQLite file), starts the real server (`python app.py`, GATEBRIDGE=0) on it, signs in an
+operator and a resident through /login, and drives with wrk (Debian's package, installed
+when missing; a Lua script rotates the plates and sends the cookie and HX-Request):
+
+- check   GET /t/1/check?plate=… with HX-Request: true (the partial the operator's page
+          swaps in), plates rotating over ones with passes and unknown ones
+- passes  GET /t/1/passes, the resident's «Мои заявки»
+- bare    GET /bare of a Flask app with one handler, under the same gevent server
+
+and prints requests per second, p50/p99 and the ratios to the bare handler (aim: check at
+least 40 % of bare, p99 under 100 ms). --profile also samples the server with py-spy
+(installed into the venv for the bench only) during a check run and prints where the time
+goes in our code.
+
+    .venv/bin/python bench/web.py [--seconds 10] [--connections 50] [--scale 0.01]
+                                  [--database postgresql|sqlite] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.cookiejar
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.gen import PASSWORD, generate  # noqa: E402
+from tests.server import free_port, wait_http  # noqa: E402
+
+BARE = """
+from gevent import monkey; monkey.patch_all()
+import os
+from flask import Flask
+from gevent.pywsgi import WSGIServer
+app = Flask("bare")
+@app.get("/bare")
+def bare():
+    return "<div id='check-result'><p>bare</p></div>"
+WSGIServer(("127.0.0.1", int(os.environ["PORT"])), app, log=None).serve_forever()
+"""
+
+LUA = """
+plates = {%(plates)s}
+counter = 0
+request = function()
+  counter = counter + 1
+  local plate = plates[(counter %% #plates) + 1]
+  return wrk.format("GET", "%(path)s" .. plate)
+end
+"""
+AIM_SHARE, AIM_P99_MS = 0.40, 100.0
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("installing wrk (Debian package)…")
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return shutil.which("wrk") or sys.exit("wrk is not available")
+
+
+def sign_in(base: str, login: str) -> str:
+    """Sign in through the login form; returns the Cookie header value."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    html = opener.open(base + "/login").read().decode()
+    token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html)[1]
+    data = urllib.parse.urlencode({"login": login, "password": PASSWORD, "csrf_token": token})
+    opener.open(base + "/login", data=data.encode()).read()
+    cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
+    if "propusk=" not in cookie:
+        sys.exit(f"could not sign in as {login}")
+    return cookie
+
+
+def wrk(binary: str, url: str, seconds: float, connections: int, headers: dict[str, str],
+        script: str | None = None) -> dict[str, float]:
+    cmd = [binary, "-t2", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "--timeout", "5s"]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    pct = {m[1]: _ms(m[2], m[3]) for m in re.finditer(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)}
+    return {"rps": rps, "p50": pct["50"], "p99": pct["99"],
+            "errors": int(errors[1]) if errors else 0}
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def profile(pid: int, seconds: float, out: Path) -> None:
+    """py-spy's raw stacks of the server while wrk runs (py-spy installed on demand)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", "py-spy"], check=True)
+    subprocess.Popen([str(spy), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                      "--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize(raw: Path, page: str, top: int = 30) -> None:
+    """Inclusive share of samples per function of our code (not the libraries')."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        seen = set()
+        for frame in stack.split(";"):
+            match = re.match(r"(.+) \((.+):\d+\)", frame)
+            if not match:
+                continue
+            func, path = match[1], match[2]
+            if ".venv" in path or "/usr/lib" in path or "site-packages" in path:
+                key = f"[lib] {Path(path).parent.name}/{Path(path).name}"
+            else:
+                key = f"{func} ({Path(path).relative_to(ROOT) if str(ROOT) in path else path})"
+            if key not in seen:
+                seen.add(key)
+                inclusive[key] += n
+    print(f"\nprofile of {page} ({total} samples, inclusive share):")
+    for key, n in inclusive.most_common(top):
+        print(f"  {100 * n / max(total, 1):5.1f}%  {key}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--scale", type=float, default=0.01)
+    parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--profile", choices=["check", "passes"],
+                        help="sample the server with py-spy while this page is driven")
+    args = parser.parse_args()
+    binary = ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="propusk-web-bench-"))
+    server = None
+    try:
+        if args.database == "postgresql":
+            from bench.lib.pgserver import PgServer
+
+            server = PgServer().__enter__()
+            url = server.create_database("bench_web")
+        else:
+            url = f"sqlite:///{work / 'bench.db'}"
+        generate(url, args.scale, log=lambda _line: None)
+        run(binary, url, work, args)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _inputs(url: str) -> tuple[str, str, list[str]]:
+    """An operator of territory 1, its busiest resident, and plates to check."""
+    from domain.db import db, init_db
+
+    init_db(url)
+    with db.connection_context():
+        operator = db.execute_sql(
+            "SELECT a.phone FROM membership m JOIN account a ON a.id = m.account_id "
+            "WHERE m.territory_id = 1 AND m.role = 'operator' ORDER BY a.id LIMIT 1"
+        ).fetchone()[0]
+        resident = db.execute_sql(
+            "SELECT a.phone FROM vehicle_pass p JOIN account a ON a.id = p.account_id "
+            "WHERE p.territory_id = 1 AND NOT a.blocked GROUP BY a.phone "
+            "ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()[0]
+        plates = [r[0] for r in db.execute_sql(
+            "SELECT DISTINCT plate FROM vehicle_pass WHERE territory_id = 1 LIMIT 40"
+        ).fetchall()]
+    db.close()
+    # One in five checks is a plate nobody filed: the operator types those too.
+    return operator, resident, plates + ["X000XX00", "A001AA01", "B123OP777", "E555KX99",
+                                         "TEST123", "M001MM01", "P777PP77", "K202KK02",
+                                         "O999OO199", "C404CC04"]
+
+
+def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
+    operator, resident, plates = _inputs(url)
+    script = work / "check.lua"
+    script.write_text(LUA % {"plates": ", ".join(f'"{p}"' for p in plates),
+                             "path": "/t/1/check?plate="})
+    env = {**os.environ, "INSTANCE_PATH": str(work / "instance"), "GATEBRIDGE": "0",
+           "SECRET_KEY": "bench", "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
+    results: dict[str, dict[str, float]] = {}
+    app_port, bare_port = free_port(), free_port()
+    app = start([sys.executable, "app.py"], {**env, "PORT": str(app_port)}, work / "app.log")
+    bare = start([sys.executable, "-c", BARE], {**env, "PORT": str(bare_port)}, work / "bare.log")
+    try:
+        base = f"http://127.0.0.1:{app_port}"
+        wait_http(base + "/offline", timeout=60)
+        wait_http(f"http://127.0.0.1:{bare_port}/bare")
+        watcher = {"Cookie": sign_in(base, operator), "HX-Request": "true"}
+        owner = {"Cookie": sign_in(base, resident)}
+        runs = [
+            ("bare", f"http://127.0.0.1:{bare_port}/bare", {}, None),
+            ("check", base + "/t/1/check", watcher, str(script)),
+            ("passes", base + "/t/1/passes", owner, None),
+        ]
+        for name, target, headers, lua in runs:
+            wrk(binary, target, 2, args.connections, headers, lua)  # warm-up
+            results[name] = wrk(binary, target, args.seconds, args.connections, headers, lua)
+        if args.profile:
+            raw = work / "profile.txt"
+            profile(app.pid, args.seconds, raw)
+            _name, target, headers, lua = next(r for r in runs if r[0] == args.profile)
+            wrk(binary, target, args.seconds + 1, args.connections, headers, lua)
+            if raw.exists():
+                summarize(raw, args.profile)
+    finally:
+        stop(app)
+        stop(bare)
+    print(f"\n{args.connections} connections, {args.seconds:.0f} s each, {args.database}, "
+          f"scale {args.scale}, {os.cpu_count()} CPUs (wrk on the same machine)")
+    for name, r in results.items():
+        bad = f"  {r['errors']} non-2xx!" if r["errors"] else ""
+        print(f"{name:7s} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms"
+              f"{bad}")
+    bare_rps = results["bare"]["rps"]
+    for name in ("check", "passes"):
+        share = results[name]["rps"] / bare_rps
+        p99 = results[name]["p99"]
+        verdict = "ok" if share >= AIM_SHARE and p99 < AIM_P99_MS else "BELOW AIM"
+        print(f"ratio {name}/bare: {share:.2f}  (aim >= {AIM_SHARE:.2f}, p99 < "
+              f"{AIM_P99_MS:.0f} ms): {verdict}")
+
+
+if __name__ == "__main__":
+    main()
