@@ -62,7 +62,7 @@ bench: dev-setup
 
 ## i18n: extract messages and merge them into the English catalog
 i18n-extract: setup
-	$(BIN)/pybabel extract --no-location --sort-output -F babel.cfg -k _l -o translations/messages.pot .
+	$(BIN)/pybabel extract --no-wrap --no-location --sort-output -F babel.cfg -k _l -o translations/messages.pot .
 
 i18n-update: i18n-extract
-	$(BIN)/pybabel update --no-fuzzy-matching -i translations/messages.pot -d translations
+	$(BIN)/pybabel update --no-wrap --no-fuzzy-matching -i translations/messages.pot -d translations
