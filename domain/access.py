@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
+from peewee import JOIN
 
 from domain import billing
 from domain.accounts import Account
@@ -84,7 +85,9 @@ class Decision:
         return reason_label(self.reason)
 
 
-def decide(territory_id: int, credential: Credential, direction: int, now: dt.datetime) -> Decision:
+def decide(
+    territory_id: int | Territory, credential: Credential, direction: int, now: dt.datetime
+) -> Decision:
     """Yes or no for `credential` at a gate of the territory, going `direction` (1 in, 2 out).
 
     - exit is free when the territory's free_exit is on (default), also after a pass ended;
@@ -94,8 +97,14 @@ def decide(territory_id: int, credential: Credential, direction: int, now: dt.da
       app access is paid (or free in the territory);
     - a card passes when it is bound in the territory, still valid, and its holder is a member
       in good standing.
+
+    A caller that holds the Territory row already (a web request's scope) may pass it
+    instead of the id and save a query on the hot path.
     """
-    territory = Territory.get_or_none(Territory.id == territory_id)
+    if isinstance(territory_id, Territory):
+        territory = territory_id
+    else:
+        territory = Territory.get_or_none(Territory.id == territory_id)
     if territory is None:
         return Decision(DENY_UNKNOWN, "unknown_territory")
     if direction == EXIT and territory.free_exit:
@@ -175,23 +184,28 @@ _DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
 def _decide_plate(territory: Territory, plate: str, direction: int, now: dt.datetime) -> Decision:
     if not territory.passes_enabled:
         return Decision(DENY_NO_PASS, "passes_off")
+    # One query: the plate's passes with each owner's blocked flag and membership here.
     passes = list(
-        VehiclePass.select()
+        VehiclePass.select(VehiclePass, Account.blocked, Membership.id.alias("member_id"))
+        .join(Account, on=(VehiclePass.account == Account.id))
+        .join(Membership, JOIN.LEFT_OUTER, on=(
+            (Membership.account == VehiclePass.account)
+            & (Membership.territory == VehiclePass.territory)))
         .where((VehiclePass.territory == territory) & (VehiclePass.plate == plate))
         .order_by(VehiclePass.id)
+        .objects()
     )
     if not plate or not passes:
         return Decision(DENY_NO_PASS if direction == EXIT else DENY_UNKNOWN,
                         "no_pass" if direction == EXIT else "unknown_plate")
-    standing: dict[int, str | None] = {}
     grants: list[VehiclePass] = []
     denials: list[tuple[str, VehiclePass]] = []
     for p in passes:
         reason = _pass_problem(p, direction, now)
-        if reason is None:
-            if p.account_id not in standing:
-                standing[p.account_id] = _standing(territory, p.account_id)[1]
-            reason = standing[p.account_id]
+        if reason is None and p.member_id is None:
+            reason = "not_member"
+        elif reason is None and p.blocked:
+            reason = "account_blocked"
         if reason is None:
             grants.append(p)
         else:

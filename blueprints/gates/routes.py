@@ -58,7 +58,7 @@ def _press(tid: int, gid: int) -> Response:
     if not gate.enabled:
         abort(404)
     member = g.membership
-    decision = decide(tid, Credential("account", str(member.account_id)), 1, utcnow())
+    decision = decide(g.territory, Credential("account", str(member.account_id)), 1, utcnow())
     if not decision.granted:
         gates.record_event(tid, code=decision.code, reason=decision.reason, kind="phone",
                            direction=gate.event_direction, gate=gate,

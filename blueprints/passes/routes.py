@@ -168,7 +168,7 @@ def _check_result(tid: int, plate: str) -> dict | None:
     norm = normalize_plate(plate)
     if not norm:
         return None
-    decision = decide(tid, Credential("plate", norm), ENTRY, utcnow())
+    decision = decide(g.territory, Credential("plate", norm), ENTRY, utcnow())
     found = None
     if decision.pass_id:
         found = (
