@@ -87,7 +87,7 @@ def running_gunicorn(
     log = open(instance.parent / f"gunicorn-{port}.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-         "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "wsgi:app"],
+         "-b", f"127.0.0.1:{port}", "--graceful-timeout", "2", "wsgi:app"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"

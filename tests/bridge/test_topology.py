@@ -102,7 +102,8 @@ def topology(tmp_path, simulator, start_bridge):
         with app.app_context(), db.connection_context():
             return gates.gate_online(gate.id)
 
-    with running_gunicorn(instance) as a, running_gunicorn(instance) as b:
+    # A is one gunicorn with two gevent workers, B another with one: three web processes.
+    with running_gunicorn(instance, workers=2) as a, running_gunicorn(instance) as b:
         assert wait_for(online, timeout=20), bridge.log()
         yield {"a": a, "b": b, "tid": territory.id, "simulator": simulator, "bridge": bridge}
     db.close()
