@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export INSTANCE_PATH ?= $(CURDIR)/instance
 
-.PHONY: setup dev-setup run test lint bench i18n-extract i18n-update system-packages
+.PHONY: setup dev-setup run test test-sqlite test-postgresql lint bench i18n-extract i18n-update system-packages
 
 ## setup: virtualenv with the pinned requirements, htmx from npm, compiled translations
 setup: $(VENV)/.deps static/vendor/htmx.min.js translations/en/LC_MESSAGES/messages.mo
@@ -50,9 +50,16 @@ run: setup
 	sim=$$!; trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/python app.py
 
-## test: the whole suite (unit, web, real gevent server, Modbus, Chromium)
-test: dev-setup
-	$(BIN)/python -m pytest
+## test: the whole suite (unit, web, real servers, Modbus, Chromium) on SQLite, then on PostgreSQL
+test: test-sqlite test-postgresql
+
+test-sqlite: dev-setup
+	PROPUSK_TEST_DB=sqlite $(BIN)/python -m pytest
+
+# The suite starts a throw-away PostgreSQL cluster (tests/pg.py: initdb into a temp folder,
+# loopback and a free port) and removes it at the end.
+test-postgresql: dev-setup
+	PROPUSK_TEST_DB=postgresql $(BIN)/python -m pytest
 
 lint: dev-setup
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ import gatebridge
 import providers
 from blueprints import register_blueprints
 from blueprints.i18n import init_i18n
+from blueprints.requests import init_requests
 from blueprints.security import init_security
 from blueprints.sessions import init_sessions
 from cli import register_cli
@@ -92,6 +93,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _bind_connection(app)
     csrf.init_app(app)
     htmx.init_app(app)
+    init_requests(app)
     init_i18n(app)
     init_sessions(app)
     init_security(app)

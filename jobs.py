@@ -1,4 +1,4 @@
-"""Housekeeping that runs inside `python app.py`: the hourly purge of deleted accounts."""
+"""Housekeeping (`python app.py`, `python -m gatebridge`): the hourly purge of deleted accounts."""
 
 from __future__ import annotations
 

@@ -6,7 +6,8 @@ import datetime as dt
 from typing import Any
 
 from peewee import DatabaseProxy, DateTimeField, Model
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.db_url import connect
+from playhouse.pool import PooledSqliteDatabase
 
 db = DatabaseProxy()
 
@@ -50,10 +51,10 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
-# Each request takes a connection and gives it back (app.py): a pool keeps them open, so a
-# request does not pay for opening a file and setting its pragmas (SQLite: a quarter of a
-# check's time, bench/README.md) or for a new server process (PostgreSQL). One pool per
-# process; a request beyond the limit waits for a free connection.
+# Each request takes a connection and gives it back (app.py): for SQLite a pool keeps them
+# open, so a request does not pay for opening the file and setting its pragmas (a quarter
+# of a check's time, bench/README.md). One pool per process; a request beyond the limit
+# waits for a free connection.
 POOL = {"max_connections": 64, "stale_timeout": 300, "timeout": 10}
 
 
@@ -62,13 +63,51 @@ def open_database(url: str) -> Any:
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         # check_same_thread=False: gevent's thread pool may finish work begun elsewhere.
+        # lock_type: every transaction takes the write lock at BEGIN and waits for it (busy
+        # timeout). A deferred one that reads, then writes, fails at once with "database is
+        # locked" when another process (the bridge, a second web process) wrote meanwhile.
         return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
-                                    **POOL)
+                                    lock_type="IMMEDIATE", **POOL)
     if url.startswith(("postgresql://", "postgres://")):
-        from playhouse.db_url import parse
-
-        return PooledPostgresqlDatabase(**{**parse(url), **POOL})
+        # Not pooled: a pool gave no gain in the tests and broke their per-test resets;
+        # put PgBouncer in front in production (docs/deploy.md).
+        _cooperative_psycopg2()
+        return connect(url)
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
+
+
+def _gevent_wait(conn: Any, timeout: float | None = None) -> None:
+    """psycopg2's wait callback: yield to other greenlets while libpq waits on its socket."""
+    from gevent.socket import wait_read, wait_write
+    from psycopg2 import OperationalError, extensions
+
+    while True:
+        state = conn.poll()
+        if state == extensions.POLL_OK:
+            return
+        if state == extensions.POLL_READ:
+            wait_read(conn.fileno(), timeout=timeout)
+        elif state == extensions.POLL_WRITE:
+            wait_write(conn.fileno(), timeout=timeout)
+        else:
+            raise OperationalError(f"unexpected psycopg2 poll state {state}")
+
+
+def _cooperative_psycopg2() -> None:
+    """Under gevent (app.py, wsgi.py, the bridge), a query must not stall the whole process.
+
+    psycopg2 is C: its blocking waits on libpq's socket would not yield to other greenlets,
+    so one slow query would freeze every request of the worker. With this wait callback
+    psycopg2 runs libpq asynchronously and waits through gevent instead.
+    """
+    from gevent import monkey
+
+    if not monkey.is_module_patched("socket"):
+        return
+    from psycopg2 import extensions
+
+    if extensions.get_wait_callback() is None:
+        extensions.set_wait_callback(_gevent_wait)
 
 
 def init_db(url: str) -> None:

@@ -13,10 +13,11 @@ table added since. Steps are idempotent, so a database created between two relea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from peewee import CharField, IntegerField, Model
+from peewee import CharField, IntegerField, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
@@ -119,6 +120,32 @@ def app_models() -> list[type[BaseModel]]:
     ]
 
 
+# Any constant the application owns: the key of PostgreSQL's advisory lock on upgrades.
+UPGRADE_LOCK = 0x70726F70  # "prop"
+
+
+def _exclusive(database: Any) -> Any:
+    """The upgrade's transaction, taken so that processes starting together go in turn.
+
+    The web processes, the bridge and `flask migrate` may all start at once: on SQLite the
+    write lock is taken at BEGIN (IMMEDIATE), on PostgreSQL an advisory lock held to COMMIT.
+    """
+    real = getattr(database, "obj", database)
+    if isinstance(real, SqliteDatabase):
+        return database.atomic(lock_type="IMMEDIATE")
+    transaction = database.atomic()
+    if isinstance(real, PostgresqlDatabase):
+        return _locked(database, transaction)
+    return transaction
+
+
+@contextmanager
+def _locked(database: Any, transaction: Any) -> Iterator[None]:
+    with transaction:
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (UPGRADE_LOCK,))
+        yield
+
+
 def upgrade(
     database: Any = db,
     models: Sequence[type[Model]] | None = None,
@@ -127,7 +154,7 @@ def upgrade(
     """Bring the database to the current schema; returns the step numbers that ran."""
     models = list(app_models() if models is None else models)
     steps = sorted(migrations, key=lambda m: m[0])
-    with database.bind_ctx([SchemaVersion]), database.atomic():
+    with database.bind_ctx([SchemaVersion]), _exclusive(database):
         fresh = not any(database.table_exists(m._meta.table_name) for m in models)
         database.create_tables([SchemaVersion], safe=True)
         done = {v.version for v in SchemaVersion.select(SchemaVersion.version)}

@@ -1,4 +1,8 @@
-"""`python -m gatebridge`: the bridge as a process of its own, beside the web processes."""
+"""`python -m gatebridge`: the bridge as a process of its own, beside the web processes.
+
+It is the deployment's one singleton, so it also runs the housekeeping `python app.py`
+runs in-process (the hourly purge of deleted accounts); gunicorn's web workers run none.
+"""
 
 if __name__ == "__main__":
     # Sockets, threads and time must be cooperative before anything else imports them.
@@ -34,10 +38,14 @@ def main() -> int:
     stopping = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     gevent.signal_handler(signal.SIGINT, stopping.set)
+    from jobs import PurgeJob
+
     bridge.start()
+    purge = PurgeJob(app).start()
     log.info("gatebridge running (database %s)", app.config["DATABASE_URL"].split("?")[0])
     stopping.wait()
     log.info("gatebridge stopping")
+    purge.stop()
     bridge.stop()
     return 0
 

@@ -13,20 +13,42 @@ from app import create_app
 from domain import accounts
 from domain.db import db
 from domain.schema import upgrade
+from tests import database
 
 PASSWORD = "secret2024pass"
 CSRF_RE = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 
 
+def pytest_report_header(config) -> str:
+    return f"database: {database.BACKEND} (PROPUSK_TEST_DB)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgresql_cluster() -> Iterator[None]:
+    """The PostgreSQL pass's cluster lives as long as the session and goes with it."""
+    yield
+    database.stop_cluster()
+
+
+@pytest.fixture
+def database_url(tmp_path) -> str:
+    """A new database of the pass's backend, with the current schema (empty on SQLite)."""
+    return database.fresh_url(tmp_path, "extra.db")
+
+
 @pytest.fixture
 def app(tmp_path) -> Iterator[Flask]:
-    """A Propusk app on its own SQLite file and instance folder."""
+    """A Propusk app on an empty database of its own and its own instance folder."""
+    if database.postgresql():
+        url = database.clean_shared_url()
+    else:
+        url = f"sqlite:///{tmp_path / 'propusk.db'}"
     app = create_app(
         {
             "TESTING": True,
             "SECRET_KEY": "test-secret",
             "INSTANCE_PATH": str(tmp_path / "instance"),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'propusk.db'}",
+            "DATABASE_URL": url,
         }
     )
     # No app context is held across the test: each request must get its own `g`,

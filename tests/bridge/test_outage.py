@@ -9,93 +9,43 @@ again every spooled event is in GateEvent, none lost and none twice.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
-import subprocess
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from domain import gates
-from domain.db import db, init_db, open_database, utcnow
+from domain.db import db, init_db, utcnow
 from domain.gates import GateEvent
 from domain.passes import VehiclePass, normalize_plate
-from domain.schema import upgrade
 from domain.territories import Membership, Unit, create_territory
 from tests.bridge.conftest import wait_for
+from tests.pg import Cluster
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.filterwarnings('ignore:Peewee no longer uses the "autorollback"'),
 ]
-PORT = 5434
-
-
-def _as_postgres(command: list[str]) -> list[str]:
-    if os.geteuid() == 0:
-        return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
-    return command
-
-
-class Server:
-    """A PostgreSQL server on a Unix socket that the test can stop and start."""
-
-    def __init__(self, root: Path, pg_ctl: str) -> None:
-        self.root = root
-        self.data = root / "data"
-        self.pg_ctl = pg_ctl
-        self.url = f"postgresql://postgres@/{{name}}?host={root}&port={PORT}"
-
-    def start(self) -> None:
-        options = f"'-k {self.root} -c listen_addresses= -p {PORT}'"
-        subprocess.run(_as_postgres([self.pg_ctl, "-D", str(self.data), "-o", options, "-w",
-                                     "-l", str(self.root / "log"), "start"]),
-                       check=True, capture_output=True, timeout=60)
-
-    def stop(self, mode: str = "fast") -> None:
-        subprocess.run(_as_postgres([self.pg_ctl, "-D", str(self.data), "-m", mode, "-w",
-                                     "stop"]), capture_output=True, timeout=60)
 
 
 @pytest.fixture
 def server():
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    root = Path(tempfile.mkdtemp(prefix="propusk-pg-outage-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    pg = Server(root, pg_ctl)
-    try:
-        subprocess.run(_as_postgres([initdb, "-D", str(pg.data), "-A", "trust", "-U",
-                                     "postgres"]), check=True, capture_output=True, timeout=60)
-        pg.start()
-    except (subprocess.CalledProcessError, KeyError, LookupError) as error:
-        pytest.skip(f"cannot start PostgreSQL here: {error}")
+    """A PostgreSQL cluster of this test's own: the test stops and starts it."""
+    pg = Cluster.create()
+    pg.start()
     yield pg
-    pg.stop("immediate")
-    shutil.rmtree(root, ignore_errors=True)
+    pg.destroy()
 
 
 @pytest.fixture
 def pg_app(app, server, tmp_path):
     from app import create_app
 
-    name = f"t{uuid.uuid4().hex[:12]}"
-    admin = open_database(server.url.format(name="postgres"))
-    admin.execute_sql(f"CREATE DATABASE {name}")
-    admin.close()
-    url = server.url.format(name=name)
-    pg = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": url,
+    pg = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": server.fresh_database(),
                      "INSTANCE_PATH": str(tmp_path / "pg-instance")})
-    with pg.app_context():
-        upgrade()
     yield pg
     db.close()
-    init_db(app.config["DATABASE_URL"])  # hand the shared proxy back to the SQLite app
+    init_db(app.config["DATABASE_URL"])  # hand the shared proxy back to the test's app
 
 
 def _decision(simulator, seq, timeout=2.0):

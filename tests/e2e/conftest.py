@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.database import url_for
 from tests.server import ROOT, running_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,7 +38,8 @@ DESKTOP = (1280, 800)
 
 def seed(instance) -> list[tuple[str, str, str]]:
     """Run `flask seed-demo` for an instance; returns its (role, login, password) lines."""
-    env = {"INSTANCE_PATH": str(instance), "SECRET_KEY": "e2e-secret", "PATH": "/usr/bin:/bin"}
+    env = {"INSTANCE_PATH": str(instance), "SECRET_KEY": "e2e-secret", "PATH": "/usr/bin:/bin",
+           "DATABASE_URL": url_for(instance)}
     for command in (["migrate"], ["seed-demo"]):
         out = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "app", *command],

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
+from tests.database import query, url_for
 from tests.e2e.conftest import csp_violations, sign_in_as
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _kindergarten_id(demo) -> int:
-    with sqlite3.connect(demo["instance"] / "propusk.db") as conn:
-        return conn.execute("SELECT id FROM territory WHERE kind = 'kindergarten'").fetchone()[0]
+    sql = "SELECT id FROM territory WHERE kind = 'kindergarten'"
+    return query(url_for(demo["instance"]), sql)[0][0]
 
 
 

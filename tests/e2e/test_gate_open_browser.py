@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import urllib.request
 import pytest
 
 from tests.bridge.conftest import _read_announcement
+from tests.database import query, url_for
 from tests.e2e.conftest import csp_violations, seed, sign_in_as
 from tests.server import ROOT, running_app
 
@@ -37,11 +37,10 @@ def gate_demo(tmp_path):
         instance = tmp_path / "instance"
         instance.mkdir()
         logins = {role: (login, pw) for role, login, pw in seed(instance)}
-        with sqlite3.connect(instance / "propusk.db") as con:
-            tid, gid = con.execute(
-                "select territory_id, id from gate where name = 'Въезд'").fetchone()
-            con.execute("update gate set host = ?, port = ?, poll_ms = 50 where id = ?",
-                        (host, int(port), gid))
+        url = url_for(instance)
+        [(tid, gid)] = query(url, "select territory_id, id from gate where name = 'Въезд'")
+        query(url, "update gate set host = ?, port = ?, poll_ms = 50 where id = ?",
+              (host, int(port), gid))
         with running_app(instance) as base:
             yield {"base": base, "logins": logins, "tid": tid, "gid": gid,
                    "control": f"http://{fields['control']}"}

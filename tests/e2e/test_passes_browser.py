@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import sqlite3
+import datetime as dt
 import time
 
 import pytest
 
+from tests.database import query, url_for
 from tests.e2e.conftest import csp_violations, sign_in_as
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def _db(demo) -> sqlite3.Connection:
-    return sqlite3.connect(demo["instance"] / "propusk.db", timeout=5)
+def _sql(demo, sql: str, params: tuple = ()) -> list[tuple]:
+    return query(url_for(demo["instance"]), sql, params)
 
 
 def _residential(demo) -> int:
-    with _db(demo) as con:
-        return con.execute("select id from territory where kind = 'residential'").fetchone()[0]
+    return _sql(demo, "select id from territory where kind = 'residential'")[0][0]
 
 
 
@@ -50,9 +50,7 @@ def test_resident_files_and_revokes_a_pass(browser, demo):
     assert page.locator("#passes-active").locator("text=Х 123 УХ 178").count() == 0
     ended = page.locator("#passes-ended li", has_text="Х 123 УХ 178")
     assert "Отозван" in ended.inner_text()
-    with _db(demo) as con:
-        revoked = con.execute(
-            "select revoked_at from vehicle_pass where plate = 'X123YX178'").fetchone()[0]
+    [(revoked,)] = _sql(demo, "select revoked_at from vehicle_pass where plate = 'X123YX178'")
     assert revoked is not None
     assert csp_violations(page) == []
 
@@ -111,14 +109,15 @@ def test_live_feed_shows_events_from_another_page_and_another_process(browser, d
     assert "Охранов Олег" in watcher.locator("#feed li.event").first.inner_text()
 
     # 2. an event written straight into the database by another process (as the bridge does)
-    with _db(demo) as con:
-        gate = con.execute("select id from gate where territory_id = ?", (tid,)).fetchone()[0]
-        con.execute(
-            "insert into gate_event (territory_id, gate_id, at, kind, credential, direction,"
-            " code, reason, source) values (?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'),"
-            " 'plate', 'T555TT99', 1, 3, 'pass_expired', 'bridge')",
-            (tid, gate),
-        )
+    [(gate,)] = _sql(demo, "select id from gate where territory_id = ?", (tid,))
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    _sql(
+        demo,
+        "insert into gate_event (territory_id, gate_id, at, kind, credential, direction,"
+        " code, reason, source) values (?, ?, ?, 'plate', 'T555TT99', 1, 3, 'pass_expired',"
+        " 'bridge')",
+        (tid, gate, now),
+    )
     inserted = time.monotonic()
     first = watcher.locator("#feed li.event").first
     watcher.locator("#feed li.event", has_text="Т 555 ТТ 99").wait_for(timeout=2500)

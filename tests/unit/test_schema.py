@@ -5,10 +5,29 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from peewee import CharField, IntegerField, Model, SqliteDatabase
+from peewee import CharField, IntegerField, Model
 
-from domain.db import UtcDateTimeField, db, utcnow
+from domain.db import UtcDateTimeField, db, open_database, utcnow
 from domain.schema import SchemaVersion, Steps, app_models, upgrade
+from tests import database as test_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def scratch(request, tmp_path):
+    """Factory: a new connection to one empty database, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'scratch.db'}"
+    else:
+        url = test_database.cluster().create_database()
+    opened = []
+
+    def connect():
+        opened.append(open_database(url))
+        return opened[-1]
+
+    yield connect
+    for database in opened:
+        database.close()
 
 
 def _gadget_v1(database):
@@ -42,15 +61,15 @@ def _gadget_v2(database):
     return Gadget, Widget
 
 
-def test_upgrade_of_an_old_database_keeps_its_rows(tmp_path):
-    database = SqliteDatabase(str(tmp_path / "old.db"))
+def test_upgrade_of_an_old_database_keeps_its_rows(scratch):
+    database = scratch()
     old = _gadget_v1(database)
     database.create_tables([old])
     old.create(name="barrier")
     old.create(name="turnstile")
     database.close()
 
-    database = SqliteDatabase(str(tmp_path / "old.db"))
+    database = scratch()
     gadget, widget = _gadget_v2(database)
     steps = [
         (1, "gadget colour", lambda s: s.add_columns(gadget, "colour")),
@@ -69,8 +88,8 @@ def test_upgrade_of_an_old_database_keeps_its_rows(tmp_path):
         assert sorted(v.version for v in SchemaVersion.select()) == [1, 2]
 
 
-def test_fresh_database_is_created_whole_and_stamped(tmp_path):
-    database = SqliteDatabase(str(tmp_path / "new.db"))
+def test_fresh_database_is_created_whole_and_stamped(scratch):
+    database = scratch()
     gadget, widget = _gadget_v2(database)
     steps = [(1, "gadget colour", lambda s: s.add_columns(gadget, "colour"))]
     assert upgrade(database, [gadget, widget], steps) == []  # nothing to run: built current
@@ -78,8 +97,8 @@ def test_fresh_database_is_created_whole_and_stamped(tmp_path):
         assert [v.version for v in SchemaVersion.select()] == [1]
 
 
-def test_steps_are_idempotent_when_columns_already_exist(tmp_path):
-    database = SqliteDatabase(str(tmp_path / "mid.db"))
+def test_steps_are_idempotent_when_columns_already_exist(scratch):
+    database = scratch()
     gadget, widget = _gadget_v2(database)
     database.create_tables([gadget])
     steps = Steps(database)
@@ -90,8 +109,8 @@ def test_steps_are_idempotent_when_columns_already_exist(tmp_path):
     assert database.table_exists("widget")
 
 
-def test_failed_step_leaves_nothing_half_done(tmp_path):
-    database = SqliteDatabase(str(tmp_path / "fail.db"))
+def test_failed_step_leaves_nothing_half_done(scratch):
+    database = scratch()
     old = _gadget_v1(database)
     database.create_tables([old])
     old.create(name="barrier")
@@ -116,8 +135,8 @@ def test_app_schema_upgrades_idempotently(app):
         assert db.table_exists(model._meta.table_name)
 
 
-def test_datetimes_are_stored_as_utc_and_come_back_aware(tmp_path):
-    database = SqliteDatabase(str(tmp_path / "tz.db"))
+def test_datetimes_are_stored_as_utc_and_come_back_aware(scratch):
+    database = scratch()
 
     class Stamp(Model):
         at = UtcDateTimeField(default=utcnow)
@@ -137,3 +156,57 @@ def test_datetimes_are_stored_as_utc_and_come_back_aware(tmp_path):
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValueError):
         UtcDateTimeField().db_value(dt.datetime(2026, 1, 1))
+
+
+def test_an_old_release_of_the_app_schema_upgrades_and_keeps_its_rows(scratch):
+    """A database made before step 1 (no card and permanent-pass columns) is upgraded."""
+    from domain.territories import Territory
+
+    database = scratch()
+    models = app_models()
+    with database.bind_ctx(models):
+        database.create_tables(models)
+        Territory.create(code="123456", name="ЖК Старый", kind="residential")
+        for column in ("max_permanent_passes", "card_price_kopecks", "card_validity_months"):
+            database.execute_sql(f"ALTER TABLE territory DROP COLUMN {column}")
+    database.close()
+
+    database = scratch()
+    with database.bind_ctx(models):
+        assert upgrade(database) == [1]
+        old = Territory.get(Territory.code == "123456")
+        assert (old.name, old.max_permanent_passes, old.card_price_kopecks,
+                old.card_validity_months) == ("ЖК Старый", 2, 15000, 48)
+        assert upgrade(database) == []
+        with database.bind_ctx([SchemaVersion]):
+            assert [v.version for v in SchemaVersion.select()] == [1]
+
+
+def test_processes_starting_together_upgrade_in_turn(scratch):
+    """The web processes and the bridge all run upgrade() at start, on a fresh database."""
+    import threading
+
+    database = scratch()
+    models = app_models()
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def start():
+        try:
+            barrier.wait()
+            upgrade(database)
+        except BaseException as error:  # collected and asserted on below
+            errors.append(error)
+        finally:
+            database.close()
+
+    with database.bind_ctx(models):
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert all(database.table_exists(m._meta.table_name) for m in models)
+        with database.bind_ctx([SchemaVersion]):
+            assert [v.version for v in SchemaVersion.select()] == [1]

@@ -1,20 +1,13 @@
 """At most 10 accounts per unit, even when two managers accept at the same moment.
 
 Real concurrency: two threads, each with its own connection to the same database (a
-SQLite file, and PostgreSQL when its server binaries are installed), released together
+SQLite file, and a PostgreSQL database of the tests' throwaway cluster), released together
 by a barrier, accept two requests into a unit that has one place left.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 import threading
-import uuid
-from pathlib import Path
 
 import pytest
 
@@ -29,6 +22,7 @@ from domain.territories import (
     accept_request,
     create_territory,
 )
+from tests import database
 
 ROUNDS = 15
 
@@ -38,41 +32,6 @@ def _person(n: int) -> Account:
     return Account.create(phone=f"+7999777{n:04d}", surname=f"Житель{n}")
 
 
-def _as_postgres(command: list[str]) -> list[str]:
-    # initdb refuses to run as root; the distribution's postgres user may.
-    if os.geteuid() == 0:
-        return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(command)]
-    return command
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A throwaway PostgreSQL server on a Unix socket (make dev-setup installs PostgreSQL)."""
-    # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    search = os.pathsep.join([*bins[-1:], os.environ.get("PATH", "")])
-    initdb, pg_ctl = shutil.which("initdb", path=search), shutil.which("pg_ctl", path=search)
-    assert initdb and pg_ctl, "PostgreSQL is not installed: run make dev-setup"
-    # Not under pytest's tmp folder: that one is private to us, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="propusk-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    data = root / "data"
-    run = {"check": True, "capture_output": True, "timeout": 60}
-    try:
-        subprocess.run(_as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
-                       **run)
-        options = f"'-k {root} -c listen_addresses= -p 5432'"
-        subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-o", options, "-w",
-                                     "-l", str(root / "log"), "start"]), **run)
-    except (subprocess.CalledProcessError, KeyError, LookupError) as error:
-        pytest.fail(f"cannot start PostgreSQL: {error}")
-    yield f"postgresql://postgres@/{{name}}?host={root}&port=5432"
-    subprocess.run(_as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
-                   capture_output=True, timeout=60)
-    shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_app(request, app, tmp_path):
     """The test app on a SQLite file, or on a fresh PostgreSQL database."""
@@ -80,23 +39,17 @@ def database_app(request, app, tmp_path):
         yield app
         return
     from app import create_app
-    from domain.db import open_database
+    from domain.db import init_db
     from domain.schema import upgrade
 
-    url = request.getfixturevalue("postgres")
-    name = f"t{uuid.uuid4().hex[:12]}"
-    admin = open_database(url.format(name="postgres"))
-    admin.execute_sql(f"CREATE DATABASE {name}")
-    admin.close()
-    pg_app = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": url.format(name=name),
+    pg_app = create_app({"TESTING": True, "SECRET_KEY": "x",
+                         "DATABASE_URL": database.cluster().fresh_database(),
                          "INSTANCE_PATH": str(tmp_path / "pg-instance")})
     with pg_app.app_context():
         upgrade()
     yield pg_app
     db.close()
-    from domain.db import init_db
-
-    init_db(app.config["DATABASE_URL"])  # hand the shared proxy back to the SQLite app
+    init_db(app.config["DATABASE_URL"])  # hand the shared proxy back to the test's app
 
 
 @pytest.fixture

@@ -19,14 +19,15 @@ from domain.schema import upgrade
 from providers.outbox import Outbox
 from providers.payments.sandbox import SandboxProvider
 from tests.billing_fixtures import join, kindergarten
+from tests.database import url_for
 from tests.server import running_app
 
 pytestmark = pytest.mark.slow
 
 
-def _app_on(path, secret="e2e-secret"):
-    return create_app({"TESTING": True, "SECRET_KEY": secret, "INSTANCE_PATH": str(path.parent),
-                       "DATABASE_URL": f"sqlite:///{path}"})
+def _app_on(instance, url, secret="e2e-secret"):
+    return create_app({"TESTING": True, "SECRET_KEY": secret, "INSTANCE_PATH": str(instance),
+                       "DATABASE_URL": url})
 
 
 def _race(n, work):
@@ -52,7 +53,7 @@ def test_ten_identical_notifications_at_once_apply_once(tmp_path):
     instance = tmp_path / "instance"
     instance.mkdir()
     with running_app(instance) as base:
-        app = _app_on(instance / "propusk.db")
+        app = _app_on(instance, url_for(instance))
         with app.test_request_context(), db.connection_context():
             from domain import accounts
 
@@ -90,8 +91,8 @@ def test_ten_identical_notifications_at_once_apply_once(tmp_path):
         assert len(receipts) == 1
 
 
-def test_promo_usage_limit_holds_under_concurrency(tmp_path):
-    app = _app_on(tmp_path / "race.db")
+def test_promo_usage_limit_holds_under_concurrency(tmp_path, database_url):
+    app = _app_on(tmp_path, database_url)
     with app.test_request_context(), db.connection_context():
         upgrade()
         from domain import accounts

@@ -118,10 +118,10 @@ def api():
 
 
 @pytest.fixture
-def yk(tmp_path, api, make_account):
+def yk(tmp_path, api, make_account, database_url):
     app = create_app({
         "TESTING": True, "SECRET_KEY": "test-secret", "INSTANCE_PATH": str(tmp_path / "i"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'yk.db'}", "PAYMENT_PROVIDER": "yookassa",
+        "DATABASE_URL": database_url, "PAYMENT_PROVIDER": "yookassa",
         "YOOKASSA_SHOP_ID": SHOP, "YOOKASSA_SECRET_KEY": KEY, "YOOKASSA_API_URL": api.url,
     })
     with app.test_request_context():

@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 
+from tests import database
 from tests.server import running_app
 
 
@@ -22,8 +23,8 @@ def test_python_app_py_serves_pages(tmp_path):
             assert response.headers["Content-Type"].startswith("application/manifest+json")
         with urllib.request.urlopen(base + "/static/vendor/htmx.min.js") as response:
             assert b"htmx" in response.read()
-    # The server made its instance folder: database, generated secret key stays private.
-    assert (instance / "propusk.db").exists()
+    # The server made its instance folder: database (on SQLite), generated secret key stays private.
+    assert (instance / "propusk.db").exists() or database.postgresql()
 
 
 def test_secret_key_is_generated_once_and_private(tmp_path, monkeypatch):

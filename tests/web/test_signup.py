@@ -280,12 +280,12 @@ def test_blocked_account_cannot_sign_in_and_loses_sessions(app, client, auth, ma
 
 
 @pytest.fixture
-def proxied(tmp_path):
+def proxied(tmp_path, database_url):
     """The app as deployed behind one reverse proxy (PROXY_HOPS=1)."""
     app = create_app({
         "TESTING": True, "SECRET_KEY": "test-secret", "PROXY_HOPS": 1,
         "INSTANCE_PATH": str(tmp_path / "instance"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'proxied.db'}",
+        "DATABASE_URL": database_url,
     })
     with app.app_context():
         upgrade()

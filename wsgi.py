@@ -1,0 +1,17 @@
+"""The WSGI entry for several web processes: `gunicorn -k gevent -w N wsgi:app`.
+
+Web workers serve pages only: the gatebridge runs once, as `python -m gatebridge` beside
+them (docs/deploy.md). Everything the workers share — sessions (Device rows), rate limits
+(SendLog), access versions (TerritoryVersion), gate commands and the live feed — lives in
+the database, so any worker may answer any request.
+"""
+
+# Sockets, threads and time must be cooperative before anything else imports them
+# (gunicorn's gevent worker patches too; patching first keeps `--preload` safe as well).
+from gevent import monkey
+
+monkey.patch_all()
+
+from app import create_app  # noqa: E402
+
+app = create_app({"GATEBRIDGE": False})
