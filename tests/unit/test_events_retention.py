@@ -18,6 +18,7 @@ from domain.retention import (
     prune_events,
 )
 from domain.territories import create_territory
+from tests import database as test_database
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
 AGES = [700, 500, 401, 399, 30, 0]  # days before NOW
@@ -58,8 +59,11 @@ def test_prune_command_takes_its_default_from_the_environment(app, monkeypatch):
         assert GateEvent.select().count() == 1
     refused = runner.invoke(args=["events", "prune", "--older-than-days", "0"])
     assert refused.exit_code != 0
-    partition = runner.invoke(args=["events", "partition"])
-    assert partition.exit_code != 0 and "PostgreSQL" in partition.output
+    if not test_database.postgresql():
+        # On the PostgreSQL pass this database is shared by every test: partitioning it
+        # would outlive the test. Partitions are tested on databases of their own below.
+        partition = runner.invoke(args=["events", "partition"])
+        assert partition.exit_code != 0 and "PostgreSQL" in partition.output
 
 
 @pytest.fixture(scope="module")
