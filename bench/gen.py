@@ -68,6 +68,10 @@ OUTCOMES = [(1, "pass_valid", 0.80), (4, "unknown_plate", 0.08), (3, "pass_expir
             (2, "revoked", 0.03), (5, "account_blocked", 0.02), (6, "unavailable", 0.01)]
 
 
+# A bench loads millions of rows: more memory for the throwaway cluster.
+BENCH_PG = {"shared_buffers": "512MB", "maintenance_work_mem": "512MB", "max_wal_size": "4GB"}
+
+
 def counts(scale: float) -> dict[str, int]:
     """How many rows of each kind at `scale` (1 = the full size)."""
     return {k: max(LARGE_TERRITORIES * 4 if k == "territories" else 50, int(v * scale))
@@ -420,9 +424,9 @@ def main() -> None:
     if args.database_url:
         generate(args.database_url, args.scale)
         return
-    from bench.lib.pgserver import PgServer
+    from tests.pg import Cluster
 
-    with PgServer() as pg:
+    with Cluster.create(BENCH_PG) as pg:
         generate(pg.create_database("propusk_bench"), args.scale)
 
 

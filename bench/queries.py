@@ -172,10 +172,10 @@ def main() -> None:
     if args.small_url and args.large_url:
         run(args.small_url, args.large_url, args.seconds)
         return
-    from bench.gen import generate
-    from bench.lib.pgserver import PgServer
+    from bench.gen import BENCH_PG, generate
+    from tests.pg import Cluster
 
-    with PgServer() as pg:
+    with Cluster.create(BENCH_PG) as pg:
         urls = {}
         for label, scale in (("small", args.small), ("large", args.large)):
             print(f"generating the {label} database (scale {scale})…")

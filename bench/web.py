@@ -175,9 +175,10 @@ def main() -> None:
     server = None
     try:
         if args.database == "postgresql":
-            from bench.lib.pgserver import PgServer
+            from bench.gen import BENCH_PG
+            from tests.pg import Cluster
 
-            server = PgServer().__enter__()
+            server = Cluster.create(BENCH_PG).__enter__()
             url = server.create_database("bench_web")
         else:
             url = f"sqlite:///{work / 'bench.db'}"
@@ -185,7 +186,7 @@ def main() -> None:
         run(binary, url, work, args)
     finally:
         if server is not None:
-            server.stop()
+            server.destroy()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -50,21 +50,25 @@ def _free_port() -> int:
 class Cluster:
     """One PostgreSQL server in a folder of its own; stop() and start() may repeat."""
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, settings: dict[str, str] | None = None) -> None:
         self.root = root
         self.data = root / "data"
         self.port = port
+        self.settings = settings or {}
         self.initdb, self.pg_ctl = _binaries()
         self._names = itertools.count(1)
         self._template_ready = False
 
     @classmethod
-    def create(cls) -> Cluster:
-        """initdb into a new temp folder (not pytest's: that one is private to us)."""
+    def create(cls, settings: dict[str, str] | None = None) -> Cluster:
+        """initdb into a new temp folder (not pytest's: that one is private to us).
+
+        `settings` are extra server settings (-c name=value), e.g. a bench's memory sizes.
+        """
         root = Path(tempfile.mkdtemp(prefix="propusk-pg-"))
         if os.geteuid() == 0:
             shutil.chown(root, "postgres")
-        cluster = cls(root, _free_port())
+        cluster = cls(root, _free_port(), settings)
         cluster._run([cluster.initdb, "-D", str(cluster.data), "-A", "trust", "-U", "postgres",
                       "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
         return cluster
@@ -76,9 +80,10 @@ class Cluster:
 
     def start(self) -> None:
         """Serve on 127.0.0.1:port and on a socket in the folder; durability off (a test run)."""
+        extra = "".join(f" -c {name}={value}" for name, value in self.settings.items())
         options = (f"'-k {self.root} -c listen_addresses=127.0.0.1 -p {self.port}"
                    " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-                   " -c max_connections=200'")
+                   f" -c max_connections=200{extra}'")
         self._run([self.pg_ctl, "-D", str(self.data), "-o", options, "-w",
                    "-l", str(self.root / "log"), "start"])
 
@@ -91,6 +96,13 @@ class Cluster:
         """Stop the server and remove its folder."""
         self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
 
     def url(self, name: str) -> str:
         """The DATABASE_URL of a database in this cluster."""

@@ -66,25 +66,13 @@ def test_prune_command_takes_its_default_from_the_environment(app, monkeypatch):
         assert partition.exit_code != 0 and "PostgreSQL" in partition.output
 
 
-@pytest.fixture(scope="module")
-def pg_server():
-    from bench.lib.pgserver import PgServer
-
-    server = PgServer({"shared_buffers": "32MB"})
-    try:
-        server.start()
-    except Exception as error:  # noqa: BLE001
-        pytest.fail(f"cannot start PostgreSQL: {error}")
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def pg_app(pg_server, tmp_path):
+def pg_app(tmp_path):
+    """An app on a PostgreSQL database of its own (the session's throwaway cluster)."""
     from app import create_app
     from domain.schema import upgrade
 
-    url = pg_server.create_database(f"t{uuid.uuid4().hex[:12]}")
+    url = test_database.cluster().create_database()
     app = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": url,
                       "INSTANCE_PATH": str(tmp_path / "instance")})
     with app.app_context():

@@ -1,1 +1,0 @@
-"""Helpers the benches share (not benches themselves: `make bench` runs bench/*.py only)."""
