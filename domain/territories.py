@@ -94,16 +94,6 @@ class Territory(BaseModel):
         return TIMEZONES.get(self.timezone, self.timezone)
 
     @classmethod
-    def of(cls, account: Account):
-        """Territories the account belongs to, by name."""
-        return (
-            cls.select()
-            .join(Membership)
-            .where(Membership.account == account)
-            .order_by(cls.name, cls.id)
-        )
-
-    @classmethod
     def with_account_numbers(cls):
         """Territories whose manager uploaded account numbers («+ Добавить объект»)."""
         has_numbers = Unit.select(Unit.territory).where(Unit.account_number.is_null(False))

@@ -39,22 +39,20 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def running_app(instance: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `python app.py` with its own instance folder and database; yields the base URL."""
-    port = free_port()
+def _serving(
+    command: list[str], instance: Path, port: int, name: str, env: dict[str, str], stop_s: float
+) -> Iterator[str]:
+    """Run a server subprocess with the instance's database until it answers; yields its URL."""
     env = {
         **os.environ,
-        "PORT": str(port),
         "INSTANCE_PATH": str(instance),
         "SECRET_KEY": "e2e-secret",
+        "DATABASE_URL": url_for(instance),
         "PYTHONUNBUFFERED": "1",
+        **env,
     }
-    env["DATABASE_URL"] = url_for(instance)
-    env.update(extra_env or {})
-    log = open(instance.parent / f"app-{port}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    log = open(instance.parent / f"{name}-{port}.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/offline")
@@ -62,11 +60,20 @@ def running_app(instance: Path, extra_env: dict[str, str] | None = None) -> Iter
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=stop_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
         log.close()
+
+
+@contextmanager
+def running_app(instance: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run `python app.py` with its own instance folder and database; yields the base URL."""
+    port = free_port()
+    env = {"PORT": str(port), **(extra_env or {})}
+    with _serving([sys.executable, "app.py"], instance, port, "app", env, 10) as base:
+        yield base
 
 
 @contextmanager
@@ -75,30 +82,8 @@ def running_gunicorn(
 ) -> Iterator[str]:
     """Run `gunicorn -k gevent wsgi:app` (web only, no bridge) on the instance's database."""
     port = free_port()
-    env = {
-        **os.environ,
-        "INSTANCE_PATH": str(instance),
-        "SECRET_KEY": "e2e-secret",
-        "DATABASE_URL": url_for(instance),
-        "GATEBRIDGE": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.update(extra_env or {})
-    log = open(instance.parent / f"gunicorn-{port}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-         "-b", f"127.0.0.1:{port}", "--graceful-timeout", "2", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(base + "/offline")
+    command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+               "-b", f"127.0.0.1:{port}", "--graceful-timeout", "2", "wsgi:app"]
+    env = {"GATEBRIDGE": "0", **(extra_env or {})}
+    with _serving(command, instance, port, "gunicorn", env, 15) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
