@@ -16,6 +16,7 @@ from peewee import JOIN
 from domain import billing
 from domain.accounts import Account
 from domain.passes import VehiclePass, normalize_plate
+from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory
 
 GRANT, DENY_NO_PASS, DENY_EXPIRED, DENY_UNKNOWN, DENY_BLOCKED, TRY_AGAIN = 1, 2, 3, 4, 5, 6
@@ -181,20 +182,25 @@ _DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
                 "revoked": DENY_NO_PASS}
 
 
+# One query, on every plate the bridge or an operator checks: the plate's passes with each
+# owner's blocked flag and membership here. Composed once, re-bound (domain/prepared.py).
+_PLATE_PASSES = Prepared(lambda: (
+    VehiclePass.select(VehiclePass, Account.blocked, Membership.id.alias("member_id"))
+    .join(Account, on=(VehiclePass.account == Account.id))
+    .join(Membership, JOIN.LEFT_OUTER, on=(
+        (Membership.account == VehiclePass.account)
+        & (Membership.territory == VehiclePass.territory)))
+    .where((VehiclePass.territory == Slot("territory")) & (VehiclePass.plate == Slot("plate")))
+    .order_by(VehiclePass.id)
+    .objects()
+))
+
+
 def _decide_plate(territory: Territory, plate: str, direction: int, now: dt.datetime) -> Decision:
     if not territory.passes_enabled:
         return Decision(DENY_NO_PASS, "passes_off")
     # One query: the plate's passes with each owner's blocked flag and membership here.
-    passes = list(
-        VehiclePass.select(VehiclePass, Account.blocked, Membership.id.alias("member_id"))
-        .join(Account, on=(VehiclePass.account == Account.id))
-        .join(Membership, JOIN.LEFT_OUTER, on=(
-            (Membership.account == VehiclePass.account)
-            & (Membership.territory == VehiclePass.territory)))
-        .where((VehiclePass.territory == territory) & (VehiclePass.plate == plate))
-        .order_by(VehiclePass.id)
-        .objects()
-    )
+    passes = list(_PLATE_PASSES(territory=territory, plate=plate))
     if not plate or not passes:
         return Decision(DENY_NO_PASS if direction == EXIT else DENY_UNKNOWN,
                         "no_pass" if direction == EXIT else "unknown_plate")

@@ -16,6 +16,7 @@ from peewee import BooleanField, CharField, ForeignKeyField, IntegerField
 
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError
+from domain.prepared import Prepared, Slot
 
 MAX_DEVICES = 10
 SESSION_LIFETIME = dt.timedelta(days=365)
@@ -222,17 +223,21 @@ def sign_in(account: Account, label: str, ip: str | None) -> str:
     return token
 
 
+# Every signed-in request asks this (Flask-Login's user loader): composed once, re-bound.
+_LIVE_DEVICE = Prepared(lambda: (
+    Device.select(Device, Account)
+    .join(Account)
+    .where((Device.token_hash == Slot("token_hash")) & (Device.expires_at > Slot("now")))
+    .limit(1)
+))
+
+
 def device_for_token(token: str | None) -> Device | None:
     """The live device behind a session token, with its account; None when signed out."""
     if not token:
         return None
     now = utcnow()
-    device = (
-        Device.select(Device, Account)
-        .join(Account)
-        .where((Device.token_hash == _digest(token)) & (Device.expires_at > now))
-        .first()
-    )
+    device = _LIVE_DEVICE.first(token_hash=_digest(token), now=now)
     if device is None or device.account.blocked:
         return None
     if now - device.last_seen_at > TOUCH_EVERY:

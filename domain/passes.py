@@ -19,6 +19,7 @@ from domain import versions
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
+from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory, Unit, lock_membership, serialised
 
 # The protocol carries a plate in 16 ASCII characters (input registers 30–37).
@@ -233,6 +234,8 @@ def format_plate(norm: str) -> str:
 
 # A dated pass covers at most a year; longer needs are what permanent passes are for.
 MAX_PERIOD = dt.timedelta(days=366)
+# «Мои заявки» shows this many of the person's ended and revoked passes, newest first.
+ENDED_SHOWN = 30
 # Quick period choices of the form, in the order they are offered.
 QUICK_PERIODS = {
     "today": _l("Сегодня"),
@@ -484,6 +487,35 @@ def file_pass(
             created_at=now,
             created_by=created_by or member.account_id,
         )
+
+
+# The resident's «Мои заявки» and the operator's check run these on every request: composed
+# once, re-bound (domain/prepared.py).
+_LIVE_OWN = Prepared(lambda: VehiclePass.of_owner(Slot("territory"), Slot("account")).where(
+    VehiclePass.revoked_at.is_null()
+    & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > Slot("now")))
+))
+_ENDED_OWN = Prepared(lambda: VehiclePass.of_owner(Slot("territory"), Slot("account")).where(
+    VehiclePass.revoked_at.is_null(False)
+    | (VehiclePass.valid_to.is_null(False) & (VehiclePass.valid_to <= Slot("now")))
+).limit(ENDED_SHOWN))
+_WITH_PEOPLE = Prepared(lambda: VehiclePass.of_territory(Slot("territory")).where(
+    VehiclePass.id == Slot("id")
+).limit(1))
+
+
+def own_passes(territory_id: int, account_id: int, now: dt.datetime) -> dict[str, list]:
+    """One person's passes in a territory by group: active, upcoming and the latest ended."""
+    groups: dict[str, list] = {"active": [], "upcoming": []}
+    for found in _LIVE_OWN(territory=territory_id, account=account_id, now=now):
+        groups["upcoming" if found.valid_from > now else "active"].append(found)
+    groups["ended"] = list(_ENDED_OWN(territory=territory_id, account=account_id, now=now))
+    return groups
+
+
+def pass_with_people(territory_id: int, pass_id: int) -> VehiclePass | None:
+    """A pass of the territory with its owner and unit loaded; None when there is none."""
+    return _WITH_PEOPLE.first(territory=territory_id, id=pass_id)
 
 
 def visible_pass(member: Membership, pass_id: int) -> VehiclePass:

@@ -26,6 +26,7 @@ from domain import accounts, limits, versions
 from domain.accounts import Account, Device
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
+from domain.prepared import Prepared, Slot
 
 KINDS = {
     "kindergarten": _l("Детский сад"),
@@ -325,14 +326,25 @@ def update_settings(
     return territory
 
 
+# Every page asks these (blueprints/scope.py, the territory switcher): composed once,
+# re-bound (domain/prepared.py).
+_MEMBERSHIP = Prepared(lambda: (
+    Membership.select(Membership, Territory)
+    .join(Territory)
+    .where((Membership.account == Slot("account")) & (Membership.territory == Slot("territory")))
+    .limit(1)
+))
+_OF_ACCOUNT = Prepared(lambda: Membership.of_account(Slot("account")))
+
+
+def memberships_of(account: Account) -> list[Membership]:
+    """The account's memberships (Membership.of_account), for the switcher on every page."""
+    return list(_OF_ACCOUNT(account=account))
+
+
 def membership(account: Account, territory_id: int) -> Membership:
     """The account's membership in a territory; NotFound when they do not belong there."""
-    found = (
-        Membership.select(Membership, Territory)
-        .join(Territory)
-        .where((Membership.account == account) & (Membership.territory == territory_id))
-        .first()
-    )
+    found = _MEMBERSHIP.first(account=account, territory=territory_id)
     if found is None:
         raise NotFound(_l("Территория не найдена"))
     return found

@@ -86,16 +86,7 @@ def new(tid: int) -> Response:
 def mine(tid: int) -> Response:
     """«Мои заявки»: the person's own passes — active, upcoming, ended."""
     now = utcnow()
-    own = VehiclePass.of_owner(tid, g.membership.account_id)
-    groups = {
-        status: list(VehiclePass.with_status(own, status, now))
-        for status in ("active", "upcoming")
-    }
-    ended = own.where(
-        VehiclePass.revoked_at.is_null(False)
-        | (VehiclePass.valid_to.is_null(False) & (VehiclePass.valid_to <= now))
-    )
-    groups["ended"] = list(ended.limit(30))
+    groups = passes.own_passes(tid, g.membership.account_id, now)
     return page("passes/mine.html", groups=groups, now=now, form=EmptyForm())
 
 
@@ -169,11 +160,7 @@ def _check_result(tid: int, plate: str) -> dict | None:
     if not norm:
         return None
     decision = decide(g.territory, Credential("plate", norm), ENTRY, utcnow())
-    found = None
-    if decision.pass_id:
-        found = (
-            VehiclePass.of_territory(tid).where(VehiclePass.id == decision.pass_id).first()
-        )
+    found = passes.pass_with_people(tid, decision.pass_id) if decision.pass_id else None
     return {"plate": norm, "decision": decision, "pass": found}
 
 

@@ -34,7 +34,7 @@ def _here() -> dict:
         if not current_user.is_authenticated:
             return []
         if "_mine" not in g:
-            g._mine = list(Membership.of_account(current_user))
+            g._mine = territories.memberships_of(current_user)
         return g._mine
 
     def my_requests() -> list[JoinRequest]:
