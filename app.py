@@ -77,6 +77,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="propusk",
         PERMANENT_SESSION_LIFETIME=dt.timedelta(days=365),
+        # The device row holds the session's life (domain/accounts.py); re-signing an
+        # unchanged cookie on every response was a tenth of a check's time.
+        SESSION_REFRESH_EACH_REQUEST=False,
         # A PWA tab stays open for days: the token lives as long as the session does.
         WTF_CSRF_TIME_LIMIT=None,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,

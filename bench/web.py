@@ -50,7 +50,8 @@ app = Flask("bare")
 @app.get("/bare")
 def bare():
     return "<div id='check-result'><p>bare</p></div>"
-WSGIServer(("127.0.0.1", int(os.environ["PORT"])), app, log=None).serve_forever()
+if __name__ == "__main__":
+    WSGIServer(("127.0.0.1", int(os.environ["PORT"])), app, log=None).serve_forever()
 """
 
 LUA = """
@@ -167,6 +168,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="1: `python app.py` (one process); N: gunicorn -k gevent -w N, "
+                             "the bare handler likewise")
     parser.add_argument("--profile", choices=["check", "passes"],
                         help="sample the server with py-spy while this page is driven")
     args = parser.parse_args()
@@ -224,8 +228,21 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
            "SECRET_KEY": "bench", "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     results: dict[str, dict[str, float]] = {}
     app_port, bare_port = free_port(), free_port()
-    app = start([sys.executable, "app.py"], {**env, "PORT": str(app_port)}, work / "app.log")
-    bare = start([sys.executable, "-c", BARE], {**env, "PORT": str(bare_port)}, work / "bare.log")
+    (work / "bare_app.py").write_text(BARE)
+    if args.workers > 1:
+        # The several-process topology of docs/deploy.md, for both: gunicorn's gevent workers.
+        def serve(module: str, port: int, chdir: Path) -> list[str]:
+            return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(args.workers),
+                    "--worker-connections", "1000", "-b", f"127.0.0.1:{port}",
+                    "--chdir", str(chdir), "--log-level", "warning", module]
+
+        app_cmd = serve("wsgi:app", app_port, ROOT)
+        bare_cmd = serve("bare_app:app", bare_port, work)
+    else:
+        app_cmd = [sys.executable, "app.py"]
+        bare_cmd = [sys.executable, str(work / "bare_app.py")]
+    app = start(app_cmd, {**env, "PORT": str(app_port)}, work / "app.log")
+    bare = start(bare_cmd, {**env, "PORT": str(bare_port)}, work / "bare.log")
     try:
         base = f"http://127.0.0.1:{app_port}"
         wait_http(base + "/offline", timeout=60)
@@ -250,8 +267,9 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
     finally:
         stop(app)
         stop(bare)
+    server = "python app.py" if args.workers == 1 else f"gunicorn -k gevent -w {args.workers}"
     print(f"\n{args.connections} connections, {args.seconds:.0f} s each, {args.database}, "
-          f"scale {args.scale}, {os.cpu_count()} CPUs (wrk on the same machine)")
+          f"scale {args.scale}, {server}, {os.cpu_count()} CPUs (wrk on the same machine)")
     for name, r in results.items():
         bad = f"  {r['errors']} non-2xx!" if r["errors"] else ""
         print(f"{name:7s} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms"

@@ -17,7 +17,7 @@ from domain import billing
 from domain.accounts import Account
 from domain.passes import VehiclePass, normalize_plate
 from domain.prepared import Prepared, Slot
-from domain.territories import Membership, Territory
+from domain.territories import Membership, Territory, Unit
 
 GRANT, DENY_NO_PASS, DENY_EXPIRED, DENY_UNKNOWN, DENY_BLOCKED, TRY_AGAIN = 1, 2, 3, 4, 5, 6
 ENTRY, EXIT = 1, 2
@@ -111,7 +111,7 @@ def decide(
     if direction == EXIT and territory.free_exit:
         return Decision(GRANT, "exit_free")
     if credential.kind == "plate":
-        return _decide_plate(territory, normalize_plate(credential.value), direction, now)
+        return _decide_plate(territory, normalize_plate(credential.value), direction, now)[0]
     if credential.kind == "account":
         return _decide_account(territory, credential.value, now)
     if credential.kind == "card":
@@ -183,34 +183,49 @@ _DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
 
 
 # One query, on every plate the bridge or an operator checks: the plate's passes with each
-# owner's blocked flag and membership here. Composed once, re-bound (domain/prepared.py).
+# owner, unit and membership here (`member`, None once they left). Composed once, re-bound
+# (domain/prepared.py).
 _PLATE_PASSES = Prepared(lambda: (
-    VehiclePass.select(VehiclePass, Account.blocked, Membership.id.alias("member_id"))
+    VehiclePass.select(VehiclePass, Account, Unit, Membership.id)
     .join(Account, on=(VehiclePass.account == Account.id))
-    .join(Membership, JOIN.LEFT_OUTER, on=(
+    .switch(VehiclePass)
+    .join(Unit, JOIN.LEFT_OUTER, on=(VehiclePass.unit == Unit.id))
+    .switch(VehiclePass)
+    .join(Membership, JOIN.LEFT_OUTER, attr="member", on=(
         (Membership.account == VehiclePass.account)
         & (Membership.territory == VehiclePass.territory)))
     .where((VehiclePass.territory == Slot("territory")) & (VehiclePass.plate == Slot("plate")))
     .order_by(VehiclePass.id)
-    .objects()
 ))
 
 
-def _decide_plate(territory: Territory, plate: str, direction: int, now: dt.datetime) -> Decision:
+def check_plate(
+    territory: Territory, plate: str, now: dt.datetime
+) -> tuple[Decision, VehiclePass | None]:
+    """The operator's check: the entry decision for a plate, and the pass it rests on (with
+    its owner and unit loaded), in the one query the gate's decision takes."""
+    decision, passes = _decide_plate(territory, normalize_plate(plate), ENTRY, now)
+    found = next((p for p in passes if p.id == decision.pass_id), None)
+    return decision, found
+
+
+def _decide_plate(
+    territory: Territory, plate: str, direction: int, now: dt.datetime
+) -> tuple[Decision, list[VehiclePass]]:
+    """The decision for a plate and the plate's passes it was taken from."""
     if not territory.passes_enabled:
-        return Decision(DENY_NO_PASS, "passes_off")
-    # One query: the plate's passes with each owner's blocked flag and membership here.
-    passes = list(_PLATE_PASSES(territory=territory, plate=plate))
-    if not plate or not passes:
+        return Decision(DENY_NO_PASS, "passes_off"), []
+    passes = list(_PLATE_PASSES(territory=territory, plate=plate)) if plate else []
+    if not passes:
         return Decision(DENY_NO_PASS if direction == EXIT else DENY_UNKNOWN,
-                        "no_pass" if direction == EXIT else "unknown_plate")
+                        "no_pass" if direction == EXIT else "unknown_plate"), []
     grants: list[VehiclePass] = []
     denials: list[tuple[str, VehiclePass]] = []
     for p in passes:
         reason = _pass_problem(p, direction, now)
-        if reason is None and p.member_id is None:
+        if reason is None and p.member is None:
             reason = "not_member"
-        elif reason is None and p.blocked:
+        elif reason is None and p.account.blocked:
             reason = "account_blocked"
         if reason is None:
             grants.append(p)
@@ -219,10 +234,10 @@ def _decide_plate(territory: Territory, plate: str, direction: int, now: dt.date
     if grants:
         # The pass that lasts longest decides how long the grant holds (None = for good).
         best = max(grants, key=lambda p: p.valid_to or dt.datetime.max.replace(tzinfo=dt.UTC))
-        return Decision(GRANT, "pass_valid", best.account_id, best.id, best.valid_to)
+        return Decision(GRANT, "pass_valid", best.account_id, best.id, best.valid_to), passes
     reason, worst = min(denials, key=lambda d: (_DENIAL_RANK[d[0]], d[1].valid_from))
     until = worst.valid_from if reason == "pass_not_started" else None
-    return Decision(_DENIAL_CODE[reason], reason, worst.account_id, worst.id, until)
+    return Decision(_DENIAL_CODE[reason], reason, worst.account_id, worst.id, until), passes
 
 
 def _pass_problem(p: VehiclePass, direction: int, now: dt.datetime) -> str | None:

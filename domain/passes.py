@@ -489,8 +489,7 @@ def file_pass(
         )
 
 
-# The resident's «Мои заявки» and the operator's check run these on every request: composed
-# once, re-bound (domain/prepared.py).
+# «Мои заявки» asks these on every visit: composed once, re-bound (domain/prepared.py).
 _LIVE_OWN = Prepared(lambda: VehiclePass.of_owner(Slot("territory"), Slot("account")).where(
     VehiclePass.revoked_at.is_null()
     & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > Slot("now")))
@@ -499,9 +498,6 @@ _ENDED_OWN = Prepared(lambda: VehiclePass.of_owner(Slot("territory"), Slot("acco
     VehiclePass.revoked_at.is_null(False)
     | (VehiclePass.valid_to.is_null(False) & (VehiclePass.valid_to <= Slot("now")))
 ).limit(ENDED_SHOWN))
-_WITH_PEOPLE = Prepared(lambda: VehiclePass.of_territory(Slot("territory")).where(
-    VehiclePass.id == Slot("id")
-).limit(1))
 
 
 def own_passes(territory_id: int, account_id: int, now: dt.datetime) -> dict[str, list]:
@@ -511,11 +507,6 @@ def own_passes(territory_id: int, account_id: int, now: dt.datetime) -> dict[str
         groups["upcoming" if found.valid_from > now else "active"].append(found)
     groups["ended"] = list(_ENDED_OWN(territory=territory_id, account=account_id, now=now))
     return groups
-
-
-def pass_with_people(territory_id: int, pass_id: int) -> VehiclePass | None:
-    """A pass of the territory with its owner and unit loaded; None when there is none."""
-    return _WITH_PEOPLE.first(territory=territory_id, id=pass_id)
 
 
 def visible_pass(member: Membership, pass_id: int) -> VehiclePass:

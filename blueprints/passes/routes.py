@@ -15,7 +15,7 @@ from blueprints.passes.forms import CheckForm, EventFilterForm, LimitForm, PassF
 from blueprints.scope import territory_route
 from blueprints.ui import EmptyForm, form_error, page, wants_partial
 from domain import gates, passes
-from domain.access import ENTRY, Credential, decide
+from domain.access import check_plate
 from domain.accounts import Account
 from domain.db import utcnow
 from domain.errors import DomainError, NotFound
@@ -159,8 +159,7 @@ def _check_result(tid: int, plate: str) -> dict | None:
     norm = normalize_plate(plate)
     if not norm:
         return None
-    decision = decide(g.territory, Credential("plate", norm), ENTRY, utcnow())
-    found = passes.pass_with_people(tid, decision.pass_id) if decision.pass_id else None
+    decision, found = check_plate(g.territory, norm, utcnow())
     return {"plate": norm, "decision": decision, "pass": found}
 
 
