@@ -14,7 +14,7 @@ query's own row wrapper, so the rows come back as the same model objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from peewee import Node
@@ -44,33 +44,56 @@ class Slot(Node):
         return ctx.literal(ctx.state.param or "?")
 
 
+# What a Peewee cursor wrapper holds for one cursor; the rest of its state, worked out from the
+# query and the result's columns when the first row arrives, is the same on every run.
+_PER_CURSOR = frozenset({"cursor", "count", "index", "initialized", "populated", "row_cache"})
+
+
 class Prepared:
     """A select whose SQL is composed once per database and then only re-bound."""
 
     def __init__(self, build: Callable[[], Any]) -> None:
         self._build = build
-        self._compiled: tuple[Any, Any, str, list[Any]] | None = None
+        self._compiled: _Compiled | None = None
 
-    def _compile(self) -> tuple[Any, Any, str, list[Any]]:
+    def _compile(self) -> _Compiled:
         database = db.obj
         compiled = self._compiled
-        if compiled is None or compiled[0] is not database:
+        if compiled is None or compiled.database is not database:
             query = self._build()
             sql, params = query.sql()
-            compiled = self._compiled = (database, query, sql, params)
+            compiled = self._compiled = _Compiled(database, query, sql, params)
         return compiled
 
-    def __call__(self, **values: Any) -> Iterable[Any]:
+    def __call__(self, **values: Any) -> list[Any]:
         """Run with `values` for the slots; the rows as the built query would return them."""
-        database, query, sql, params = self._compile()
+        compiled = self._compile()
         bound = []
-        for param in params:
+        for param in compiled.params:
             if isinstance(param, _Bound):
                 value = values[param.name]
                 param = param.converter(value) if param.converter else value
             bound.append(param)
-        return query._get_cursor_wrapper(database.execute_sql(sql, bound))
+        cursor = compiled.database.execute_sql(compiled.sql, bound)
+        wrapper = compiled.query._get_cursor_wrapper(cursor)
+        if compiled.layout is not None:
+            # How columns map onto models: Peewee would work it out again for this cursor.
+            wrapper.__dict__.update(compiled.layout)
+            wrapper.initialized = True
+        rows = list(wrapper)
+        if compiled.layout is None and wrapper.initialized:
+            compiled.layout = {k: v for k, v in vars(wrapper).items() if k not in _PER_CURSOR}
+        return rows
 
     def first(self, **values: Any) -> Any:
         """The first row, or None."""
-        return next(iter(self(**values)), None)
+        rows = self(**values)
+        return rows[0] if rows else None
+
+
+class _Compiled:
+    __slots__ = ("database", "query", "sql", "params", "layout")
+
+    def __init__(self, database: Any, query: Any, sql: str, params: list[Any]) -> None:
+        self.database, self.query, self.sql, self.params = database, query, sql, params
+        self.layout: dict[str, Any] | None = None
