@@ -32,6 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,18 +83,16 @@ class Workload:
     def queries(self) -> dict[str, tuple[Callable[[], object], object]]:
         """name -> (run it once, the query whose plan to show)."""
         from blueprints.passes.routes import EVENTS_PER_PAGE, FEED_BATCH, PER_PAGE, _check_result
+        from domain.access import PLATE_PASSES
         from domain.gates import EventFilter, GateEvent
+        from domain.passes import OWN_LIVE, normalize_plate, own_passes
         from domain.passes import VehiclePass as VP
 
         tid = self.tid
-        own = VP.of_owner(tid, self.resident)
-        ended = own.where(VP.revoked_at.is_null(False)
-                          | (VP.valid_to.is_null(False) & (VP.valid_to <= self.now)))
+        live_own = {"territory": tid, "account": self.resident, "now": self.now}
 
         def resident():
-            for status in ("active", "upcoming"):
-                list(VP.with_status(own, status, self.now))
-            list(ended.limit(30))
+            own_passes(tid, self.resident, self.now)
 
         listing = VP.of_territory(tid)
         keyset_deep = listing.where(
@@ -108,10 +107,11 @@ class Workload:
             EVENTS_PER_PAGE + 1)
         day = EventFilter(since=self.day, until=self.day + dt.timedelta(days=1)).apply(
             GateEvent.feed(tid)).limit(EVENTS_PER_PAGE + 1)
-        check_plan = VP.select().where((VP.territory == tid) & (VP.plate == self.plate))
+        check_plan = SimpleNamespace(
+            sql=lambda: PLATE_PASSES.sql(territory=tid, plate=normalize_plate(self.plate)))
         return {
             "check": (lambda: _check_result(tid, self.plate), check_plan),
-            "resident": (resident, VP.with_status(own, "active", self.now)),
+            "resident": (resident, SimpleNamespace(sql=lambda: OWN_LIVE.sql(**live_own))),
             "manager p1": (lambda: VP.page_after(listing, None, PER_PAGE),
                            listing.limit(PER_PAGE + 1)),
             "manager deep": (lambda: VP.page_after(listing, self.middle, PER_PAGE), keyset_deep),

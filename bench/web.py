@@ -12,12 +12,14 @@ when missing; a Lua script rotates the plates and sends the cookie and HX-Reques
 - bare    GET /bare of a Flask app with one handler, under the same gevent server
 
 and prints requests per second, p50/p99 and the ratios to the bare handler (aim: check at
-least 40 % of bare, p99 under 100 ms). --profile also samples the server with py-spy
-(installed into the venv for the bench only) during a check run and prints where the time
-goes in our code.
+least 40 % of bare, p99 under 100 ms). --workers N serves both with gunicorn's gevent
+workers (the several-process topology of docs/deploy.md) instead of `python app.py`'s
+single pywsgi process. --profile also samples the server with py-spy (installed into the
+venv for the bench only) during a run of that page and prints where the time goes.
 
     .venv/bin/python bench/web.py [--seconds 10] [--connections 50] [--scale 0.01]
-                                  [--database postgresql|sqlite] [--profile]
+                                  [--database postgresql|sqlite] [--workers 1]
+                                  [--profile check|passes]
 """
 
 from __future__ import annotations

@@ -185,7 +185,7 @@ _DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
 # One query, on every plate the bridge or an operator checks: the plate's passes with each
 # owner, unit and membership here (`member`, None once they left). Composed once, re-bound
 # (domain/prepared.py).
-_PLATE_PASSES = Prepared(lambda: (
+PLATE_PASSES = Prepared(lambda: (
     VehiclePass.select(VehiclePass, Account, Unit, Membership.id)
     .join(Account, on=(VehiclePass.account == Account.id))
     .switch(VehiclePass)
@@ -215,7 +215,7 @@ def _decide_plate(
     """The decision for a plate and the plate's passes it was taken from."""
     if not territory.passes_enabled:
         return Decision(DENY_NO_PASS, "passes_off"), []
-    passes = list(_PLATE_PASSES(territory=territory, plate=plate)) if plate else []
+    passes = PLATE_PASSES(territory=territory, plate=plate) if plate else []
     if not passes:
         return Decision(DENY_NO_PASS if direction == EXIT else DENY_UNKNOWN,
                         "no_pass" if direction == EXIT else "unknown_plate"), []

@@ -6,8 +6,8 @@ import datetime as dt
 from typing import Any
 
 from peewee import DatabaseProxy, DateTimeField, Model
-from playhouse.db_url import connect
-from playhouse.pool import PooledSqliteDatabase
+from playhouse.db_url import parse
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 db = DatabaseProxy()
 
@@ -51,10 +51,12 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
-# Each request takes a connection and gives it back (app.py): for SQLite a pool keeps them
-# open, so a request does not pay for opening the file and setting its pragmas (a quarter
-# of a check's time, bench/README.md). One pool per process; a request beyond the limit
-# waits for a free connection.
+# Each request takes a connection and gives it back (app.py): a pool keeps them open, so a
+# request does not pay for opening the SQLite file and setting its pragmas (a quarter of a
+# check's time, bench/README.md), or for PostgreSQL starting a server process. One pool per
+# process; a request beyond the limit waits for a free connection. Peewee's PostgreSQL pool
+# checks a connection with SELECT 1 as it hands it out: one the server dropped (a restart, a
+# terminated backend) is replaced, not given to a request.
 POOL = {"max_connections": 64, "stale_timeout": 300, "timeout": 10}
 
 
@@ -69,10 +71,8 @@ def open_database(url: str) -> Any:
         return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
                                     lock_type="IMMEDIATE", **POOL)
     if url.startswith(("postgresql://", "postgres://")):
-        # Not pooled: a pool gave no gain in the tests and broke their per-test resets;
-        # put PgBouncer in front in production (docs/deploy.md).
         _cooperative_psycopg2()
-        return connect(url)
+        return PooledPostgresqlDatabase(**parse(url), **POOL)
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 

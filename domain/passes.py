@@ -343,11 +343,6 @@ class VehiclePass(BaseModel):
         return (rows[::-1] if backwards else rows), more
 
     @classmethod
-    def of_owner(cls, territory_id: int, account: Account | int):
-        """One person's passes in a territory, newest first."""
-        return cls.of_territory(territory_id).where(cls.account == account)
-
-    @classmethod
     def with_status(cls, query, status: str, now: dt.datetime):
         """Narrow a query of passes to one status at `now`."""
         live = cls.revoked_at.is_null()
@@ -490,22 +485,34 @@ def file_pass(
 
 
 # «Мои заявки» asks these on every visit: composed once, re-bound (domain/prepared.py).
-_LIVE_OWN = Prepared(lambda: VehiclePass.of_owner(Slot("territory"), Slot("account")).where(
-    VehiclePass.revoked_at.is_null()
-    & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > Slot("now")))
-))
-_ENDED_OWN = Prepared(lambda: VehiclePass.of_owner(Slot("territory"), Slot("account")).where(
-    VehiclePass.revoked_at.is_null(False)
-    | (VehiclePass.valid_to.is_null(False) & (VehiclePass.valid_to <= Slot("now")))
-).limit(ENDED_SHOWN))
+def _own(live: bool):
+    """A person's passes in a territory, newest first: the live ones, or the ended ones.
+    Their owner and unit are the person's own, so only the pass's columns are read."""
+    if live:
+        when = VehiclePass.revoked_at.is_null() & (
+            VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > Slot("now")))
+    else:
+        when = VehiclePass.revoked_at.is_null(False) | (
+            VehiclePass.valid_to.is_null(False) & (VehiclePass.valid_to <= Slot("now")))
+    query = (
+        VehiclePass.select()
+        .where((VehiclePass.territory == Slot("territory"))
+               & (VehiclePass.account == Slot("account")) & when)
+        .order_by(VehiclePass.created_at.desc(), VehiclePass.id.desc())
+    )
+    return query if live else query.limit(ENDED_SHOWN)
+
+
+OWN_LIVE = Prepared(lambda: _own(live=True))
+OWN_ENDED = Prepared(lambda: _own(live=False))
 
 
 def own_passes(territory_id: int, account_id: int, now: dt.datetime) -> dict[str, list]:
     """One person's passes in a territory by group: active, upcoming and the latest ended."""
     groups: dict[str, list] = {"active": [], "upcoming": []}
-    for found in _LIVE_OWN(territory=territory_id, account=account_id, now=now):
+    for found in OWN_LIVE(territory=territory_id, account=account_id, now=now):
         groups["upcoming" if found.valid_from > now else "active"].append(found)
-    groups["ended"] = list(_ENDED_OWN(territory=territory_id, account=account_id, now=now))
+    groups["ended"] = list(OWN_ENDED(territory=territory_id, account=account_id, now=now))
     return groups
 
 

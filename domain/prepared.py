@@ -65,8 +65,8 @@ class Prepared:
             compiled = self._compiled = _Compiled(database, query, sql, params)
         return compiled
 
-    def __call__(self, **values: Any) -> list[Any]:
-        """Run with `values` for the slots; the rows as the built query would return them."""
+    def sql(self, **values: Any) -> tuple[str, list[Any]]:
+        """The SQL text and its parameters with `values` in the slots (as Query.sql())."""
         compiled = self._compile()
         bound = []
         for param in compiled.params:
@@ -74,7 +74,13 @@ class Prepared:
                 value = values[param.name]
                 param = param.converter(value) if param.converter else value
             bound.append(param)
-        cursor = compiled.database.execute_sql(compiled.sql, bound)
+        return compiled.sql, bound
+
+    def __call__(self, **values: Any) -> list[Any]:
+        """Run with `values` for the slots; the rows as the built query would return them."""
+        sql, bound = self.sql(**values)
+        compiled = self._compiled
+        cursor = compiled.database.execute_sql(sql, bound)
         wrapper = compiled.query._get_cursor_wrapper(cursor)
         if compiled.layout is not None:
             # How columns map onto models: Peewee would work it out again for this cursor.
