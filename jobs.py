@@ -1,4 +1,5 @@
-"""Housekeeping (`python app.py`, `python -m gatebridge`): the hourly purge of deleted accounts."""
+"""Housekeeping (`python app.py`, `python -m gatebridge`), hourly: the purge of deleted
+accounts and the gate events' retention (with PostgreSQL's coming monthly partitions)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import gevent
 from flask import Flask
 from gevent.pool import Group
 
-from domain import accounts
+from domain import accounts, retention
 from domain.db import db
 
 log = logging.getLogger("propusk.jobs")
@@ -17,7 +18,10 @@ PURGE_EVERY = 3600.0  # seconds
 
 
 class PurgeJob:
-    """Calls the same purge as `flask purge-deleted` every hour (first run at start)."""
+    """Runs what `flask purge-deleted` and `flask events prune` do, every hour (first at start).
+
+    Web workers under gunicorn do not run it: the one bridge process does (docs/deploy.md).
+    """
 
     def __init__(self, app: Flask, every: float = PURGE_EVERY) -> None:
         self.app = app
@@ -25,11 +29,15 @@ class PurgeJob:
         self.group = Group()
 
     def run_once(self) -> int:
-        """One purge, in an app context with its own connection."""
+        """One round, in an app context with its own connection; returns the accounts purged."""
         with self.app.app_context(), db.connection_context():
             count = accounts.purge_deleted()
+            pruned = retention.prune_events()
+            created = retention.partition_events() if retention.is_partitioned() else []
         if count:
             log.info("purged %s deleted accounts", count)
+        if pruned or created:
+            log.info("pruned %s gate events; created partitions %s", pruned, created)
         return count
 
     def _loop(self) -> None:
@@ -37,7 +45,7 @@ class PurgeJob:
             try:
                 self.run_once()
             except Exception:  # a bad hour must not stop the next one
-                log.exception("purge of deleted accounts failed")
+                log.exception("housekeeping failed")
             gevent.sleep(self.every)
 
     def start(self) -> PurgeJob:

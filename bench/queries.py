@@ -14,7 +14,8 @@ throwaway PostgreSQL server, then runs, in the largest territory of each, what t
 - log day      the log filtered to one day
 
 and prints each one's median time, the ratio large/small (aim: at most 1.5) and the
-EXPLAIN (ANALYZE) plan of each on the large database.
+EXPLAIN (ANALYZE) plan of each on the large database. The two databases take turns, a
+slice of --seconds at a time (--rounds), so a machine that slows down midway weighs on both.
 
     .venv/bin/python bench/queries.py                 # quick: 10 000 vs 100 000 passes
     .venv/bin/python bench/queries.py --large 1       # the real thing: vs 1 000 000 passes
@@ -44,7 +45,7 @@ AIM = 1.5
 
 def _plan(query) -> str:
     sql, params = query.sql()
-    rows = db.execute_sql("EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) " + sql, params).fetchall()
+    rows = db.execute_sql("EXPLAIN (ANALYZE, COSTS OFF, SUMMARY ON) " + sql, params).fetchall()
     return "\n".join("    " + r[0] for r in rows)
 
 
@@ -123,38 +124,41 @@ class Workload:
         }
 
 
-def measure(run: Callable[[], object], seconds: float) -> float:
-    """Median milliseconds of `run`, repeated for about `seconds` (at least 20 times)."""
+def measure(run: Callable[[], object], seconds: float) -> list[float]:
+    """Milliseconds of `run`, repeated for about `seconds` (at least 10 times)."""
     run()  # warm the cache: the page would be warm too
     times = []
     stop = time.perf_counter() + seconds
-    while len(times) < 20 or time.perf_counter() < stop:
+    while len(times) < 10 or time.perf_counter() < stop:
         t0 = time.perf_counter()
         run()
         times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return times
 
 
-def run(small_url: str, large_url: str, seconds: float) -> None:
-    results: dict[str, dict[str, float]] = {}
+def run(small_url: str, large_url: str, seconds: float, rounds: int = 5) -> None:
+    samples: dict[str, dict[str, list[float]]] = {}
     plans: dict[str, str] = {}
     sizes = {}
-    for label, url in (("small", small_url), ("large", large_url)):
-        work = Workload(url)
-        sizes[label] = (work.passes, work.events)
-        for name, (once, query) in work.queries().items():
-            results.setdefault(name, {})[label] = measure(once, seconds)
-            if label == "large":
-                plans[name] = _plan(query)
-        db.close()
+    for turn in range(rounds):
+        for label, url in (("small", small_url), ("large", large_url)):
+            work = Workload(url)
+            sizes[label] = (work.passes, work.events)
+            for name, (once, query) in work.queries().items():
+                times = measure(once, seconds / rounds)
+                samples.setdefault(name, {}).setdefault(label, []).extend(times)
+                if label == "large" and turn == rounds - 1:
+                    plans[name] = _plan(query)
+            db.close()
     (sp, se), (lp, le) = sizes["small"], sizes["large"]
     print(f"territory 1: small {sp:,d} passes / {se:,d} events; "
-          f"large {lp:,d} passes / {le:,d} events")
+          f"large {lp:,d} passes / {le:,d} events; {rounds} rounds, medians")
     print(f"{'query':14s} {'small ms':>9s} {'large ms':>9s} {'ratio':>6s}")
-    for name, t in results.items():
-        ratio = t["large"] / t["small"]
+    for name, by_size in samples.items():
+        small, large = (statistics.median(by_size[k]) for k in ("small", "large"))
+        ratio = large / small
         mark = "" if name == "offset deep" else ("  ok" if ratio <= AIM else "  OVER AIM")
-        print(f"{name:14s} {t['small']:9.2f} {t['large']:9.2f} {ratio:6.2f}{mark}")
+        print(f"{name:14s} {small:9.2f} {large:9.2f} {ratio:6.2f}{mark}")
     print("\nplans on the large database (EXPLAIN ANALYZE):")
     for name, plan in plans.items():
         print(f"\n-- {name}\n{plan}")
@@ -168,9 +172,11 @@ def main() -> None:
     parser.add_argument("--small-url", help="an already generated small database")
     parser.add_argument("--large-url", help="an already generated large database")
     parser.add_argument("--seconds", type=float, default=1.0, help="per query and database")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="turns the two databases take, each a slice of --seconds")
     args = parser.parse_args()
     if args.small_url and args.large_url:
-        run(args.small_url, args.large_url, args.seconds)
+        run(args.small_url, args.large_url, args.seconds, args.rounds)
         return
     from bench.gen import BENCH_PG, generate
     from tests.pg import Cluster
@@ -181,7 +187,7 @@ def main() -> None:
             print(f"generating the {label} database (scale {scale})…")
             urls[label] = pg.create_database(f"bench_{label}")
             generate(urls[label], scale, log=lambda _line: None)
-        run(urls["small"], urls["large"], args.seconds)
+        run(urls["small"], urls["large"], args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

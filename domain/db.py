@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from peewee import DatabaseProxy, DateTimeField, Model
+from peewee import DatabaseProxy, DateTimeField, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
@@ -60,19 +60,26 @@ class BaseModel(Model):
 POOL = {"max_connections": 64, "stale_timeout": 300, "timeout": 10}
 
 
-def open_database(url: str) -> Any:
-    """Build a Peewee database object for a DATABASE_URL (sqlite:///… or postgresql://…)."""
+def open_database(url: str, pooled: bool = True) -> Any:
+    """Build a Peewee database object for a DATABASE_URL (sqlite:///… or postgresql://…).
+
+    `pooled=False` for a one-off tool (a schema template, a test's look into a database):
+    its close() really closes, so nothing stays connected to the database afterwards.
+    """
+    pool = POOL if pooled else {}
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         # check_same_thread=False: gevent's thread pool may finish work begun elsewhere.
         # lock_type: every transaction takes the write lock at BEGIN and waits for it (busy
         # timeout). A deferred one that reads, then writes, fails at once with "database is
         # locked" when another process (the bridge, a second web process) wrote meanwhile.
-        return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
-                                    lock_type="IMMEDIATE", **POOL)
+        cls = PooledSqliteDatabase if pooled else SqliteDatabase
+        return cls(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                   lock_type="IMMEDIATE", **pool)
     if url.startswith(("postgresql://", "postgres://")):
         _cooperative_psycopg2()
-        return PooledPostgresqlDatabase(**parse(url), **POOL)
+        cls = PooledPostgresqlDatabase if pooled else PostgresqlDatabase
+        return cls(**parse(url), **pool)
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 

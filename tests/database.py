@@ -111,7 +111,7 @@ def query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
     """Run one statement on a test database (`?` placeholders on both backends); commits."""
     from domain.db import open_database
 
-    database = open_database(url)
+    database = open_database(url, pooled=False)
     try:
         with database.connection_context():
             cursor = database.execute_sql(sql.replace("?", database.param), params)

@@ -143,7 +143,7 @@ class Cluster:
         from domain.schema import app_models, upgrade
 
         url = self.create_database(TEMPLATE)
-        database = open_database(url)
+        database = open_database(url, pooled=False)
         # Bound for the build only: the shared proxy stays as the running test left it.
         with database.bind_ctx(app_models()):
             upgrade(database)

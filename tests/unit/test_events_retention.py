@@ -81,6 +81,18 @@ def pg_app(tmp_path):
     db.close()
 
 
+def test_the_hourly_housekeeping_applies_the_retention(app, monkeypatch):
+    """`python app.py` and the bridge prune by themselves: no cron needed for the policy."""
+    from jobs import PurgeJob
+
+    with app.app_context():
+        _events([3000, 2000, 10])
+    monkeypatch.setenv("EVENTS_RETENTION_DAYS", "1000")
+    PurgeJob(app).run_once()
+    with app.app_context():
+        assert [e.at for e in GateEvent.select()] == [NOW - dt.timedelta(days=10)]
+
+
 def test_prune_on_postgresql_without_partitions(pg_app):
     with pg_app.app_context():
         _events()

@@ -22,7 +22,7 @@ def scratch(request, tmp_path):
     opened = []
 
     def connect():
-        opened.append(open_database(url))
+        opened.append(open_database(url, pooled=False))
         return opened[-1]
 
     yield connect
