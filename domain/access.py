@@ -183,10 +183,12 @@ _DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
 
 
 # One query, on every plate the bridge or an operator checks: the plate's passes with each
-# owner, unit and membership here (`member`, None once they left). Composed once, re-bound
-# (domain/prepared.py).
+# owner (what the verdict shows of them), unit and membership here (`member`, None once they
+# left). Composed once, re-bound (domain/prepared.py).
 PLATE_PASSES = Prepared(lambda: (
-    VehiclePass.select(VehiclePass, Account, Unit, Membership.id)
+    VehiclePass.select(VehiclePass, Account.id, Account.surname, Account.name,
+                       Account.patronymic, Account.phone, Account.blocked,
+                       Unit.id, Unit.name, Membership.id)
     .join(Account, on=(VehiclePass.account == Account.id))
     .switch(VehiclePass)
     .join(Unit, JOIN.LEFT_OUTER, on=(VehiclePass.unit == Unit.id))

@@ -224,8 +224,9 @@ def sign_in(account: Account, label: str, ip: str | None) -> str:
 
 
 # Every signed-in request asks this (Flask-Login's user loader): composed once, re-bound.
+# Of the device, what its callers read: id, last use, the territory chosen on it.
 _LIVE_DEVICE = Prepared(lambda: (
-    Device.select(Device, Account)
+    Device.select(Device.id, Device.last_seen_at, Device.territory_id, Account)
     .join(Account)
     .where((Device.token_hash == Slot("token_hash")) & (Device.expires_at > Slot("now")))
     .limit(1)
