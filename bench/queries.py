@@ -3,8 +3,8 @@
 Fills two databases with bench/gen.py (a small one, 10 000 passes, and a large one) on a
 throwaway PostgreSQL server, then runs, in the largest territory of each, what the pages run:
 
-- check        the operator's «Проверить номер»: decide() for a plate with passes (the
-               gate's own lookup) and the pass with its owner and unit
+- check        the operator's «Проверить номер»: check_plate() for a plate with passes —
+               the gate's own lookup, which brings the passes' owners and units along
 - resident     «Мои заявки»: a resident's active, upcoming and ended passes
 - manager p1   the manager's list, first page (25, newest first)
 - manager deep the same list, a page from the middle, by keyset (the pager's link)
@@ -83,13 +83,15 @@ class Workload:
 
     def queries(self) -> dict[str, tuple[Callable[[], object], object]]:
         """name -> (run it once, the query whose plan to show)."""
-        from blueprints.passes.routes import EVENTS_PER_PAGE, FEED_BATCH, PER_PAGE, _check_result
-        from domain.access import PLATE_PASSES
+        from blueprints.passes.routes import EVENTS_PER_PAGE, FEED_BATCH, PER_PAGE
+        from domain.access import PLATE_PASSES, check_plate
         from domain.gates import EventFilter, GateEvent
         from domain.passes import OWN_LIVE, normalize_plate, own_passes
         from domain.passes import VehiclePass as VP
+        from domain.territories import Territory
 
         tid = self.tid
+        territory = Territory.get_by_id(tid)
         live_own = {"territory": tid, "account": self.resident, "now": self.now}
 
         def resident():
@@ -111,7 +113,7 @@ class Workload:
         check_plan = SimpleNamespace(
             sql=lambda: PLATE_PASSES.sql(territory=tid, plate=normalize_plate(self.plate)))
         return {
-            "check": (lambda: _check_result(tid, self.plate), check_plan),
+            "check": (lambda: check_plate(territory, self.plate, self.now), check_plan),
             "resident": (resident, SimpleNamespace(sql=lambda: OWN_LIVE.sql(**live_own))),
             "manager p1": (lambda: VP.page_after(listing, None, PER_PAGE),
                            listing.limit(PER_PAGE + 1)),

@@ -196,8 +196,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _inputs(url: str) -> tuple[str, str, list[str]]:
-    """An operator of territory 1, its busiest resident, and plates to check."""
+def _inputs(url: str) -> tuple[str, str, int, list[str]]:
+    """An operator of territory 1, its busiest resident (and their number of passes), and
+    plates to check."""
     from domain.db import db, init_db
 
     init_db(url)
@@ -206,23 +207,23 @@ def _inputs(url: str) -> tuple[str, str, list[str]]:
             "SELECT a.phone FROM membership m JOIN account a ON a.id = m.account_id "
             "WHERE m.territory_id = 1 AND m.role = 'operator' ORDER BY a.id LIMIT 1"
         ).fetchone()[0]
-        resident = db.execute_sql(
-            "SELECT a.phone FROM vehicle_pass p JOIN account a ON a.id = p.account_id "
+        resident, owned = db.execute_sql(
+            "SELECT a.phone, count(*) FROM vehicle_pass p JOIN account a ON a.id = p.account_id "
             "WHERE p.territory_id = 1 AND NOT a.blocked GROUP BY a.phone "
             "ORDER BY count(*) DESC LIMIT 1"
-        ).fetchone()[0]
+        ).fetchone()
         plates = [r[0] for r in db.execute_sql(
             "SELECT DISTINCT plate FROM vehicle_pass WHERE territory_id = 1 LIMIT 40"
         ).fetchall()]
     db.close()
     # One in five checks is a plate nobody filed: the operator types those too.
-    return operator, resident, plates + ["X000XX00", "A001AA01", "B123OP777", "E555KX99",
-                                         "TEST123", "M001MM01", "P777PP77", "K202KK02",
-                                         "O999OO199", "C404CC04"]
+    return operator, resident, owned, plates + [
+        "X000XX00", "A001AA01", "B123OP777", "E555KX99", "TEST123", "M001MM01", "P777PP77",
+        "K202KK02", "O999OO199", "C404CC04"]
 
 
 def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
-    operator, resident, plates = _inputs(url)
+    operator, resident, owned, plates = _inputs(url)
     script = work / "check.lua"
     script.write_text(LUA % {"plates": ", ".join(f'"{p}"' for p in plates),
                              "path": "/t/1/check?plate="})
@@ -277,12 +278,12 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
         print(f"{name:7s} {r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms"
               f"{bad}")
     bare_rps = results["bare"]["rps"]
-    for name in ("check", "passes"):
-        share = results[name]["rps"] / bare_rps
-        p99 = results[name]["p99"]
-        verdict = "ok" if share >= AIM_SHARE and p99 < AIM_P99_MS else "BELOW AIM"
-        print(f"ratio {name}/bare: {share:.2f}  (aim >= {AIM_SHARE:.2f}, p99 < "
-              f"{AIM_P99_MS:.0f} ms): {verdict}")
+    share, p99 = results["check"]["rps"] / bare_rps, results["check"]["p99"]
+    verdict = "ok" if share >= AIM_SHARE and p99 < AIM_P99_MS else "BELOW AIM"
+    print(f"ratio check/bare: {share:.2f}  (aim >= {AIM_SHARE:.2f}, p99 < "
+          f"{AIM_P99_MS:.0f} ms): {verdict}")
+    print(f"ratio passes/bare: {results['passes']['rps'] / bare_rps:.2f}  (the full page "
+          f"of the territory's busiest resident, {owned} passes; no aim)")
 
 
 if __name__ == "__main__":
