@@ -12,6 +12,9 @@ from gevent import monkey
 
 monkey.patch_all()
 
-from app import create_app  # noqa: E402
+from app import create_app, settle_memory  # noqa: E402
 
 app = create_app({"GATEBRIDGE": False})
+
+# Start-up's objects leave the garbage collector's sight, as in `python app.py`.
+settle_memory()

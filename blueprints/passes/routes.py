@@ -50,9 +50,9 @@ def _back(default: str) -> str:
     return target if target.startswith(request.host_url) else default
 
 
-def _paged(query, number: int, per: int) -> tuple[list, bool]:
-    """One page of a query and whether there is a next one."""
-    rows = list(query.offset((number - 1) * per).limit(per + 1))
+def _paged(query, number: int, per: int, fetch=list) -> tuple[list, bool]:
+    """One page of a query (its rows by `fetch`) and whether there is a next one."""
+    rows = fetch(query.offset((number - 1) * per).limit(per + 1))
     return rows[:per], len(rows) > per
 
 
@@ -172,7 +172,7 @@ def check(tid: int) -> Response:
     if wants_partial():
         # The check form's own request: only the verdict, no feed or gates to query.
         return page("passes/check.html", "passes/_verdict.html", result=result)
-    recent = list(GateEvent.feed(tid).limit(FEED_ON_CHECK))
+    recent = GateEvent.with_people(GateEvent.feed(tid).limit(FEED_ON_CHECK))
     return page(
         "passes/check.html",
         form=form,
@@ -280,16 +280,17 @@ def events(tid: int) -> Response:
     if older or newer:
         # By keyset, newest first: a page deep in ten million events costs what the first does.
         if older:
-            batch = list(query.where(GateEvent.id < older).limit(EVENTS_PER_PAGE + 1))
+            batch = GateEvent.with_people(
+                query.where(GateEvent.id < older).limit(EVENTS_PER_PAGE + 1))
             rows, more = batch[:EVENTS_PER_PAGE], len(batch) > EVENTS_PER_PAGE
         else:
             upward = query.where(GateEvent.id > newer).order_by(GateEvent.id.asc())
-            batch = list(upward.limit(EVENTS_PER_PAGE + 1))
+            batch = GateEvent.with_people(upward.limit(EVENTS_PER_PAGE + 1), newest_first=False)
             rows, more = batch[:EVENTS_PER_PAGE][::-1], True
             if len(batch) <= EVENTS_PER_PAGE:
                 number = 1
     else:
-        rows, more = _paged(query, number, EVENTS_PER_PAGE)
+        rows, more = _paged(query, number, EVENTS_PER_PAGE, GateEvent.with_people)
     return page(
         "passes/events.html", form=form, rows=rows, more=more, number=number,
         args=_filter_args(), after=rows[0].id if rows else _newest_id(tid),
@@ -310,7 +311,8 @@ def newer(tid: int) -> Response:
     after = max(0, request.args.get("after", 0, type=int) or 0)
     form = _filter_form(tid)
     query = _event_filter(form).apply(GateEvent.feed(tid)).where(GateEvent.id > after)
-    batch = list(query.order_by(GateEvent.id).limit(FEED_BATCH))
+    batch = GateEvent.with_people(query.order_by(GateEvent.id).limit(FEED_BATCH),
+                                  newest_first=False)
     if not batch:
         return Response(status=204)
     return page(
@@ -328,7 +330,7 @@ def events_csv(tid: int) -> Response:
     the BOM to read UTF-8; every other spreadsheet takes both as well.
     """
     form = _filter_form(tid)
-    query = _event_filter(form).apply(GateEvent.feed(tid)).limit(CSV_LIMIT)
+    rows = GateEvent.with_people(_event_filter(form).apply(GateEvent.feed(tid)).limit(CSV_LIMIT))
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
@@ -337,7 +339,7 @@ def events_csv(tid: int) -> Response:
         _("Решение"), _("Код"), _("Причина"), _("Владелец"), _("Кто открыл"), _("Источник"),
     ])
     zone = ZoneInfo(g.timezone)
-    for e in query:
+    for e in rows:
         writer.writerow([
             e.at.astimezone(zone).strftime("%d.%m.%Y %H:%M:%S"),
             e.gate.name if e.gate_id else "",
