@@ -169,6 +169,25 @@ class Membership(BaseModel):
             .order_by(Account.surname, Account.name, cls.id)
         )
 
+    @staticmethod
+    def search(query, text: str):
+        """Narrow an of_territory() query to members whose name, phone, e-mail or unit
+        contains `text` (a phone as typed: +7 999…, 8 999…, digits only)."""
+        text = (text or "").strip()[:100]
+        if not text:
+            return query
+        digits = "".join(ch for ch in text if ch.isdigit())
+        match = (
+            Account.surname.contains(text) | Account.name.contains(text)
+            | Account.patronymic.contains(text) | Account.email.contains(text.lower())
+            | Unit.name.contains(text)
+        )
+        if len(digits) >= 3 and not text.strip("+0123456789 ()-"):
+            # A Russian number typed with a leading 8 is stored as +7…
+            tail = digits[1:] if len(digits) == 11 and digits[0] in "78" else digits
+            match = match | Account.phone.contains(tail)
+        return query.where(match)
+
     @classmethod
     def of_account(cls, account: Account):
         """The account's memberships with their territories and units, by territory name."""

@@ -39,6 +39,15 @@ class RejectForm(FlaskForm):
     reason = StringField(_l("Причина (необязательно)"), validators=[Length(max=500)])
 
 
+class MemberSearchForm(FlaskForm):
+    """The search over a territory's members (GET, no CSRF)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField(_l("Поиск"), render_kw={"placeholder": _l("ФИО, телефон, почта, объект")})
+
+
 class MemberForm(FlaskForm):
     """A member's role and unit."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, flash, g, redirect, url_for
+from flask import request as http_request  # `request` names a join request below
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -12,6 +13,7 @@ from blueprints.manage.forms import (
     AcceptForm,
     ImportForm,
     MemberForm,
+    MemberSearchForm,
     RejectForm,
     SettingsForm,
     UnitForm,
@@ -132,11 +134,22 @@ def reject(tid: int, rid: int) -> Response:
     return redirect(url_for("manage.requests", tid=tid))
 
 
+# A large village has thousands of members: the list is searched and shown a page at a time.
+MEMBERS_PER_PAGE = 50
+
+
 @bp.get("/members")
 @manager_only
 def members(tid: int) -> Response:
-    """Everyone in the territory with their role and unit."""
-    return page("manage/members.html", members=list(Membership.of_territory(g.territory)))
+    """Everyone in the territory with their role and unit: search, pages."""
+    form = MemberSearchForm(http_request.args)
+    text = (form.q.data or "").strip()
+    number = max(1, http_request.args.get("page", 1, type=int) or 1)
+    query = Membership.search(Membership.of_territory(g.territory), text)
+    rows = list(query.offset((number - 1) * MEMBERS_PER_PAGE).limit(MEMBERS_PER_PAGE + 1))
+    return page("manage/members.html", "manage/_members_table.html", form=form,
+                members=rows[:MEMBERS_PER_PAGE], more=len(rows) > MEMBERS_PER_PAGE,
+                number=number, args={"q": text} if text else {})
 
 
 def _member_or_404(mid: int) -> Membership:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 from jinja2 import ChoiceLoader, DictLoader
@@ -277,6 +278,44 @@ def test_members_change_role_and_remove(world):
     assert bad.status_code == 422 and "Резиденту нужен объект" in bad.get_data(as_text=True)
     assert post(manager, f"/t/{t.id}/manage/members/{member.id}/remove").status_code == 302
     assert Membership.get_or_none(Membership.id == member.id) is None
+
+
+def test_members_are_searched_and_paged(world):
+    """A village of a hundred and twenty: fifty a page, searched by name, phone or unit."""
+    from blueprints.manage.routes import MEMBERS_PER_PAGE
+
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        unit = add_unit(t, "Участок 77")
+        people = [person(f"Жилец{n:03d}") for n in range(120)]
+        for n, someone in enumerate(people):
+            Membership.create(account=someone, territory=t, role="resident",
+                              unit=unit if n == 7 else None)
+    manager = signed_in(app, world["manager"])
+    url = f"/t/{t.id}/manage/members"
+
+    def names(page):
+        """The surnames in the table (the search box repeats what was typed)."""
+        return re.findall(r"Жилец\d{3}", page.partition('id="members"')[2])
+
+    first = manager.get(url).get_data(as_text=True)
+    assert len(names(first)) == MEMBERS_PER_PAGE and "page=2" in first
+    third = manager.get(url + "?page=3").get_data(as_text=True)
+    # 121 members by surname (the manager «Управляева» comes last): 21 on the third page.
+    assert len(names(third)) == 120 - 2 * MEMBERS_PER_PAGE and "page=4" not in third
+    assert set(names(first)).isdisjoint(names(third))
+
+    assert names(manager.get(url + "?q=Жилец042").get_data(as_text=True)) == ["Жилец042"]
+    # A phone as people type it: with 8 instead of +7, with spaces.
+    phone = people[5].phone  # +7999444NNNN
+    typed = "8 " + phone[2:5] + " " + phone[5:]
+    assert names(manager.get(url, query_string={"q": typed}).get_data(as_text=True)) == [
+        "Жилец005"]
+    assert names(manager.get(url + "?q=Участок 77").get_data(as_text=True)) == ["Жилец007"]
+    # The search form swaps only the table; the pager keeps the search.
+    partial = manager.get(url + "?q=Жилец", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="members-table"' in partial and "<html" not in partial and "q=%D0%96%D0%B8%D0%BB%D0%B5%D1%86" in partial
+    assert "Никого не нашлось" in manager.get(url + "?q=нет-такого").get_data(as_text=True)
 
 
 def test_the_last_manager_cannot_remove_themselves(world):
