@@ -219,8 +219,7 @@ def events_prune(older_than_days: int | None) -> None:
     if days < 1:
         _fail("--older-than-days must be at least 1")
     with db.connection_context():
-        removed = retention.prune_events(days)
-        created = retention.partition_events() if retention.is_partitioned() else []
+        removed, created = retention.apply_policy(days)
     click.echo(f"pruned {removed} events older than {days} days")
     for name in created:
         click.echo(f"created partition {name}")

@@ -32,8 +32,7 @@ class PurgeJob:
         """One round, in an app context with its own connection; returns the accounts purged."""
         with self.app.app_context(), db.connection_context():
             count = accounts.purge_deleted()
-            pruned = retention.prune_events()
-            created = retention.partition_events() if retention.is_partitioned() else []
+            pruned, created = retention.apply_policy()
         if count:
             log.info("purged %s deleted accounts", count)
         if pruned or created:

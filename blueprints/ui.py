@@ -24,6 +24,17 @@ def page(template: str, partial: str | None = None, status: int = 200, **ctx: An
     return response
 
 
+def page_number() -> int:
+    """The ?page=N of a list, 1 when absent or nonsense."""
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+def paged(query, number: int, per: int, fetch=list) -> tuple[list, bool]:
+    """Page `number` of a query (its rows read by `fetch`) and whether another follows."""
+    rows = fetch(query.offset((number - 1) * per).limit(per + 1))
+    return rows[:per], len(rows) > per
+
+
 def form_error(form: FlaskForm, error: DomainError) -> None:
     """Show a domain error at the field it names, or above the form."""
     field = getattr(form, error.field, None) if error.field else None

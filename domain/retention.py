@@ -111,6 +111,13 @@ def prune_events(older_than_days: int | None = None, now: dt.datetime | None = N
             return removed
 
 
+def apply_policy(older_than_days: int | None = None) -> tuple[int, list[str]]:
+    """The events' policy in one go: prune past the retention and, once partitioned, create
+    the coming months. Returns (events removed, partitions created)."""
+    removed = prune_events(older_than_days)
+    return removed, partition_events() if is_partitioned() else []
+
+
 def partition_events(months_ahead: int = MONTHS_AHEAD, now: dt.datetime | None = None) -> list[str]:
     """Partition gate_event by month (converting it once) and create the months ahead.
 

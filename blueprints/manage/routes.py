@@ -21,7 +21,7 @@ from blueprints.manage.forms import (
     unit_choices,
 )
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page
+from blueprints.ui import EmptyForm, form_error, page, page_number, paged
 from domain import territories
 from domain.accounts import Account
 from domain.errors import DomainError, NotFound
@@ -144,12 +144,11 @@ def members(tid: int) -> Response:
     """Everyone in the territory with their role and unit: search, pages."""
     form = MemberSearchForm(http_request.args)
     text = (form.q.data or "").strip()
-    number = max(1, http_request.args.get("page", 1, type=int) or 1)
+    number = page_number()
     query = Membership.search(Membership.of_territory(g.territory), text)
-    rows = list(query.offset((number - 1) * MEMBERS_PER_PAGE).limit(MEMBERS_PER_PAGE + 1))
+    rows, more = paged(query, number, MEMBERS_PER_PAGE)
     return page("manage/members.html", "manage/_members_table.html", form=form,
-                members=rows[:MEMBERS_PER_PAGE], more=len(rows) > MEMBERS_PER_PAGE,
-                number=number, args={"q": text} if text else {})
+                members=rows, more=more, number=number, args={"q": text} if text else {})
 
 
 def _member_or_404(mid: int) -> Membership:

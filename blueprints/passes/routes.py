@@ -13,7 +13,7 @@ from wtforms import SelectChoice
 
 from blueprints.passes.forms import CheckForm, EventFilterForm, LimitForm, PassFilterForm, PassForm
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page, wants_partial
+from blueprints.ui import EmptyForm, form_error, page, page_number, paged, wants_partial
 from domain import gates, passes
 from domain.access import check_plate
 from domain.accounts import Account
@@ -40,20 +40,10 @@ def plate_filter(norm: str) -> str:
     return format_plate(norm or "")
 
 
-def _page_number() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
-
-
 def _back(default: str) -> str:
     """Where the person came from on this site, else `default`."""
     target = request.referrer or ""
     return target if target.startswith(request.host_url) else default
-
-
-def _paged(query, number: int, per: int, fetch=list) -> tuple[list, bool]:
-    """One page of a query (its rows by `fetch`) and whether there is a next one."""
-    rows = fetch(query.offset((number - 1) * per).limit(per + 1))
-    return rows[:per], len(rows) > per
 
 
 # --- Passes ---------------------------------------------------------------------------
@@ -99,7 +89,7 @@ def all_passes(tid: int) -> Response:
     query = VehiclePass.search(VehiclePass.of_territory(tid), filters.q.data or "")
     if filters.status.data in ("active", "upcoming", "expired", "revoked"):
         query = VehiclePass.with_status(query, filters.status.data, now)
-    number = _page_number()
+    number = page_number()
     after, before = request.args.get("after", type=int), request.args.get("before", type=int)
     pivot = None
     if after or before:
@@ -113,7 +103,7 @@ def all_passes(tid: int) -> Response:
         if backwards and not beyond:
             number = 1  # reached the top: whatever the link said, this is the first page
     elif number > 1:
-        rows, more = _paged(query, number, PER_PAGE)  # an old or typed ?page=N link
+        rows, more = paged(query, number, PER_PAGE)  # an old or typed ?page=N link
     else:
         rows, more = VehiclePass.page_after(query, None, PER_PAGE)
     args = {k: v for k, v in request.args.items() if k not in ("page", "after", "before") and v}
@@ -154,7 +144,7 @@ def set_limit(tid: int) -> Response:
 # --- The operator's check and «Открыть» -----------------------------------------------
 
 
-def _check_result(tid: int, plate: str) -> dict | None:
+def _check_result(plate: str) -> dict | None:
     """What the gate would answer for the plate now, with the pass's people and period."""
     norm = normalize_plate(plate)
     if not norm:
@@ -168,7 +158,7 @@ def _check_result(tid: int, plate: str) -> dict | None:
 def check(tid: int) -> Response:
     """«Проверить номер»: may this plate enter now, whose is it, whom to call."""
     form = CheckForm(request.args)
-    result = _check_result(tid, form.plate.data or "")
+    result = _check_result(form.plate.data or "")
     if wants_partial():
         # The check form's own request: only the verdict, no feed or gates to query.
         return page("passes/check.html", "passes/_verdict.html", result=result)
@@ -274,7 +264,7 @@ def events(tid: int) -> Response:
     """«Журнал»: every decision at the gates, with filters; the first page updates live."""
     form = _filter_form(tid)
     query = _event_filter(form).apply(GateEvent.feed(tid))
-    number = _page_number()
+    number = page_number()
     older = request.args.get("older_than", type=int)
     newer = request.args.get("newer_than", type=int)
     if older or newer:
@@ -290,7 +280,7 @@ def events(tid: int) -> Response:
             if len(batch) <= EVENTS_PER_PAGE:
                 number = 1
     else:
-        rows, more = _paged(query, number, EVENTS_PER_PAGE, GateEvent.with_people)
+        rows, more = paged(query, number, EVENTS_PER_PAGE, GateEvent.with_people)
     return page(
         "passes/events.html", form=form, rows=rows, more=more, number=number,
         args=_filter_args(), after=rows[0].id if rows else _newest_id(tid),
