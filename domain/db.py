@@ -79,9 +79,9 @@ def open_database(url: str, pooled: bool = True) -> Any:
     if url.startswith(("postgresql://", "postgres://")):
         _cooperative_psycopg2()
         params = parse(url)
-        # Many short queries at once, not one big one: starting a parallel worker (several
-        # milliseconds) cost more than the scan it shared — a day of the log took 11 ms instead
-        # of 2 (bench/README.md). A URL's own ?options=… wins.
+        # Many short queries at once, not one big one: a day of the log spent 7 of its 11.7 ms
+        # waiting for a parallel worker to start and share a scan of 1 232 rows
+        # (bench/README.md). A URL's own ?options=… wins.
         params.setdefault("options", "-c max_parallel_workers_per_gather=0")
         cls = PooledPostgresqlDatabase if pooled else PostgresqlDatabase
         return cls(**params, **pool)

@@ -68,19 +68,12 @@ class Prepared:
     def sql(self, **values: Any) -> tuple[str, list[Any]]:
         """The SQL text and its parameters with `values` in the slots (as Query.sql())."""
         compiled = self._compile()
-        bound = []
-        for param in compiled.params:
-            if isinstance(param, _Bound):
-                value = values[param.name]
-                param = param.converter(value) if param.converter else value
-            bound.append(param)
-        return compiled.sql, bound
+        return compiled.sql, compiled.bind(values)
 
     def __call__(self, **values: Any) -> list[Any]:
         """Run with `values` for the slots; the rows as the built query would return them."""
-        sql, bound = self.sql(**values)
-        compiled = self._compiled
-        cursor = compiled.database.execute_sql(sql, bound)
+        compiled = self._compile()
+        cursor = compiled.database.execute_sql(compiled.sql, compiled.bind(values))
         wrapper = compiled.query._get_cursor_wrapper(cursor)
         if compiled.layout is not None:
             # How columns map onto models: Peewee would work it out again for this cursor.
@@ -103,3 +96,13 @@ class _Compiled:
     def __init__(self, database: Any, query: Any, sql: str, params: list[Any]) -> None:
         self.database, self.query, self.sql, self.params = database, query, sql, params
         self.layout: dict[str, Any] | None = None
+
+    def bind(self, values: dict[str, Any]) -> list[Any]:
+        """The parameters with each slot's value in place, converted by its field."""
+        bound = []
+        for param in self.params:
+            if isinstance(param, _Bound):
+                value = values[param.name]
+                param = param.converter(value) if param.converter else value
+            bound.append(param)
+        return bound
