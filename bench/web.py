@@ -43,9 +43,10 @@ sys.path.insert(0, str(ROOT))
 from bench.gen import PASSWORD, generate  # noqa: E402
 from tests.server import free_port, wait_http  # noqa: E402
 
+# The same server as `python app.py`: gevent's WSGIServer on app.listener's socket.
 BARE = """
 from gevent import monkey; monkey.patch_all()
-import os
+import os, sys
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 app = Flask("bare")
@@ -53,7 +54,9 @@ app = Flask("bare")
 def bare():
     return "<div id='check-result'><p>bare</p></div>"
 if __name__ == "__main__":
-    WSGIServer(("127.0.0.1", int(os.environ["PORT"])), app, log=None).serve_forever()
+    sys.path.insert(0, %(root)r)
+    from app import listener
+    WSGIServer(listener(int(os.environ["PORT"])), app, log=None).serve_forever()
 """
 
 LUA = """
@@ -231,7 +234,7 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
            "SECRET_KEY": "bench", "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     results: dict[str, dict[str, float]] = {}
     app_port, bare_port = free_port(), free_port()
-    (work / "bare_app.py").write_text(BARE)
+    (work / "bare_app.py").write_text(BARE % {"root": str(ROOT)})
     if args.workers > 1:
         # The several-process topology of docs/deploy.md, for both: gunicorn's gevent workers.
         def serve(module: str, port: int, chdir: Path) -> list[str]:
