@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from flask import Flask, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import login_user, logout_user
+from itsdangerous import URLSafeTimedSerializer
 
 from domain import accounts
 from extensions import login_manager
 
 
+class SessionCookie(SecureCookieSessionInterface):
+    """Flask's signed session cookie, its serializer built once per set of secrets.
+
+    Flask builds a new serializer on every request that reads the cookie; the secrets change
+    only with the configuration (a new SECRET_KEY, fallbacks during a rotation).
+    """
+
+    def __init__(self) -> None:
+        self._built: tuple[tuple, URLSafeTimedSerializer | None] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        secrets = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        if self._built is None or self._built[0] != secrets:
+            self._built = (secrets, super().get_signing_serializer(app))
+        return self._built[1]
+
+
 def init_sessions(app: Flask) -> None:
     """Bind Flask-Login; the session cookie carries only a device token."""
+    app.session_interface = SessionCookie()
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = _l("Войдите, чтобы продолжить")

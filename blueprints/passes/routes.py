@@ -157,11 +157,11 @@ def _check_result(plate: str) -> dict | None:
 @territory_route(roles=WATCHERS)
 def check(tid: int) -> Response:
     """«Проверить номер»: may this plate enter now, whose is it, whom to call."""
-    form = CheckForm(request.args)
-    result = _check_result(form.plate.data or "")
+    result = _check_result(request.args.get("plate", ""))
     if wants_partial():
-        # The check form's own request: only the verdict, no feed or gates to query.
+        # The check form's own request: only the verdict, no form, feed or gates to build.
         return page("passes/check.html", "passes/_verdict.html", result=result)
+    form = CheckForm(request.args)
     recent = GateEvent.with_people(GateEvent.feed(tid).limit(FEED_ON_CHECK))
     return page(
         "passes/check.html",

@@ -96,3 +96,18 @@ def test_one_address_trying_many_logins_is_paused(app, make_account):
     for n in range(50):
         auth.login(f"+7999000{n:04d}", "wrong-pass1")
     assert "Слишком много попыток входа" in auth.login("+79990001122").get_data(as_text=True)
+
+
+def test_a_new_secret_key_ends_old_cookies_unless_kept_as_a_fallback(app, client, auth,
+                                                                      make_account):
+    # The cookie's serializer is built once per set of secrets (blueprints/sessions.py):
+    # rotating the key must still be seen by the very next request.
+    make_account(phone="+79990001122")
+    auth.login("+79990001122")
+    assert "Выйти" in client.get("/").get_data(as_text=True)
+    app.secret_key = "rotated-secret"
+    assert "Выйти" not in client.get("/").get_data(as_text=True)
+    auth.login("+79990001122")
+    app.config["SECRET_KEY_FALLBACKS"] = ["rotated-secret"]
+    app.secret_key = "rotated-again"
+    assert "Выйти" in client.get("/").get_data(as_text=True)
