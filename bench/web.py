@@ -10,6 +10,8 @@ when missing; a Lua script rotates the plates and sends the cookie and HX-Reques
           swaps in), plates rotating over ones with passes and unknown ones
 - passes  GET /t/1/passes, the resident's «Мои заявки»
 - bare    GET /bare of a Flask app with one handler, under the same gevent server
+- floor   GET /t/1/floor, a territory route of Propusk that does nothing, same server: the
+          ceiling of any signed-in territory page (session, device, membership, headers)
 
 and prints requests per second, p50/p99 and the ratios to the bare handler (aim: check at
 least 40 % of bare, p99 under 100 ms). --workers N serves both with gunicorn's gevent
@@ -43,19 +45,31 @@ sys.path.insert(0, str(ROOT))
 from bench.gen import PASSWORD, generate  # noqa: E402
 from tests.server import free_port, wait_http  # noqa: E402
 
-# The same server as `python app.py`: gevent's WSGIServer on app.listener's socket.
+# Two references under the same server as `python app.py` (gevent's WSGIServer on
+# app.listener's socket), chosen by BENCH_APP: "bare", a Flask app with one handler, and
+# "floor", Propusk itself with a territory route that does nothing: what every signed-in
+# territory page costs before its own work (session cookie, device, membership, CSRF,
+# security headers).
 BARE = """
 from gevent import monkey; monkey.patch_all()
 import os, sys
+sys.path.insert(0, %(root)r)
 from flask import Flask
 from gevent.pywsgi import WSGIServer
-app = Flask("bare")
-@app.get("/bare")
-def bare():
-    return "<div id='check-result'><p>bare</p></div>"
+from app import create_app, listener
+from blueprints.scope import territory_route
+if os.environ["BENCH_APP"] == "bare":
+    app = Flask("bare")
+    @app.get("/bare")
+    def bare():
+        return "<div id='check-result'><p>bare</p></div>"
+else:
+    app = create_app()
+    @app.get("/t/<int:tid>/floor")
+    @territory_route()
+    def floor(tid):
+        return "<div id='check-result'><p>floor</p></div>"
 if __name__ == "__main__":
-    sys.path.insert(0, %(root)r)
-    from app import listener
     WSGIServer(listener(int(os.environ["PORT"])), app, log=None).serve_forever()
 """
 
@@ -233,7 +247,7 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
     env = {**os.environ, "INSTANCE_PATH": str(work / "instance"), "GATEBRIDGE": "0",
            "SECRET_KEY": "bench", "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
     results: dict[str, dict[str, float]] = {}
-    app_port, bare_port = free_port(), free_port()
+    app_port, bare_port, floor_port = free_port(), free_port(), free_port()
     (work / "bare_app.py").write_text(BARE % {"root": str(ROOT)})
     if args.workers > 1:
         # The several-process topology of docs/deploy.md, for both: gunicorn's gevent workers.
@@ -243,20 +257,25 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
                     "--chdir", str(chdir), "--log-level", "warning", module]
 
         app_cmd = serve("wsgi:app", app_port, ROOT)
-        bare_cmd = serve("bare_app:app", bare_port, work)
+        bare_cmd = lambda port: serve("bare_app:app", port, work)  # noqa: E731
     else:
         app_cmd = [sys.executable, "app.py"]
-        bare_cmd = [sys.executable, str(work / "bare_app.py")]
+        bare_cmd = lambda _port: [sys.executable, str(work / "bare_app.py")]  # noqa: E731
     app = start(app_cmd, {**env, "PORT": str(app_port)}, work / "app.log")
-    bare = start(bare_cmd, {**env, "PORT": str(bare_port)}, work / "bare.log")
+    bare = start(bare_cmd(bare_port), {**env, "PORT": str(bare_port), "BENCH_APP": "bare"},
+                 work / "bare.log")
+    floor = start(bare_cmd(floor_port), {**env, "PORT": str(floor_port), "BENCH_APP": "floor"},
+                  work / "floor.log")
     try:
         base = f"http://127.0.0.1:{app_port}"
         wait_http(base + "/offline", timeout=60)
         wait_http(f"http://127.0.0.1:{bare_port}/bare")
+        wait_http(f"http://127.0.0.1:{floor_port}/offline", timeout=60)
         watcher = {"Cookie": sign_in(base, operator), "HX-Request": "true"}
         owner = {"Cookie": sign_in(base, resident)}
         runs = [
             ("bare", f"http://127.0.0.1:{bare_port}/bare", {}, None),
+            ("floor", f"http://127.0.0.1:{floor_port}/t/1/floor", watcher, None),
             ("check", base + "/t/1/check", watcher, str(script)),
             ("passes", base + "/t/1/passes", owner, None),
         ]
@@ -273,6 +292,7 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
     finally:
         stop(app)
         stop(bare)
+        stop(floor)
     server = "python app.py" if args.workers == 1 else f"gunicorn -k gevent -w {args.workers}"
     print(f"\n{args.connections} connections, {args.seconds:.0f} s each, {args.database}, "
           f"scale {args.scale}, {server}, {os.cpu_count()} CPUs (wrk on the same machine)")
@@ -287,6 +307,8 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
           f"{AIM_P99_MS:.0f} ms): {verdict}")
     print(f"ratio passes/bare: {results['passes']['rps'] / bare_rps:.2f}  (the full page "
           f"of the territory's busiest resident, {owned} passes; no aim)")
+    print(f"ratio floor/bare: {results['floor']['rps'] / bare_rps:.2f}  (a territory route "
+          f"that does nothing: the most any signed-in page can reach)")
 
 
 if __name__ == "__main__":
