@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from peewee import JOIN
+from peewee import JOIN, Model, fn
 
 from domain.accounts import Account
 from domain.db import db, init_db
@@ -119,3 +119,60 @@ def test_another_database_gets_its_own_sql(app, world, database_url):
         init_db(app.config["DATABASE_URL"])
     with app.app_context(), db.connection_context():
         assert len(LIVE(**ids)) == 2
+
+
+def _state(obj):
+    """Everything a model object holds, joined objects included, for comparing two builds."""
+    if not isinstance(obj, Model):
+        return obj
+    extra = {k: _state(v) for k, v in vars(obj).items() if k not in ("__data__", "__rel__")}
+    return (type(obj).__name__, dict(obj.__data__),
+            {k: _state(v) for k, v in obj.__rel__.items()}, extra)
+
+
+def _peewee_rows(prepared, **values):
+    """The rows as Peewee's own cursor wrapper builds them from the same SQL and values."""
+    sql, params = prepared.sql(**values)
+    return list(prepared._compiled.query._get_cursor_wrapper(db.execute_sql(sql, params)))
+
+
+def test_the_app_s_prepared_queries_build_rows_as_peewee_does(app, world):
+    """Past the first run, rows are built without Peewee's wrapper (domain/prepared._Rows):
+    every object, field, joined object and missing outer join must come out the same."""
+    from domain import access, accounts, passes, territories
+
+    territory, resident, gone = world["territory"], world["resident"], world["gone"]
+    with app.app_context(), db.connection_context():
+        token = accounts.sign_in(resident, "test", None)
+        cases = [
+            (access.PLATE_PASSES, {"territory": territory, "plate": "A111AA77"}),
+            (access.PLATE_PASSES, {"territory": territory, "plate": "E444EE77"}),  # no member
+            (access.PLATE_PASSES, {"territory": territory, "plate": "C333CC77"}),
+            (accounts._LIVE_DEVICE, {"token_hash": accounts._digest(token), "now": NOW}),
+            (territories._MEMBERSHIP, {"account": resident, "territory": territory}),
+            (territories._OF_ACCOUNT, {"account": resident}),
+            (territories._OF_ACCOUNT, {"account": gone}),
+            (passes.OWN_LIVE, {"territory": territory, "account": resident, "now": NOW}),
+            (passes.OWN_ENDED, {"territory": territory, "account": resident, "now": NOW}),
+        ]
+        for prepared, values in cases:
+            prepared(**values)  # the first run learns the layout
+            got = prepared(**values)
+            assert prepared._compiled.rows is not None, "fell back to Peewee's wrapper"
+            expected = _peewee_rows(prepared, **values)
+            assert [_state(r) for r in got] == [_state(r) for r in expected]
+        assert access.PLATE_PASSES(territory=territory, plate="E444EE77")[0].member is None
+
+
+def test_rows_peewee_alone_can_build_keep_its_wrapper(app, world):
+    """A computed column is no field of a model: such a query is not given the fast path."""
+    counted = Prepared(lambda: (
+        VehiclePass.select(VehiclePass.account, fn.COUNT(VehiclePass.id).alias("n"))
+        .where(VehiclePass.territory == Slot("territory"))
+        .group_by(VehiclePass.account).order_by(VehiclePass.account)))
+    with app.app_context(), db.connection_context():
+        first = counted(territory=world["territory"])
+        again = counted(territory=world["territory"])
+        assert counted._compiled.rows is None
+        assert [(p.account_id, p.n) for p in again] == [(p.account_id, p.n) for p in first]
+        assert sorted(p.n for p in again) == [1, 3]
