@@ -23,16 +23,19 @@ sys.path.insert(0, str(ROOT))
 
 from tests.server import free_port, wait_http  # noqa: E402
 
+# The same server as `python app.py`: gevent's WSGIServer on app.listener's socket.
 BARE = """
 from gevent import monkey; monkey.patch_all()
-import os
+import os, sys
+sys.path.insert(0, %(root)r)
 from flask import Flask
 from gevent.pywsgi import WSGIServer
+from app import listener
 app = Flask("bare")
 @app.get("/offline")
 def offline():
     return "<!doctype html><p>bare</p>"
-WSGIServer(("127.0.0.1", int(os.environ["PORT"])), app, log=None).serve_forever()
+WSGIServer(listener(int(os.environ["PORT"])), app, log=None).serve_forever()
 """
 
 
@@ -76,7 +79,7 @@ def main() -> None:
     instance = Path(tempfile.mkdtemp()) / "instance"
     results = {}
     for name, cmd in (("propusk", [sys.executable, "app.py"]),
-                      ("bare", [sys.executable, "-c", BARE])):
+                      ("bare", [sys.executable, "-c", BARE % {"root": str(ROOT)}])):
         port = free_port()
         env = {**os.environ, "PORT": str(port), "INSTANCE_PATH": str(instance),
                "GATEBRIDGE": "0", "SECRET_KEY": "bench"}
