@@ -123,8 +123,8 @@ class _Rows:
     Once the first run has shown which column goes to which field of which model, a row
     only needs each value converted and put into its object's field data, then the joined
     objects linked the way Peewee links them. Queries with anything else (a dict or tuple
-    row, a computed column, a model with
-    its own constructor) keep Peewee's wrapper: `plan` returns None for them.
+    row, a computed column, a model with its own constructor) keep Peewee's wrapper:
+    `plan` returns None for them.
     """
 
     __slots__ = ("models", "columns", "links", "reachable")
