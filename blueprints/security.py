@@ -37,12 +37,18 @@ HEADERS = {
 def init_security(app: Flask) -> None:
     """Add the security headers and keep authenticated or partial responses out of caches."""
 
+    every = dict(HEADERS)
+    if app.config.get("SESSION_COOKIE_SECURE"):
+        every["Strict-Transport-Security"] = "max-age=31536000"
+    # Each header added unless the view set its own: one pass over the response's headers
+    # (setdefault would scan them once per header, on every response).
+    ours = [(name.lower(), name, value) for name, value in every.items()]
+
     @app.after_request
     def _headers(response: Response) -> Response:
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        if app.config.get("SESSION_COOKIE_SECURE"):
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        present = {name.lower() for name in response.headers.keys()}
+        response.headers.extend([(name, value) for low, name, value in ours
+                                 if low not in present])
         private = current_user.is_authenticated or request.headers.get("HX-Request")
         if private:
             response.headers["Cache-Control"] = "no-store"

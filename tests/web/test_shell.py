@@ -26,6 +26,27 @@ def test_strict_csp_and_security_headers(client):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["Referrer-Policy"] == "same-origin"
+    assert "Strict-Transport-Security" not in response.headers  # plain HTTP by default
+    names = [name.lower() for name in response.headers.keys() if name.lower() != "set-cookie"]
+    assert len(names) == len(set(names))  # each header once
+
+
+def test_https_adds_hsts_and_a_view_s_own_header_is_kept(app, tmp_path):
+    from flask import Response
+
+    from app import create_app
+
+    secure = create_app({**app.config, "SESSION_COOKIE_SECURE": True,
+                         "INSTANCE_PATH": str(tmp_path / "secure")})
+
+    @secure.get("/framed")
+    def framed():
+        return Response("ok", headers={"X-Frame-Options": "SAMEORIGIN"})
+
+    response = secure.test_client().get("/framed")
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
 
 
 def test_htmx_is_configured_for_the_csp(client):
