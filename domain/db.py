@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from peewee import DatabaseProxy, DateTimeField, Model, PostgresqlDatabase, SqliteDatabase
@@ -54,10 +55,45 @@ class BaseModel(Model):
 # Each request takes a connection and gives it back (app.py): a pool keeps them open, so a
 # request does not pay for opening the SQLite file and setting its pragmas (a quarter of a
 # check's time, bench/README.md), or for PostgreSQL starting a server process. One pool per
-# process; a request beyond the limit waits for a free connection. Peewee's PostgreSQL pool
-# checks a connection with SELECT 1 as it hands it out: one the server dropped (a restart, a
-# terminated backend) is replaced, not given to a request.
+# process; a request beyond the limit waits for a free connection.
 POOL = {"max_connections": 64, "stale_timeout": 300, "timeout": 10}
+
+
+class PostgresqlPool(PooledPostgresqlDatabase):
+    """Peewee's PostgreSQL pool, without asking the server about a connection just used.
+
+    Peewee checks each idle connection with a SELECT 1 round trip as it hands it out, so
+    that one the server dropped (a restart, a terminated backend) is replaced rather than
+    given to a request. Under load that is a round trip more on every request: a fifth of a
+    territory page's throughput (bench/README.md). A connection given back less than
+    RECENT seconds ago is handed out without the check (HikariCP skips it likewise within
+    500 ms of last use); if the server dropped it in that moment, the request that gets it
+    fails once and the connection is closed when given back. Older ones are still checked.
+    """
+
+    RECENT = 0.5
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._given_back: dict[int, float] = {}
+        super().__init__(*args, **kwargs)
+
+    def _can_reuse(self, conn: Any) -> bool:
+        reusable = super()._can_reuse(conn)
+        if reusable:
+            self._given_back[id(conn)] = time.monotonic()
+        return reusable
+
+    def _is_closed(self, conn: Any) -> bool:
+        given_back = self._given_back.pop(id(conn), None)
+        if (given_back is not None and not conn.closed
+                and time.monotonic() - given_back < self.RECENT
+                and self._adapter.txn_status(conn) == self._adapter.txn_idle):
+            return False
+        return super()._is_closed(conn)
+
+    def _close_raw(self, conn: Any) -> None:
+        self._given_back.pop(id(conn), None)
+        super()._close_raw(conn)
 
 
 def open_database(url: str, pooled: bool = True) -> Any:
@@ -83,7 +119,7 @@ def open_database(url: str, pooled: bool = True) -> Any:
         # waiting for a parallel worker to start and share a scan of 1 232 rows
         # (bench/README.md). A URL's own ?options=… wins.
         params.setdefault("options", "-c max_parallel_workers_per_gather=0")
-        cls = PooledPostgresqlDatabase if pooled else PostgresqlDatabase
+        cls = PostgresqlPool if pooled else PostgresqlDatabase
         return cls(**params, **pool)
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
