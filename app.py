@@ -11,7 +11,6 @@ import gc
 import logging
 import os
 import secrets
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -130,27 +129,9 @@ def settle_memory() -> None:
     gc.freeze()
 
 
-def listener(port: int, host: str = "127.0.0.1") -> socket.socket:
-    """The listening socket, with Nagle's algorithm off for every connection it accepts.
-
-    gevent's server sends a response's headers and its body in two writes. With Nagle on,
-    the body waits for the client's ACK of the headers, which the client delays (up to
-    40 ms on Linux) while it waits for the rest of the response: every keep-alive
-    request, a «Проверить» on the operator's phone too, paid that wait (bench/README.md).
-    gunicorn sets the same option on its sockets.
-    """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    return sock
-
-
 def main() -> None:
     """Serve on 127.0.0.1:$PORT with gevent's WSGI server, the gatebridge alongside."""
-    from gevent.pywsgi import WSGIServer
-
+    import serving
     from domain.schema import upgrade
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -158,7 +139,7 @@ def main() -> None:
     with app.app_context(), db.connection_context():
         upgrade()
     port = int(os.environ.get("PORT", "5000"))
-    server = WSGIServer(listener(port), app, log=None, error_log=log)
+    server = serving.server(serving.listener(port), app, log=None, error_log=log)
     gatebridge.start(app)
     from jobs import PurgeJob
 

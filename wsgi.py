@@ -1,4 +1,4 @@
-"""The WSGI entry for several web processes: `gunicorn -k gevent -w N wsgi:app`.
+"""The WSGI entry for several web processes: `gunicorn -k serving.Worker -w N wsgi:app`.
 
 Web workers serve pages only: the gatebridge runs once, as `python -m gatebridge` beside
 them (docs/deploy.md). Everything the workers share — sessions (Device rows), rate limits

@@ -23,19 +23,18 @@ sys.path.insert(0, str(ROOT))
 
 from tests.server import free_port, wait_http  # noqa: E402
 
-# The same server as `python app.py`: gevent's WSGIServer on app.listener's socket.
+# The same server as `python app.py`: serving.server on serving.listener's socket.
 BARE = """
 from gevent import monkey; monkey.patch_all()
 import os, sys
 sys.path.insert(0, %(root)r)
 from flask import Flask
-from gevent.pywsgi import WSGIServer
-from app import listener
+import serving
 app = Flask("bare")
 @app.get("/offline")
 def offline():
     return "<!doctype html><p>bare</p>"
-WSGIServer(listener(int(os.environ["PORT"])), app, log=None).serve_forever()
+serving.server(serving.listener(int(os.environ["PORT"])), app, log=None).serve_forever()
 """
 
 

@@ -15,8 +15,8 @@ when missing; a Lua script rotates the plates and sends the cookie and HX-Reques
 
 and prints requests per second, p50/p99 and the ratios to the bare handler (aim: check at
 least 40 % of bare, p99 under 100 ms). --workers N serves both with gunicorn's gevent
-workers (the several-process topology of docs/deploy.md) instead of `python app.py`'s
-single pywsgi process. --profile also samples the server with py-spy (installed into the
+workers (`serving.Worker`, the several-process topology of docs/deploy.md) instead of
+`python app.py`'s single process. --profile also samples the server with py-spy (installed into the
 venv for the bench only) during a run of that page and prints where the time goes.
 
     .venv/bin/python bench/web.py [--seconds 10] [--connections 50] [--scale 0.01]
@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 from bench.gen import PASSWORD, generate  # noqa: E402
 from tests.server import free_port, wait_http  # noqa: E402
 
-# Two references under the same server as `python app.py` (gevent's WSGIServer on
-# app.listener's socket), chosen by BENCH_APP: "bare", a Flask app with one handler, and
+# Two references under the same server as `python app.py` (serving.server on
+# serving.listener's socket), chosen by BENCH_APP: "bare", a Flask app with one handler, and
 # "floor", Propusk itself with a territory route that does nothing: what every signed-in
 # territory page costs before its own work (session cookie, device, membership, CSRF,
 # security headers).
@@ -56,8 +56,8 @@ from gevent import monkey; monkey.patch_all()
 import os, sys
 sys.path.insert(0, %(root)r)
 from flask import Flask
-from gevent.pywsgi import WSGIServer
-from app import create_app, listener
+import serving
+from app import create_app
 from blueprints.scope import territory_route
 if os.environ["BENCH_APP"] == "bare":
     app = Flask("bare")
@@ -71,7 +71,7 @@ else:
     def floor(tid):
         return "<div id='check-result'><p>floor</p></div>"
 if __name__ == "__main__":
-    WSGIServer(listener(int(os.environ["PORT"])), app, log=None).serve_forever()
+    serving.server(serving.listener(int(os.environ["PORT"])), app, log=None).serve_forever()
 """
 
 LUA = """
@@ -191,8 +191,8 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--database", choices=["postgresql", "sqlite"], default="postgresql")
     parser.add_argument("--workers", type=int, default=1,
-                        help="1: `python app.py` (one process); N: gunicorn -k gevent -w N, "
-                             "the bare handler likewise")
+                        help="1: `python app.py` (one process); N: gunicorn "
+                             "-k serving.Worker -w N, the bare handler likewise")
     parser.add_argument("--profile", choices=["check", "passes"],
                         help="sample the server with py-spy while this page is driven")
     args = parser.parse_args()
@@ -255,9 +255,9 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
     if args.workers > 1:
         # The several-process topology of docs/deploy.md, for both: gunicorn's gevent workers.
         def serve(module: str, port: int, chdir: Path) -> list[str]:
-            return [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(args.workers),
-                    "--worker-connections", "1000", "-b", f"127.0.0.1:{port}",
-                    "--chdir", str(chdir), "--log-level", "warning", module]
+            return [sys.executable, "-m", "gunicorn", "-k", "serving.Worker",
+                    "-w", str(args.workers), "-b", f"127.0.0.1:{port}", "--chdir", str(chdir),
+                    "--pythonpath", str(ROOT), "--log-level", "warning", module]
 
         app_cmd = serve("wsgi:app", app_port, ROOT)
         bare_cmd = lambda port: serve("bare_app:app", port, work)  # noqa: E731
@@ -312,7 +312,8 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
         stop(app)
         stop(bare)
         stop(floor)
-    server = "python app.py" if args.workers == 1 else f"gunicorn -k gevent -w {args.workers}"
+    server = ("python app.py" if args.workers == 1
+              else f"gunicorn -k serving.Worker -w {args.workers}")
     print(f"\n{args.connections} connections, {args.rounds} rounds of {args.seconds:.0f} s "
           f"per page (medians; min–max req/s in brackets), {args.database}, "
           f"scale {args.scale}, {server}, {os.cpu_count()} CPUs (wrk on the same machine)")

@@ -80,9 +80,9 @@ def running_app(instance: Path, extra_env: dict[str, str] | None = None) -> Iter
 def running_gunicorn(
     instance: Path, workers: int = 1, extra_env: dict[str, str] | None = None
 ) -> Iterator[str]:
-    """Run `gunicorn -k gevent wsgi:app` (web only, no bridge) on the instance's database."""
+    """Run `gunicorn -k serving.Worker wsgi:app` (web only, no bridge) on the instance's database."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+    command = [sys.executable, "-m", "gunicorn", "-k", "serving.Worker", "-w", str(workers),
                "-b", f"127.0.0.1:{port}", "--graceful-timeout", "2", "wsgi:app"]
     env = {"GATEBRIDGE": "0", **(extra_env or {})}
     with _serving(command, instance, port, "gunicorn", env, 15) as base:

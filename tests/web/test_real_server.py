@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import pytest
@@ -26,24 +25,6 @@ def test_python_app_py_serves_pages(tmp_path):
             assert b"htmx" in response.read()
     # The server made its instance folder: database (on SQLite), generated secret key stays private.
     assert (instance / "propusk.db").exists() or database.postgresql()
-
-
-def test_connections_are_accepted_with_nagle_off():
-    # pywsgi writes headers and body separately: with Nagle on, each keep-alive response
-    # would wait for the client's delayed ACK (app.listener).
-    from app import listener
-    from tests.server import free_port
-
-    port = free_port()
-    server = listener(port)
-    try:
-        client = socket.create_connection(("127.0.0.1", port))
-        accepted, _ = server.accept()
-        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        accepted.close()
-        client.close()
-    finally:
-        server.close()
 
 
 def test_secret_key_is_generated_once_and_private(tmp_path, monkeypatch):
