@@ -8,7 +8,10 @@ Prints, as ratios where there is a baseline:
      presented through the simulators' control API (aim: p99 <= poll interval + 20 ms),
      and read -> write latency (the 50 ms rule);
   3. a cached decision against an uncached one (a real SQLite query per miss);
-  4. memory for 100 000 cached decisions (tracemalloc).
+  4. memory for 100 000 cached decisions (tracemalloc);
+  5. event -> decision again while this process also serves web requests, as `python
+     app.py` does: 50 keep-alive connections (wrk) on requests of ~2 ms of work each (what
+     a check costs), under serving.py's fair handler and under gevent's stock pywsgi one.
 
     .venv/bin/python bench/bridge_polls.py [--seconds 5] [--controllers 50] [--processes 2]
 
@@ -33,13 +36,17 @@ import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+from gevent import pywsgi  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import serving  # noqa: E402
+from bench.web import ensure_wrk  # noqa: E402
 from gatebridge import protocol as p  # noqa: E402
 from gatebridge.cache import DecisionCache  # noqa: E402
 from gatebridge.poller import ControllerConfig, Poller, make_client  # noqa: E402
+from tests.server import free_port  # noqa: E402
 
 POLL_MS = 200
 
@@ -167,6 +174,57 @@ def latency_run(controllers, seconds: float, decide, events_per_s: float):
     return latencies, sorted(read_to_write), missed
 
 
+WEB_REQUEST_S = 0.002
+
+
+def busy_web_app(environ, start_response):
+    """A web request that keeps the process busy for as long as a check does."""
+    busy_until = time.perf_counter() + WEB_REQUEST_S
+    while time.perf_counter() < busy_until:
+        pass
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+
+
+def under_web_load(handler_class, controllers, seconds: float, decide, events_per_s: float):
+    """latency_run while this process serves 50 keep-alive web connections (wrk)."""
+    port = free_port()
+    server = pywsgi.WSGIServer(
+        serving.listener(port), busy_web_app, log=None, handler_class=handler_class
+    )
+    server.start()
+    load = subprocess.Popen(
+        [ensure_wrk(), "-t1", "-c50", f"-d{int(seconds) + 3}s", f"http://127.0.0.1:{port}/"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        gevent.sleep(0.5)
+        latencies, read_to_write, missed = latency_run(controllers, seconds, decide, events_per_s)
+        out = load.communicate()[0]
+    finally:
+        if load.poll() is None:
+            load.kill()
+        server.stop()
+    rps = float(out.split("Requests/sec:")[1].split()[0]) if "Requests/sec:" in out else 0.0
+    return latencies, read_to_write, missed, rps
+
+
+def print_latencies(label: str, latencies, read_to_write, missed) -> None:
+    print(
+        f"{label}: n={len(latencies)} missed={missed} "
+        f"p50 {pct(latencies, 0.5) * 1000:6.1f} ms"
+        f"  p99 {pct(latencies, 0.99) * 1000:6.1f} ms"
+        f"  (aim p99 <= {POLL_MS + 20} ms)"
+    )
+    print(
+        f"read->write (the 50 ms rule): p50 {pct(read_to_write, 0.5) * 1000:6.2f} ms"
+        f"  p99 {pct(read_to_write, 0.99) * 1000:6.2f} ms"
+        f"  max {max(read_to_write, default=float('nan')) * 1000:6.2f} ms"
+        f"  over 50 ms: {sum(1 for v in read_to_write if v > 0.05)} of {len(read_to_write)}"
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -260,19 +318,20 @@ def main() -> int:
             latencies, read_to_write, missed = latency_run(
                 controllers, args.seconds * 2, decide, args.events_per_s
             )
-            print(
-                f"event->decision at {n} controllers, poll {POLL_MS} ms: "
-                f"n={len(latencies)} missed={missed} "
-                f"p50 {pct(latencies, 0.5) * 1000:6.1f} ms"
-                f"  p99 {pct(latencies, 0.99) * 1000:6.1f} ms"
-                f"  (aim p99 <= {POLL_MS + 20} ms)"
+            print_latencies(
+                f"event->decision at {n} controllers, poll {POLL_MS} ms",
+                latencies,
+                read_to_write,
+                missed,
             )
-            print(
-                f"read->write (the 50 ms rule): p50 {pct(read_to_write, 0.5) * 1000:6.2f} ms"
-                f"  p99 {pct(read_to_write, 0.99) * 1000:6.2f} ms"
-                f"  max {max(read_to_write, default=float('nan')) * 1000:6.2f} ms"
-                f"  over 50 ms: {sum(1 for v in read_to_write if v > 0.05)} of {len(read_to_write)}"
-            )
+            # The same, while this process serves web requests (python app.py's topology).
+            for name, handler in (("fair", serving.FairHandler), ("stock", pywsgi.WSGIHandler)):
+                *measured, rps = under_web_load(
+                    handler, controllers, args.seconds * 2, decide, args.events_per_s
+                )
+                print_latencies(
+                    f"under web load, {name} handler ({rps:.0f} web req/s of ~2 ms)", *measured
+                )
         finally:
             for proc in procs:
                 proc.terminate()
