@@ -9,7 +9,9 @@ import pytest
 
 from tests.server import ROOT, _serving, free_port
 
-# A WSGI app that numbers the requests its process answers, each taking a few milliseconds.
+# A WSGI app that numbers the requests its process answers, each taking a few milliseconds:
+# served by serving.server in one process (as `python app.py` does), or by gunicorn with
+# serving.Worker (docs/deploy.md).
 NUMBERING_APP = """
 import itertools, time
 served = itertools.count(1)
@@ -70,7 +72,7 @@ def _responses(sock: socket.socket, count: int, buffer: bytearray) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("topology", ["python app.py", "gunicorn"])
+@pytest.mark.parametrize("topology", ["one process", "gunicorn"])
 def test_a_connection_with_queued_requests_lets_a_new_one_in(tmp_path, topology):
     # A phone that sent several requests at once (or a busy client on a kept-alive
     # connection) used to be served to the end of its queue before the server accepted
