@@ -139,7 +139,7 @@ def main() -> None:
     with app.app_context(), db.connection_context():
         upgrade()
     port = int(os.environ.get("PORT", "5000"))
-    server = serving.server(serving.listener(port), app, log=None, error_log=log)
+    server = serving.server(port, app, log=None, error_log=log)
     gatebridge.start(app)
     from jobs import PurgeJob
 

@@ -189,9 +189,7 @@ def busy_web_app(environ, start_response):
 def under_web_load(handler_class, controllers, seconds: float, decide, events_per_s: float):
     """latency_run while this process serves 50 keep-alive web connections (wrk)."""
     port = free_port()
-    server = pywsgi.WSGIServer(
-        serving.listener(port), busy_web_app, log=None, handler_class=handler_class
-    )
+    server = serving.server(port, busy_web_app, log=None, handler_class=handler_class)
     server.start()
     load = subprocess.Popen(
         [ensure_wrk(), "-t1", "-c50", f"-d{int(seconds) + 3}s", f"http://127.0.0.1:{port}/"],

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.server import free_port, wait_http  # noqa: E402
 
-# The same server as `python app.py`: serving.server on serving.listener's socket.
+# The same server as `python app.py`: serving.server.
 BARE = """
 from gevent import monkey; monkey.patch_all()
 import os, sys
@@ -34,7 +34,7 @@ app = Flask("bare")
 @app.get("/offline")
 def offline():
     return "<!doctype html><p>bare</p>"
-serving.server(serving.listener(int(os.environ["PORT"])), app, log=None).serve_forever()
+serving.server(int(os.environ["PORT"]), app, log=None).serve_forever()
 """
 
 

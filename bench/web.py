@@ -16,8 +16,8 @@ when missing; a Lua script rotates the plates and sends the cookie and HX-Reques
 and prints requests per second, p50/p99 and the ratios to the bare handler (aim: check at
 least 40 % of bare, p99 under 100 ms). --workers N serves both with gunicorn's gevent
 workers (`serving.Worker`, the several-process topology of docs/deploy.md) instead of
-`python app.py`'s single process. --profile also samples the server with py-spy (installed into the
-venv for the bench only) during a run of that page and prints where the time goes.
+`python app.py`'s single process. --profile also samples the server with py-spy (installed
+into the venv for the bench only) during a run of that page and prints where the time goes.
 
     .venv/bin/python bench/web.py [--seconds 10] [--connections 50] [--scale 0.01]
                                   [--database postgresql|sqlite] [--workers 1] [--rounds 3]
@@ -46,11 +46,10 @@ sys.path.insert(0, str(ROOT))
 from bench.gen import PASSWORD, generate  # noqa: E402
 from tests.server import free_port, wait_http  # noqa: E402
 
-# Two references under the same server as `python app.py` (serving.server on
-# serving.listener's socket), chosen by BENCH_APP: "bare", a Flask app with one handler, and
-# "floor", Propusk itself with a territory route that does nothing: what every signed-in
-# territory page costs before its own work (session cookie, device, membership, CSRF,
-# security headers).
+# Two references under the same server as `python app.py` (serving.server), chosen by
+# BENCH_APP: "bare", a Flask app with one handler, and "floor", Propusk itself with a
+# territory route that does nothing: what every signed-in territory page costs before its
+# own work (session cookie, device, membership, CSRF, security headers).
 BARE = """
 from gevent import monkey; monkey.patch_all()
 import os, sys
@@ -71,7 +70,7 @@ else:
     def floor(tid):
         return "<div id='check-result'><p>floor</p></div>"
 if __name__ == "__main__":
-    serving.server(serving.listener(int(os.environ["PORT"])), app, log=None).serve_forever()
+    serving.server(int(os.environ["PORT"]), app, log=None).serve_forever()
 """
 
 LUA = """

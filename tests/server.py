@@ -80,7 +80,8 @@ def running_app(instance: Path, extra_env: dict[str, str] | None = None) -> Iter
 def running_gunicorn(
     instance: Path, workers: int = 1, extra_env: dict[str, str] | None = None
 ) -> Iterator[str]:
-    """Run `gunicorn -k serving.Worker wsgi:app` (web only, no bridge) on the instance's database."""
+    """Run `gunicorn -k serving.Worker wsgi:app` (web only, no bridge) on the instance's
+    database."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-k", "serving.Worker", "-w", str(workers),
                "-b", f"127.0.0.1:{port}", "--graceful-timeout", "2", "wsgi:app"]

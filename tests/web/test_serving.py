@@ -31,7 +31,7 @@ import os, sys
 sys.path[:0] = [os.environ["APP_DIR"], os.environ["ROOT"]]
 import serving
 from numbering import app
-serving.server(serving.listener(int(os.environ["PORT"])), app, log=None).serve_forever()
+serving.server(int(os.environ["PORT"]), app, log=None).serve_forever()
 """
 
 
