@@ -129,3 +129,62 @@ def test_python_app_py_serves_a_newcomer_before_a_busy_connection_s_queue(tmp_pa
         newcomer.close()
     assert answered + rest == queued - 1
     assert answered < queued - 1
+
+
+def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
+    # `python app.py` runs the gatebridge in the same event loop as the web requests, and
+    # the bridge must write a decision within 50 ms of reading an event (GATE_PROTOCOL.md).
+    # Thirty busy connections (eight requests queued on each, 2 ms of work per request)
+    # must not make a sleeping greenlet (the bridge waiting for a controller's answer)
+    # wait behind one request of every connection: a turn of the loop starts requests only
+    # for serving.TURN_BUDGET_S. Without the turns 25-27 requests started between the
+    # sleeper's due time and its waking; pywsgi's stock handler, over 90.
+    import bisect
+    import time
+
+    import gevent
+    from gevent import pywsgi
+    from gevent import socket as gsocket
+
+    from serving import TURN_BUDGET_S, FairHandler
+
+    started: list[float] = []
+
+    def app(environ, start_response):
+        started.append(time.perf_counter())
+        busy_until = time.perf_counter() + 0.002
+        while time.perf_counter() < busy_until:
+            pass
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    port = free_port()
+    server = pywsgi.WSGIServer(("127.0.0.1", port), app, log=None, handler_class=FairHandler)
+    server.start()
+    running = True
+
+    def client() -> None:
+        sock = gsocket.create_connection(("127.0.0.1", port))
+        buffer = bytearray()
+        while running:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 8)
+            _responses(sock, 8, buffer)
+        sock.close()
+
+    clients = [gevent.spawn(client) for _ in range(30)]
+    try:
+        gevent.sleep(0.2)
+        overtaking = []
+        for _ in range(40):
+            due = time.perf_counter() + 0.01
+            gevent.sleep(0.01)
+            woke = time.perf_counter()
+            overtaking.append(bisect.bisect(started, woke) - bisect.bisect(started, due))
+    finally:
+        running = False
+        gevent.joinall(clients, timeout=10)
+        server.stop()
+    assert all(c.successful() for c in clients)
+    # At most the turn's budget of requests, the one that began last, and the next
+    # turn's share before the sleeper's timer: a handful, not one per connection.
+    assert max(overtaking) <= 2 * (TURN_BUDGET_S / 0.002 + 1) + 1, overtaking
