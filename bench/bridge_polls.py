@@ -11,7 +11,8 @@ Prints, as ratios where there is a baseline:
   4. memory for 100 000 cached decisions (tracemalloc);
   5. event -> decision again while this process also serves web requests, as `python
      app.py` does: 50 keep-alive connections (wrk) on requests of ~2 ms of work each (what
-     a check costs), under serving.py's fair handler and under gevent's stock pywsgi one.
+     a check costs), under serving.py's handler (fair, with turns) and under gevent's
+     stock pywsgi one.
 
     .venv/bin/python bench/bridge_polls.py [--seconds 5] [--controllers 50] [--processes 2]
 
