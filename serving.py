@@ -2,7 +2,8 @@
 
 `python app.py` serves with `server()`; several processes run gunicorn with `Worker`
 (`gunicorn -k serving.Worker -w N wsgi:app`, docs/deploy.md). Both use gevent's pywsgi
-with one change, `FairHandler`, and a listening socket with Nagle's algorithm off.
+with `FairHandler` (`TurnHandler` in `python app.py`) and a listening socket with
+Nagle's algorithm off.
 
 Why the change: pywsgi serves a kept-alive connection in a loop, reading the next request
 as soon as the last response is written. When that request has already arrived (a busy
@@ -112,12 +113,7 @@ def turns() -> Turns:
 
 
 class FairHandler(pywsgi.WSGIHandler):
-    """pywsgi's handler, giving the event loop a turn between two requests of a connection
-    and starting a request only when the loop's turn has time for it (`Turns`)."""
-
-    def handle_one_response(self) -> Any:
-        turns().wait()
-        return super().handle_one_response()
+    """pywsgi's handler, giving the event loop a turn between two requests of a connection."""
 
     def handle_one_request(self) -> Any:
         result = super().handle_one_request()
@@ -126,10 +122,21 @@ class FairHandler(pywsgi.WSGIHandler):
         return result
 
 
+class TurnHandler(FairHandler):
+    """The fair handler, starting a request only when the loop's turn has time for it
+    (`Turns`): for `python app.py`, where the gatebridge shares the loop. Web-only
+    processes (gunicorn's workers) do without: a queue per turn costs them a few per cent
+    of throughput and protects nothing there."""
+
+    def handle_one_response(self) -> Any:
+        turns().wait()
+        return super().handle_one_response()
+
+
 def server(port: int, app: Any, **kwargs: Any) -> pywsgi.WSGIServer:
-    """gevent's WSGI server for one process on 127.0.0.1:`port`: the fair handler (unless
+    """gevent's WSGI server for `python app.py` on 127.0.0.1:`port`: the turn handler (unless
     `handler_class` says otherwise, as a bench comparing them does) on `listener`'s socket."""
-    kwargs.setdefault("handler_class", FairHandler)
+    kwargs.setdefault("handler_class", TurnHandler)
     return pywsgi.WSGIServer(listener(port), app, **kwargs)
 
 

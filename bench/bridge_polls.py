@@ -11,7 +11,7 @@ Prints, as ratios where there is a baseline:
   4. memory for 100 000 cached decisions (tracemalloc);
   5. event -> decision again while this process also serves web requests, as `python
      app.py` does: 50 keep-alive connections (wrk) on requests of ~2 ms of work each (what
-     a check costs), under serving.py's handler (fair, with turns) and under gevent's
+     a check costs), under serving.py's handler for `python app.py` (TurnHandler) and gevent's
      stock pywsgi one.
 
     .venv/bin/python bench/bridge_polls.py [--seconds 5] [--controllers 50] [--processes 2]
@@ -324,7 +324,7 @@ def main() -> int:
                 missed,
             )
             # The same, while this process serves web requests (python app.py's topology).
-            for name, handler in (("fair", serving.FairHandler), ("stock", pywsgi.WSGIHandler)):
+            for name, handler in (("turns", serving.TurnHandler), ("stock", pywsgi.WSGIHandler)):
                 *measured, rps = under_web_load(
                     handler, controllers, args.seconds * 2, decide, args.events_per_s
                 )

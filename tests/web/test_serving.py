@@ -137,8 +137,8 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
     # Thirty busy connections (eight requests queued on each, 2 ms of work per request)
     # must not make a sleeping greenlet (the bridge waiting for a controller's answer)
     # wait behind one request of every connection: a turn of the loop starts requests only
-    # for serving.TURN_BUDGET_S. Without the turns 25-27 requests started between the
-    # sleeper's due time and its waking; pywsgi's stock handler, over 90.
+    # for serving.TURN_BUDGET_S. With FairHandler alone 25-27 requests started between the
+    # sleeper's due time and its waking; with pywsgi's stock handler, over 90.
     import bisect
     import time
 
@@ -146,7 +146,7 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
     from gevent import pywsgi
     from gevent import socket as gsocket
 
-    from serving import TURN_BUDGET_S, FairHandler
+    from serving import TURN_BUDGET_S, TurnHandler
 
     started: list[float] = []
 
@@ -159,7 +159,7 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
         return [b"ok"]
 
     port = free_port()
-    server = pywsgi.WSGIServer(("127.0.0.1", port), app, log=None, handler_class=FairHandler)
+    server = pywsgi.WSGIServer(("127.0.0.1", port), app, log=None, handler_class=TurnHandler)
     server.start()
     running = True
 
