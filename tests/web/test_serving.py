@@ -188,3 +188,16 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
     # At most the turn's budget of requests, the one that began last, and the next
     # turn's share before the sleeper's timer: a handful, not one per connection.
     assert max(overtaking) <= 2 * (TURN_BUDGET_S / 0.002 + 1) + 1, overtaking
+
+
+def test_python_app_py_s_server_bounds_its_turns_and_gunicorn_s_workers_do_not_need_to():
+    # The bridge runs inside `python app.py` only; gunicorn's workers are web-only.
+    from serving import FairHandler, GunicornHandler, TurnHandler, server
+
+    built = server(free_port(), lambda environ, start_response: [])
+    try:
+        assert built.handler_class is TurnHandler
+    finally:
+        built.socket.close()
+    assert issubclass(GunicornHandler, FairHandler)
+    assert not issubclass(GunicornHandler, TurnHandler)
