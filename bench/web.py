@@ -10,6 +10,8 @@ when missing; a Lua script rotates the plates and sends the cookie and HX-Reques
           swaps in), plates rotating over ones with passes and unknown ones
 - passes  GET /t/1/passes, the resident's «Мои заявки»
 - bare    GET /bare of a Flask app with one handler, under the same gevent server
+- anon    GET /anon, a route of Propusk that returns a constant, nobody signed in, same
+          server: what Propusk's hooks and extensions cost before any session
 - floor   GET /t/1/floor, a territory route of Propusk that does nothing, same server: the
           ceiling of any signed-in territory page (session, device, membership, headers)
 
@@ -47,9 +49,10 @@ from bench.gen import PASSWORD, generate  # noqa: E402
 from tests.server import free_port, wait_http  # noqa: E402
 
 # Two references under the same server as `python app.py` (serving.server), chosen by
-# BENCH_APP: "bare", a Flask app with one handler, and "floor", Propusk itself with a
-# territory route that does nothing: what every signed-in territory page costs before its
-# own work (session cookie, device, membership, CSRF, security headers).
+# BENCH_APP: "bare", a Flask app with one handler, and "floor", Propusk itself with two
+# routes that do nothing: /anon, for nobody signed in (its hooks and extensions: database
+# connection, CSRF, i18n, security headers), and a territory route, what every signed-in
+# territory page costs before its own work (adding the session cookie, device, membership).
 BARE = """
 from gevent import monkey; monkey.patch_all()
 import os, sys
@@ -65,6 +68,9 @@ if os.environ["BENCH_APP"] == "bare":
         return "<div id='check-result'><p>bare</p></div>"
 else:
     app = create_app()
+    @app.get("/anon")
+    def anon():
+        return "<div id='check-result'><p>anon</p></div>"
     @app.get("/t/<int:tid>/floor")
     @territory_route()
     def floor(tid):
@@ -277,6 +283,7 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
         owner = {"Cookie": sign_in(base, resident)}
         runs = [
             ("bare", f"http://127.0.0.1:{bare_port}/bare", {}, None),
+            ("anon", f"http://127.0.0.1:{floor_port}/anon", {}, None),
             ("floor", f"http://127.0.0.1:{floor_port}/t/1/floor", watcher, None),
             ("check", base + "/t/1/check", watcher, str(script)),
             ("passes", base + "/t/1/passes", owner, None),
@@ -326,6 +333,8 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
           f"{AIM_P99_MS:.0f} ms): {verdict}")
     print(f"ratio passes/bare: {ratios['passes']:.2f}  (the full page "
           f"of the territory's busiest resident, {owned} passes; no aim)")
+    print(f"ratio anon/bare: {ratios['anon']:.2f}  (a Propusk route that returns a "
+          f"constant to nobody signed in: its hooks and extensions alone)")
     print(f"ratio floor/bare: {ratios['floor']:.2f}  (a territory route "
           f"that does nothing: the most any signed-in page can reach)")
 
