@@ -25,13 +25,16 @@ from collections import deque
 from typing import Any
 
 import gevent
+import gevent.socket
 from gevent import pywsgi
 from gevent.hub import Hub, Waiter
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 
-def listener(port: int, host: str = "127.0.0.1") -> socket.socket:
+def listener(port: int, host: str = "127.0.0.1") -> gevent.socket.socket:
     """The listening socket, with Nagle's algorithm off for every connection it accepts.
+    gevent's own socket, so that accepting never blocks the loop, monkey-patched or not
+    (the tests run `server()` inside their own process).
 
     gevent's server sends a response's headers and its body in two writes. With Nagle on,
     the body waits for the client's ACK of the headers, which the client delays (up to
@@ -39,7 +42,7 @@ def listener(port: int, host: str = "127.0.0.1") -> socket.socket:
     request, a «Проверить» on the operator's phone too, paid that wait (bench/README.md).
     gunicorn sets the same option on its sockets.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = gevent.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))

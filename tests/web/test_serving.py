@@ -137,16 +137,16 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
     # Thirty busy connections (eight requests queued on each, 2 ms of work per request)
     # must not make a sleeping greenlet (the bridge waiting for a controller's answer)
     # wait behind one request of every connection: a turn of the loop starts requests only
-    # for serving.TURN_BUDGET_S. With FairHandler alone 25-27 requests started between the
-    # sleeper's due time and its waking; with pywsgi's stock handler, over 90.
+    # for serving.TURN_BUDGET_S. The server is `python app.py`'s (serving.server): with
+    # FairHandler alone 25-27 requests started between the sleeper's due time and its
+    # waking; with pywsgi's stock handler, over 90.
     import bisect
     import time
 
     import gevent
-    from gevent import pywsgi
     from gevent import socket as gsocket
 
-    from serving import TURN_BUDGET_S, TurnHandler
+    from serving import TURN_BUDGET_S, server
 
     started: list[float] = []
 
@@ -159,8 +159,8 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
         return [b"ok"]
 
     port = free_port()
-    server = pywsgi.WSGIServer(("127.0.0.1", port), app, log=None, handler_class=TurnHandler)
-    server.start()
+    web = server(port, app, log=None)
+    web.start()
     running = True
 
     def client() -> None:
@@ -183,21 +183,17 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
     finally:
         running = False
         gevent.joinall(clients, timeout=10)
-        server.stop()
+        web.stop()
     assert all(c.successful() for c in clients)
     # At most the turn's budget of requests, the one that began last, and the next
     # turn's share before the sleeper's timer: a handful, not one per connection.
     assert max(overtaking) <= 2 * (TURN_BUDGET_S / 0.002 + 1) + 1, overtaking
 
 
-def test_python_app_py_s_server_bounds_its_turns_and_gunicorn_s_workers_do_not_need_to():
-    # The bridge runs inside `python app.py` only; gunicorn's workers are web-only.
-    from serving import FairHandler, GunicornHandler, TurnHandler, server
+def test_gunicorn_s_workers_stay_without_turns():
+    # The bridge runs inside `python app.py` only; gunicorn's workers are web-only, and a
+    # queue per turn would cost them throughput for nothing (bench/README.md).
+    from serving import FairHandler, GunicornHandler, TurnHandler
 
-    built = server(free_port(), lambda environ, start_response: [])
-    try:
-        assert built.handler_class is TurnHandler
-    finally:
-        built.socket.close()
     assert issubclass(GunicornHandler, FairHandler)
     assert not issubclass(GunicornHandler, TurnHandler)
