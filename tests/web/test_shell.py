@@ -133,6 +133,34 @@ def test_language_switch_is_remembered(client):
     assert "Войти" in client.get("/").get_data(as_text=True)
 
 
+def test_a_page_looks_its_catalogue_up_once(client, monkeypatch):
+    """Flask-Babel's lookup of the catalogue costs some twenty lookups of a string in it, and a
+    page asks for dozens of strings: blueprints/i18n keeps the request's catalogue."""
+    import flask_babel
+
+    lookups = []
+    lookup = flask_babel.Domain.get_translations
+    monkeypatch.setattr(flask_babel.Domain, "get_translations",
+                        lambda self: lookups.append(1) or lookup(self))
+    html = client.get("/").get_data(as_text=True)
+    assert "Войти" in html and "· Пропуск</title>" in html
+    assert len(lookups) == 1
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    lookups.clear()
+    assert "Sign in" in client.get("/").get_data(as_text=True)
+    assert len(lookups) == 1
+
+
+def test_a_forced_language_and_the_one_after_it_are_each_translated(app):
+    from flask_babel import force_locale, gettext
+
+    with app.test_request_context("/"):
+        assert gettext("Войти") == "Войти"
+        with force_locale("en"):
+            assert gettext("Войти") == "Sign in"
+        assert gettext("Войти") == "Войти"
+
+
 def test_language_switch_needs_csrf(client):
     assert client.post("/lang/en").status_code == 400
 
