@@ -6,7 +6,8 @@
 
 Serves the register map of /shared/GATE_PROTOCOL.md over Modbus TCP (pymodbus) and a
 small HTTP control on the control port: an HTML page to present cards, plates and the
-exit button, and a JSON API for tests (POST /present, POST /seq, POST /freeze, GET /state).
+exit button, and a JSON API for tests (POST /present, POST /seq, POST /freeze, GET /state;
+/present answers the event's `event_seq` and `captured_at`, on the machine's monotonic clock).
 On startup it prints one line, `SIMULATOR modbus=<host>:<port> control=<host>:<port>`,
 so a parent process can use port 0 and still find it. With `--count N` it serves N
 controllers on N ports (listed comma-separated after `modbus=`) and the control API picks
@@ -718,7 +719,10 @@ class _ControlHandler(BaseHTTPRequestHandler):
                 data = {key: values[0] for key, values in form.items()}
             model = self._pick(query, data)
             if path == "/present":
-                result = {"event_seq": _present(model, data)}
+                seq = _present(model, data)
+                # CLOCK_MONOTONIC is the machine's, so a bench in another process can time
+                # from the moment the controller captured the event.
+                result = {"event_seq": seq, "captured_at": time.monotonic()}
             elif path == "/seq":
                 model.set_event_seq(int(data.get("event_seq", -1)))
                 result = {"event_seq": model.state()["event_seq"]}

@@ -224,6 +224,15 @@ def test_control_page_is_russian_and_csp_clean(simulator):
     assert "style=" not in page
 
 
+def test_present_tells_when_the_controller_captured_the_event(simulator):
+    """On the machine's monotonic clock, so a bench can time the bridge from the capture."""
+    before = time.monotonic()
+    answer = simulator.post("/present", {"type": "card", "card": 7})
+    after = time.monotonic()
+    assert answer["event_seq"] == simulator.state()["event_seq"]
+    assert before <= answer["captured_at"] <= after
+
+
 def test_bad_present_is_a_400(simulator):
     with pytest.raises(urllib.error.HTTPError) as info:
         simulator.post("/present", {"type": "teleport"})
