@@ -18,6 +18,7 @@ from peewee import (
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
+from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory
 
 DIRECTIONS = {"entry": _l("Въезд"), "exit": _l("Выезд"), "both": _l("Въезд и выезд")}
@@ -166,6 +167,18 @@ class GateEvent(BaseModel):
             .order_by(cls.id.desc() if newest_first else cls.id.asc())
         )
         return list(query)
+
+    @classmethod
+    def any_after(cls, territory_id: int, after: int) -> bool:
+        """Whether the territory has an event newer than `after`: one step down its index."""
+        return bool(_ANY_AFTER(territory=territory_id, after=after))
+
+
+_ANY_AFTER = Prepared(lambda: (
+    GateEvent.select(GateEvent.id)
+    .where((GateEvent.territory == Slot("territory")) & (GateEvent.id > Slot("after")))
+    .limit(1)
+))
 
 
 @dataclass(frozen=True)

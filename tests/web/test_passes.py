@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from types import SimpleNamespace
 
@@ -483,6 +484,32 @@ def test_feed_poll_returns_only_newer_events_of_this_territory(app, client, auth
     assert f"after={second}" in body
     assert "В 222 ВВ 77" in body and "Срок пропуска истёк" in body
     assert "Y1" not in body and f'id="event-{first}"' not in body
+
+
+def test_a_feed_poll_with_nothing_new_is_one_lookup(app, client, auth, world, caplog):
+    """Every open feed polls every second; when nothing is new (another territory's event
+    does not count) the answer comes before the filter form's gates and the events' people."""
+    with app.app_context():
+        first = record_event(world.t, code=1, reason="pass_valid", kind="plate",
+                             credential="A777AA77", gate=world.gate).id
+        record_event(world.other, code=1, reason="exit_free", kind="plate", credential="Y1")
+    auth.login("+79990000105")
+    poll = f"/t/{world.t}/events/newer?after={first}&gate={world.gate}&decision=granted"
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        assert client.get(poll, headers={"HX-Request": "true"}).status_code == 204
+    asked = [record.msg[0] for record in caplog.records if record.name == "peewee"]
+    assert len([sql for sql in asked if "gate_event" in sql]) == 1, asked
+    assert not [sql for sql in asked if re.search(r'FROM "gate"(?!_)', sql)], asked
+    with app.app_context():
+        record_event(world.t, code=3, reason="pass_expired", kind="plate", credential="B1",
+                     gate=world.gate)
+    # Something new, but not what the filter shows: still nothing to add to the feed.
+    assert client.get(poll, headers={"HX-Request": "true"}).status_code == 204
+    with app.app_context():
+        third = record_event(world.t, code=1, reason="pass_valid", kind="plate",
+                             credential="C1", gate=world.gate).id
+    response = client.get(poll, headers={"HX-Request": "true"})
+    assert response.status_code == 200 and f'id="event-{third}"' in response.get_data(as_text=True)
 
 
 def test_log_filters_and_pages(app, client, auth, world):
