@@ -9,6 +9,8 @@ when missing; a Lua script rotates the plates and sends the cookie and HX-Reques
 - check   GET /t/1/check?plate=… with HX-Request: true (the partial the operator's page
           swaps in), plates rotating over ones with passes and unknown ones
 - passes  GET /t/1/passes, the resident's «Мои заявки»
+- feed    GET /t/1/events/newer?after=<the newest event> with HX-Request: true, the live
+          feed's poll when nothing is new, which every open «Журнал» sends every second
 - bare    GET /bare of a Flask app with one handler, under the same gevent server
 - anon    GET /anon, a route of Propusk that returns a constant, nobody signed in, same
           server: what Propusk's hooks and extensions cost before any session
@@ -23,7 +25,7 @@ into the venv for the bench only) during a run of that page and prints where the
 
     .venv/bin/python bench/web.py [--seconds 10] [--connections 50] [--scale 0.01]
                                   [--database postgresql|sqlite] [--workers 1] [--rounds 3]
-                                  [--profile check|passes]
+                                  [--profile check|passes|feed]
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="1: `python app.py` (one process); N: gunicorn "
                              "-k serving.Worker -w N, the bare handler likewise")
-    parser.add_argument("--profile", choices=["check", "passes"],
+    parser.add_argument("--profile", choices=["check", "passes", "feed"],
                         help="sample the server with py-spy while this page is driven")
     args = parser.parse_args()
     binary = ensure_wrk()
@@ -221,9 +223,9 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _inputs(url: str) -> tuple[str, str, int, list[str]]:
-    """An operator of territory 1, its busiest resident (and their number of passes), and
-    plates to check."""
+def _inputs(url: str) -> tuple[str, str, int, list[str], int]:
+    """An operator of territory 1, its busiest resident (and their number of passes), plates
+    to check, and the territory's newest event."""
     from domain.db import db, init_db
 
     init_db(url)
@@ -240,15 +242,17 @@ def _inputs(url: str) -> tuple[str, str, int, list[str]]:
         plates = [r[0] for r in db.execute_sql(
             "SELECT DISTINCT plate FROM vehicle_pass WHERE territory_id = 1 LIMIT 40"
         ).fetchall()]
+        newest = db.execute_sql(
+            "SELECT max(id) FROM gate_event WHERE territory_id = 1").fetchone()[0] or 0
     db.close()
     # One in five checks is a plate nobody filed: the operator types those too.
     return operator, resident, owned, plates + [
         "X000XX00", "A001AA01", "B123OP777", "E555KX99", "TEST123", "M001MM01", "P777PP77",
-        "K202KK02", "O999OO199", "C404CC04"]
+        "K202KK02", "O999OO199", "C404CC04"], newest
 
 
 def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
-    operator, resident, owned, plates = _inputs(url)
+    operator, resident, owned, plates, newest = _inputs(url)
     script = work / "check.lua"
     script.write_text(LUA % {"plates": ", ".join(f'"{p}"' for p in plates),
                              "path": "/t/1/check?plate="})
@@ -287,6 +291,7 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
             ("floor", f"http://127.0.0.1:{floor_port}/t/1/floor", watcher, None),
             ("check", base + "/t/1/check", watcher, str(script)),
             ("passes", base + "/t/1/passes", owner, None),
+            ("feed", f"{base}/t/1/events/newer?after={newest}", watcher, None),
         ]
         for _name, target, headers, lua in runs:
             wrk(binary, target, 2, args.connections, headers, lua)  # warm-up
@@ -333,6 +338,8 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
           f"{AIM_P99_MS:.0f} ms): {verdict}")
     print(f"ratio passes/bare: {ratios['passes']:.2f}  (the full page "
           f"of the territory's busiest resident, {owned} passes; no aim)")
+    print(f"ratio feed/bare: {ratios['feed']:.2f}  (the live feed's poll with nothing "
+          f"new, sent every second by every open log; no aim)")
     print(f"ratio anon/bare: {ratios['anon']:.2f}  (a Propusk route that returns a "
           f"constant to nobody signed in: its hooks and extensions alone)")
     print(f"ratio floor/bare: {ratios['floor']:.2f}  (a territory route "
