@@ -169,14 +169,17 @@ class GateEvent(BaseModel):
         return list(query)
 
     @classmethod
-    def any_after(cls, territory_id: int, after: int) -> bool:
-        """Whether the territory has an event newer than `after`: one step down its index."""
-        return bool(_ANY_AFTER(territory=territory_id, after=after))
+    def newest_after(cls, territory_id: int, after: int) -> int | None:
+        """The id of the territory's newest event if it is newer than `after`, else None: one
+        step down the (territory, id) index."""
+        found = _NEWEST_AFTER.first(territory=territory_id, after=after)
+        return found.id if found else None
 
 
-_ANY_AFTER = Prepared(lambda: (
+_NEWEST_AFTER = Prepared(lambda: (
     GateEvent.select(GateEvent.id)
     .where((GateEvent.territory == Slot("territory")) & (GateEvent.id > Slot("after")))
+    .order_by(GateEvent.id.desc())
     .limit(1)
 ))
 

@@ -488,7 +488,8 @@ def test_feed_poll_returns_only_newer_events_of_this_territory(app, client, auth
 
 def test_a_feed_poll_with_nothing_new_is_one_lookup(app, client, auth, world, caplog):
     """Every open feed polls every second; when nothing is new (another territory's event
-    does not count) the answer comes before the filter form's gates and the events' people."""
+    does not count) the answer comes before the filter form's gates and the events' people,
+    and new events that the filter hides move the poller past them."""
     with app.app_context():
         first = record_event(world.t, code=1, reason="pass_valid", kind="plate",
                              credential="A777AA77", gate=world.gate).id
@@ -501,15 +502,22 @@ def test_a_feed_poll_with_nothing_new_is_one_lookup(app, client, auth, world, ca
     assert len([sql for sql in asked if "gate_event" in sql]) == 1, asked
     assert not [sql for sql in asked if re.search(r'FROM "gate"(?!_)', sql)], asked
     with app.app_context():
-        record_event(world.t, code=3, reason="pass_expired", kind="plate", credential="B1",
-                     gate=world.gate)
-    # Something new, but not what the filter shows: still nothing to add to the feed.
+        hidden = record_event(world.t, code=3, reason="pass_expired", kind="plate",
+                              credential="B1", gate=world.gate).id
+    # Something new, but not what the filter shows: no event to add, and the poller moves
+    # past it, so the next polls are the one lookup again (with the filter kept).
+    moved = client.get(poll, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert 'id="feed-poll"' in moved and 'class="event' not in moved
+    assert f"after={hidden}" in moved and "decision=granted" in moved
+    poll = poll.replace(f"after={first}", f"after={hidden}")
     assert client.get(poll, headers={"HX-Request": "true"}).status_code == 204
     with app.app_context():
         third = record_event(world.t, code=1, reason="pass_valid", kind="plate",
                              credential="C1", gate=world.gate).id
     response = client.get(poll, headers={"HX-Request": "true"})
-    assert response.status_code == 200 and f'id="event-{third}"' in response.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and f'id="event-{third}"' in body
+    assert f"after={third}" in body
 
 
 def test_log_filters_and_pages(app, client, auth, world):
