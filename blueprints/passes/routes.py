@@ -283,15 +283,9 @@ def events(tid: int) -> Response:
         rows, more = paged(query, number, EVENTS_PER_PAGE, GateEvent.with_people)
     return page(
         "passes/events.html", form=form, rows=rows, more=more, number=number,
-        args=_filter_args(), after=rows[0].id if rows else _newest_id(tid),
+        # A filtered, empty feed starts polling after the newest event: nothing older is new.
+        args=_filter_args(), after=rows[0].id if rows else GateEvent.newest_after(tid, 0) or 0,
     )
-
-
-def _newest_id(tid: int) -> int:
-    """The id a filtered, empty feed starts polling after: nothing older is new."""
-    newest = GateEvent.select(GateEvent.id).where(GateEvent.territory == tid)
-    found = newest.order_by(GateEvent.id.desc()).first()
-    return found.id if found else 0
 
 
 @bp.get("/t/<int:tid>/events/newer")
@@ -310,13 +304,11 @@ def newer(tid: int) -> Response:
     query = _event_filter(form).apply(GateEvent.feed(tid)).where(GateEvent.id > after)
     batch = GateEvent.with_people(query.order_by(GateEvent.id).limit(FEED_BATCH),
                                   newest_first=False)
-    if not batch:
-        # New events, none that the filter shows (then or since): the poller goes on from
-        # the newest, so its next polls are the one lookup again instead of this query.
-        return page("passes/_feed_new.html", rows=[], after=newest, args=_filter_args())
+    # With new events but none that the filter shows (then or since), the poller goes on
+    # from the newest, so its next polls are the one lookup again instead of this query.
     return page(
-        "passes/_feed_new.html", rows=list(reversed(batch)), after=batch[-1].id,
-        args=_filter_args(),
+        "passes/_feed_new.html", rows=list(reversed(batch)),
+        after=batch[-1].id if batch else newest, args=_filter_args(),
     )
 
 
