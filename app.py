@@ -25,6 +25,7 @@ from blueprints.requests import init_requests
 from blueprints.security import init_security
 from blueprints.sessions import init_sessions
 from cli import register_cli
+from domain import accounts
 from domain.db import db, init_db
 from extensions import csrf, htmx
 from providers import payments
@@ -61,6 +62,7 @@ def settings(instance: Path) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": os.environ.get("COOKIE_SECURE", "0") == "1",
         "PROXY_HOPS": int(os.environ.get("PROXY_HOPS", "0")),
         "GATEBRIDGE": os.environ.get("GATEBRIDGE", "1") == "1",
+        "PASSWORD_HASHING": os.environ.get("PASSWORD_HASHING", "standard"),
     }
 
 
@@ -93,6 +95,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         hops = app.config["PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
+    accounts.use_hashing(app.config["PASSWORD_HASHING"])
     init_db(app.config["DATABASE_URL"])
     _bind_connection(app)
     csrf.init_app(app)

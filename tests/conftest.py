@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 
@@ -14,6 +15,11 @@ from domain import accounts
 from domain.db import db
 from domain.schema import upgrade
 from tests import database
+
+# The suite creates and signs in hundreds of people: argon2's cheapest parameters, not the
+# standard ~0.15 s a hash (tests/unit/test_codes.py checks the standard ones). Servers the
+# tests start inherit it.
+os.environ.setdefault("PASSWORD_HASHING", "cheapest-for-tests")
 
 PASSWORD = "secret2024pass"
 CSRF_RE = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')

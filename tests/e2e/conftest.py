@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ DESKTOP = (1280, 800)
 def seed(instance) -> list[tuple[str, str, str]]:
     """Run `flask seed-demo` for an instance; returns its (role, login, password) lines."""
     env = {"INSTANCE_PATH": str(instance), "SECRET_KEY": "e2e-secret", "PATH": "/usr/bin:/bin",
-           "DATABASE_URL": url_for(instance)}
+           "DATABASE_URL": url_for(instance), "PASSWORD_HASHING": os.environ["PASSWORD_HASHING"]}
     for command in (["migrate"], ["seed-demo"]):
         out = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "app", *command],

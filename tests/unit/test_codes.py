@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 
 import gevent
 import pytest
+from argon2 import PasswordHasher
 
 from domain import accounts, codes
 from domain.codes import Code, SendLog
 from domain.db import db, utcnow
 from domain.errors import DomainError
+from tests.conftest import PASSWORD
 
 PHONE = "+79990001122"
 
@@ -191,7 +194,8 @@ def test_password_made_of_own_phone_or_email_is_refused():
 
 def test_argon2_runs_in_a_pool_thread_while_other_greenlets_go_on(monkeypatch):
     threads = []
-    real = accounts._hasher.hash
+    # The standard parameters, whatever the suite's PASSWORD_HASHING: tens of ms a hash.
+    real = PasswordHasher.from_parameters(accounts.HASHING["standard"]).hash
 
     class Spy:
         def hash(self, password):
@@ -215,3 +219,49 @@ def test_argon2_runs_in_a_pool_thread_while_other_greenlets_go_on(monkeypatch):
     assert threads and threads[0] is not threading.main_thread()
     # The loop served the other greenlet while argon2 worked (tens of ms of hashing).
     assert len(ticks) >= 5
+
+
+STANDARD = "$argon2id$v=19$m=65536,t=3,p=4$"
+CHEAPEST = "$argon2id$v=19$m=8,t=1,p=1$"
+
+
+@pytest.fixture
+def suite_hashing():
+    """Whatever a test sets, the suite's own PASSWORD_HASHING comes back after it."""
+    suite = os.environ.get("PASSWORD_HASHING", "standard")
+    yield
+    accounts.use_hashing(suite)
+
+
+def test_without_a_setting_passwords_get_the_standard_parameters(monkeypatch, tmp_path,
+                                                                 suite_hashing):
+    from app import create_app
+
+    monkeypatch.delenv("PASSWORD_HASHING", raising=False)
+    create_app({"TESTING": True, "SECRET_KEY": "t", "INSTANCE_PATH": str(tmp_path / "i"),
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}"})
+    assert accounts.hash_password("Zebra7track").startswith(STANDARD)
+
+
+def test_an_unknown_hashing_setting_stops_the_start(monkeypatch, tmp_path, suite_hashing):
+    from app import create_app
+
+    monkeypatch.setenv("PASSWORD_HASHING", "md5")
+    with pytest.raises(ValueError, match="PASSWORD_HASHING must be one of standard"):
+        create_app({"TESTING": True, "SECRET_KEY": "t", "INSTANCE_PATH": str(tmp_path / "i")})
+
+
+def test_a_weak_hash_is_made_standard_at_the_next_sign_in(ctx, make_account, suite_hashing):
+    accounts.use_hashing("cheapest-for-tests")
+    account = make_account()
+    assert account.password_hash.startswith(CHEAPEST)
+    accounts.use_hashing("standard")
+    with pytest.raises(DomainError):
+        accounts.authenticate(account.phone, "not-the-password")
+    assert accounts.Account.get_by_id(account.id).password_hash.startswith(CHEAPEST)
+    accounts.authenticate(account.phone, PASSWORD)
+    upgraded = accounts.Account.get_by_id(account.id).password_hash
+    assert upgraded.startswith(STANDARD)
+    # The new hash is of the same password, and stays as it is from then on.
+    assert accounts.authenticate(account.phone, PASSWORD).id == account.id
+    assert accounts.Account.get_by_id(account.id).password_hash == upgraded
