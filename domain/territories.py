@@ -43,17 +43,17 @@ DEFAULT_TZ = "Europe/Moscow"
 MAX_PER_UNIT = 10
 # Russia's zones, west to east; a territory shows times in its own.
 TIMEZONES = {
-    "Europe/Kaliningrad": "UTC+02 Калининград",
-    "Europe/Moscow": "UTC+03 Москва",
-    "Europe/Samara": "UTC+04 Самара",
-    "Asia/Yekaterinburg": "UTC+05 Екатеринбург",
-    "Asia/Omsk": "UTC+06 Омск",
-    "Asia/Krasnoyarsk": "UTC+07 Красноярск",
-    "Asia/Irkutsk": "UTC+08 Иркутск",
-    "Asia/Yakutsk": "UTC+09 Якутск",
-    "Asia/Vladivostok": "UTC+10 Владивосток",
-    "Asia/Magadan": "UTC+11 Магадан",
-    "Asia/Kamchatka": "UTC+12 Камчатка",
+    "Europe/Kaliningrad": _l("UTC+02 Калининград"),
+    "Europe/Moscow": _l("UTC+03 Москва"),
+    "Europe/Samara": _l("UTC+04 Самара"),
+    "Asia/Yekaterinburg": _l("UTC+05 Екатеринбург"),
+    "Asia/Omsk": _l("UTC+06 Омск"),
+    "Asia/Krasnoyarsk": _l("UTC+07 Красноярск"),
+    "Asia/Irkutsk": _l("UTC+08 Иркутск"),
+    "Asia/Yakutsk": _l("UTC+09 Якутск"),
+    "Asia/Vladivostok": _l("UTC+10 Владивосток"),
+    "Asia/Magadan": _l("UTC+11 Магадан"),
+    "Asia/Kamchatka": _l("UTC+12 Камчатка"),
 }
 MAX_NAME = 200
 # Account numbers as printed on bills: digits, letters, dashes and slashes.
@@ -88,11 +88,6 @@ class Territory(BaseModel):
     def kind_label(self) -> str:
         """The kind in the reader's language."""
         return str(KINDS.get(self.kind, self.kind))
-
-    @property
-    def timezone_label(self) -> str:
-        """The zone as people know it: UTC+03 Москва."""
-        return TIMEZONES.get(self.timezone, self.timezone)
 
     @classmethod
     def with_account_numbers(cls):
