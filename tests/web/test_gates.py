@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -203,6 +204,13 @@ def test_manager_adds_and_edits_a_gate(app, client, auth, world):
                       data={"csrf_token": token, **_gate_form(port="70000", name="Ещё")})
     assert bad.status_code == 422 and "Порт — от 1 до 65535" in bad.get_data(as_text=True)
     assert 'value="Ещё"' in bad.get_data(as_text=True)
+    # Letters for a number: one message, the one that says what to type, under the field.
+    letters = client.post(f"/t/{world.t}/gates/new",
+                          data={"csrf_token": token, **_gate_form(port="пятьсот", name="Ещё")})
+    html = letters.get_data(as_text=True)
+    assert letters.status_code == 422 and 'value="пятьсот"' in html
+    assert html.count('id="port-error"') == 1
+    assert re.search(r'id="port-error">Порт — от 1 до 65535</p>', html)
     edit = f"/t/{world.t}/gates/{gate.id}/edit"
     form = _gate_form(name="Шлагбаум 2", direction="both", word_order="big")
     del form["enabled"]
