@@ -511,13 +511,19 @@ def delete_tariff(territory: Territory, tariff_id: int) -> None:
             raise NotFound(_l("Тариф не найден"))
 
 
+def tariff_of(territory: Territory, tariff_id: int) -> Tariff:
+    """One of the territory's tariffs; NotFound for any other id."""
+    tariff = Tariff.get_or_none((Tariff.id == tariff_id) & (Tariff.territory == territory))
+    if tariff is None:
+        raise NotFound(_l("Тариф не найден"))
+    return tariff
+
+
 def add_period(
     territory: Territory, tariff_id: int, months: int, price_kopecks: int
 ) -> TariffPeriod:
     """Add a period (months, price) to one of the territory's tariffs."""
-    tariff = Tariff.get_or_none((Tariff.id == tariff_id) & (Tariff.territory == territory))
-    if tariff is None:
-        raise NotFound(_l("Тариф не найден"))
+    tariff = tariff_of(territory, tariff_id)
     if not 1 <= months <= 120:
         raise DomainError(_l("Срок — от 1 до 120 месяцев"), field="months")
     if price_kopecks < MIN_CHARGE:

@@ -95,6 +95,11 @@ def add_tariff(tid: int) -> Response:
 @territory_route(roles=MANAGER)
 def add_period(tid: int, tariff_id: int) -> Response:
     """Add a period (months and price) to a tariff."""
+    try:
+        # First: a tariff deleted meanwhile has no form on the page to show mistakes in.
+        billing.tariff_of(g.territory, tariff_id)
+    except NotFound:
+        abort(404)
     form = PeriodForm(prefix=f"p{tariff_id}")
     if form.validate_on_submit():
         try:

@@ -203,6 +203,12 @@ def test_manager_form_errors_are_422_and_keep_input(client, auth, world):
         "value": "150"})
     assert response.status_code == 422 and "от 1 до 99" in response.get_data(as_text=True)
     assert PromoCode.select().count() == 0
+    # A period for a tariff deleted meanwhile (another tab): gone, whatever was typed.
+    Tariff.delete_by_id(tariff.id)
+    response = client.post(f"/t/{tid}/billing/tariffs/{tariff.id}/periods", data={
+        "csrf_token": token(client, settings), f"p{tariff.id}-months": "3",
+        f"p{tariff.id}-price": "abc"})
+    assert response.status_code == 404
 
 
 def test_residents_have_no_settings(client, auth, world):

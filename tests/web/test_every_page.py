@@ -1,5 +1,6 @@
-"""Every page each demo role can reach, walked by its links: it answers, and in English it
-shows no Russian of our own (what people typed — names, addresses, plates — stays as typed).
+"""Every page each demo role can reach, walked by its links: it answers; in English it shows
+no Russian of our own (what people typed — names, addresses, plates — stays as typed); and
+every form on it takes empty and hostile input without failing or losing what was typed.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
+from markupsafe import escape
 
 from domain.db import db
 from domain.passes import format_plate
@@ -26,12 +28,14 @@ SHOWN = {"placeholder", "title", "aria-label", "alt"}
 
 
 class _Shown(HTMLParser):
-    """The text and the shown attributes of a page, and its links."""
+    """The text and the shown attributes of a page, its links and its forms that post."""
 
     def __init__(self) -> None:
         super().__init__()
         self.parts: list[str] = []
         self.links: list[str] = []
+        self.forms: list[dict] = []
+        self._form: dict | None = None
         self._hidden = 0
 
     def handle_starttag(self, tag, attrs):
@@ -40,13 +44,33 @@ class _Shown(HTMLParser):
             self._hidden += 1
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
+        self._collect(tag, attrs)
         self.parts += [value for name, value in attrs.items() if name in SHOWN and value]
         if tag == "input" and attrs.get("type") in ("submit", "button") and attrs.get("value"):
             self.parts.append(attrs["value"])
 
+    def _collect(self, tag, attrs):
+        if tag == "form":
+            action = attrs.get("hx-post") or attrs.get("action")
+            posts = (attrs.get("method") or "").lower() == "post" or "hx-post" in attrs
+            self._form = {"action": action, "fields": []} if posts and action else None
+            if self._form:
+                self.forms.append(self._form)
+        elif self._form is not None and attrs.get("name"):
+            kind = attrs.get("type", "text") if tag == "input" else tag
+            # (kind, name, value); a select's value is its first option's, filled in below.
+            if kind not in ("submit", "button") and not (
+                    kind in ("checkbox", "radio") and "checked" not in attrs):
+                self._form["fields"].append([kind, attrs["name"], attrs.get("value", "")])
+        elif tag == "option" and self._form and self._form["fields"] \
+                and self._form["fields"][-1][0] == "select" and not self._form["fields"][-1][3:]:
+            self._form["fields"][-1][2:] = [attrs.get("value", ""), True]
+
     def handle_endtag(self, tag):
         if tag in ("script", "style", "template"):
             self._hidden -= 1
+        if tag == "form":
+            self._form = None
 
     def handle_data(self, data):
         if not self._hidden:
@@ -68,9 +92,11 @@ def _typed_text() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def _walk(client, start: str = "/") -> dict[str, str]:
-    """GET every same-site link reachable from `start`; page → its shown text."""
+def _walk(client, start: str = "/", forms: list | None = None) -> dict[str, str]:
+    """GET every same-site link reachable from `start`; page → its shown text. The forms
+    that post, one per action, go into `forms`."""
     seen: dict[str, str] = {}
+    actions: set[str] = set()
     queue = [start]
     while queue and len(seen) < MAX_PAGES:
         url = queue.pop(0)
@@ -84,6 +110,10 @@ def _walk(client, start: str = "/") -> dict[str, str]:
         page = _Shown()
         page.feed(response.get_data(as_text=True))
         seen[url] = " ".join(page.parts)
+        for form in page.forms:
+            if forms is not None and form["action"] not in actions:
+                actions.add(form["action"])
+                forms.append(form)
         for link in page.links:
             parts = urlsplit(link)
             if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
@@ -121,3 +151,47 @@ def test_every_page_a_role_reaches_answers_and_speaks_english(app, demo, role):
         if words:
             russian[url] = sorted(words)
     assert not russian, russian
+
+
+# Forms that end the session when they succeed; the walk would go on signed out.
+ENDS_SESSION = ("/logout", "/lang/", "sign-out")
+TYPED = ("text", "textarea", "email", "tel", "search", "url")
+# What a form may answer to bad input: done, redirected, refused (422), gone (an object an
+# earlier form of the walk deleted), too many tries. Never 400 (its CSRF token is missing),
+# 405 (it posts where nothing takes a post) or 5xx.
+ANSWERS = {200, 204, 302, 303, 404, 409, 422, 429}
+
+
+def _filled(form: dict, hostile: bool) -> dict[str, str]:
+    data = {}
+    for kind, name, value, *_ in form["fields"]:
+        if kind == "hidden" or (kind in ("checkbox", "radio") and not hostile):
+            data[name] = value
+        elif kind in ("checkbox", "radio", "select"):
+            data[name] = "<zz>" if hostile else value
+        else:
+            data[name] = f"Ж<b>'\"{name} ё😀 {'x' * 300}" if hostile else ""
+    return data
+
+
+@pytest.mark.parametrize("role", ["admin", "manager", "resident", "operator"])
+def test_every_form_a_role_reaches_takes_bad_input(app, demo, role):
+    client = signed_in(app, demo[role])
+    forms: list[dict] = []
+    _walk(client, forms=forms)
+    forms = [f for f in forms if not any(part in f["action"] for part in ENDS_SESSION)]
+    assert len(forms) >= 5, forms
+    wrong, lost = [], []
+    for form in forms:
+        for hostile in (False, True):
+            data = _filled(form, hostile)
+            for headers in ({}, {"HX-Request": "true"}):
+                response = client.post(form["action"], data=data, headers=headers)
+                if response.status_code not in ANSWERS:
+                    wrong.append((form["action"], hostile, headers, response.status_code))
+                if hostile and response.status_code == 422:
+                    html = response.get_data(as_text=True)
+                    lost += [(form["action"], name) for kind, name, *_ in form["fields"]
+                             if kind in TYPED and str(escape(data[name])) not in html]
+    assert not wrong, wrong
+    assert not lost, lost
