@@ -99,6 +99,13 @@ def format_money(kopecks: int | None) -> str:
     return f"{number}\xa0₽"
 
 
+def zone_label(zone: str) -> str:
+    """A time zone as people know it, in the current language: «UTC+03 Москва»."""
+    from domain.territories import TIMEZONES
+
+    return str(TIMEZONES.get(zone, zone))
+
+
 def init_i18n(app: Flask) -> None:
     """Bind Flask-Babel and the template filters for our formats."""
     app.config.setdefault("BABEL_DEFAULT_LOCALE", "ru")
@@ -109,6 +116,7 @@ def init_i18n(app: Flask) -> None:
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["phone"] = format_phone
     app.jinja_env.filters["tel"] = lambda e164: Markup.escape(f"tel:{e164 or ''}")
+    app.jinja_env.filters["zone"] = zone_label
 
     @app.context_processor
     def _lang() -> dict:

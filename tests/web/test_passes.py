@@ -90,6 +90,11 @@ def test_the_form_speaks_the_seed_words(client, auth, world):
                   "Сутки", "Неделя", "Месяц", "Указать даты", "Постоянный", ">Добавить<"):
         assert words in html
     assert 'type="datetime-local"' in html
+    # The territory's zone as people know it, in their language.
+    assert "Время территории: UTC+03 Москва" in html
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    html = client.get(f"/t/{world.t}/passes/new").get_data(as_text=True)
+    assert "Territory time: UTC+03 Moscow" in html
 
 
 def test_a_wrong_plate_is_refused_at_the_field_keeping_what_was_typed(app, client, auth, world):
