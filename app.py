@@ -20,6 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 import gatebridge
 import providers
 from blueprints import register_blueprints
+from blueprints.errors import init_errors
 from blueprints.i18n import init_i18n
 from blueprints.requests import init_requests
 from blueprints.security import init_security
@@ -104,6 +105,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_i18n(app)
     init_sessions(app)
     init_security(app)
+    init_errors(app)
     providers.init_app(app)
     payments.init_app(app)
     register_blueprints(app)

@@ -59,6 +59,26 @@
   document.addEventListener("DOMContentLoaded", function () { startCountdowns(document); });
   document.addEventListener("htmx:load", function (event) { startCountdowns(event.detail.elt); });
 
+  // An htmx request that failed: htmx swaps nothing in, so the page's banner says what
+  // happened, in the words of the server's error fragment (read as text, never as HTML).
+  function banner(text) {
+    const el = document.getElementById("request-error");
+    if (!el) return;
+    el.textContent = text || "";
+    el.hidden = !text;
+  }
+  document.addEventListener("htmx:beforeRequest", function () { banner(""); });
+  document.addEventListener("htmx:responseError", function (event) {
+    const el = document.getElementById("request-error");
+    const answer = new DOMParser().parseFromString(event.detail.xhr.responseText || "", "text/html");
+    const said = answer.querySelector("[data-request-error]");
+    banner(said ? said.textContent : el && el.dataset.failed);
+  });
+  document.addEventListener("htmx:sendError", function () {
+    const el = document.getElementById("request-error");
+    banner(el && el.dataset.offline);
+  });
+
   // hx-confirm is handled by htmx itself; plain forms may ask too.
   document.addEventListener("submit", function (event) {
     const form = event.target;

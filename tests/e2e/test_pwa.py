@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import csp_violations
+from tests.e2e.conftest import csp_violations, sign_in_as
 from tests.server import running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -68,3 +68,27 @@ def test_no_csp_violation_on_any_page(browser, demo):
     page.wait_for_selector("html[lang=ru]", state="attached")
     assert csp_violations(page) == []
     assert not [e for e in errors if "Content Security Policy" in e]
+
+
+def test_a_failed_htmx_request_is_explained_in_the_banner(browser, demo):
+    page = browser.new_page()
+    sign_in_as(page, demo, "resident")
+    banner = page.locator("#request-error")
+    assert banner.is_hidden()
+    # A boosted link to a page that is not there: htmx gets our 404 fragment and swaps
+    # nothing, so the banner says it, in the page's language.
+    page.evaluate("""() => {
+        const a = document.createElement('a');
+        a.href = '/no-such-page'; a.id = 'dead-link'; a.textContent = 'x';
+        document.querySelector('main').append(a);
+        htmx.process(a);
+    }""")
+    page.click("#dead-link")
+    banner.wait_for(state="visible")
+    assert "Такой страницы нет" in banner.inner_text()
+    assert page.url.endswith("/")  # still on the page it was
+    # The next request that goes through hides it again.
+    page.click("text=Профиль")
+    page.wait_for_url("**/profile")
+    assert banner.is_hidden()
+    assert csp_violations(page) == []

@@ -1,0 +1,90 @@
+"""Error answers in the person's language and in the app's shell, not werkzeug's English
+pages; an htmx request gets a fragment the page's banner shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import csrf_token
+from tests.web.territory_kit import person, post, signed_in
+
+
+def test_a_missing_page_is_ours_in_russian_then_in_english(client):
+    response = client.get("/no-such-page")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "Страница не найдена" in html and "Not Found" not in html
+    assert 'id="request-error"' in html and "На главную" in html  # the shell, with a way on
+    client.post("/lang/en", data={"csrf_token": csrf_token(client)})
+    html = client.get("/no-such-page").get_data(as_text=True)
+    assert "Page not found" in html and '<html lang="en">' in html
+
+
+def test_someone_elses_territory_reads_as_missing(app):
+    with app.test_request_context():
+        stranger = person("Чужой")
+    html = signed_in(app, stranger).get("/t/4242/").get_data(as_text=True)
+    assert "Страница не найдена" in html and "нет к ней доступа" in html
+
+
+def test_a_stale_form_says_to_reload_it(client):
+    response = client.post("/login", data={"login": "+79990001122", "password": "x"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "Страница устарела" in html and "CSRF token" not in html
+
+
+def test_an_htmx_request_gets_a_fragment_for_the_banner(client):
+    client.get("/login")
+    response = client.post("/login", data={}, headers={"HX-Request": "true",
+                                                       "X-CSRFToken": "forged"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert html.strip().startswith('<p class="flash flash-error" data-request-error>')
+    assert "Форма устарела" in html and "<html" not in html
+
+
+def test_a_wrong_method_keeps_its_allow_header(client):
+    response = client.get("/logout")
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+    assert "Неверный запрос" in response.get_data(as_text=True)
+
+
+def test_a_too_large_upload_says_the_limit(app, client):
+    with app.test_request_context():
+        manager = person("Управляющий")
+    client = signed_in(app, manager)
+    response = post(client, "/territories/new", {"name": "x" * (3 * 1024 * 1024)})
+    assert response.status_code == 413
+    assert "Слишком большой файл" in response.get_data(as_text=True)
+
+
+@pytest.fixture
+def failing(app):
+    """A route that fails, with errors handled as in production (not raised to the test)."""
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("boom")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    return app.test_client()
+
+
+def test_a_failure_is_a_500_page_that_tells_no_internals(failing):
+    response = failing.get("/boom")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "Что-то пошло не так" in html and "RuntimeError" not in html and "boom" not in html
+
+
+def test_when_even_the_shell_fails_the_page_still_answers(failing, monkeypatch):
+    import blueprints.errors
+
+    def broken(name, **ctx):
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(blueprints.errors, "render_template", broken)
+    response = failing.get("/boom")
+    assert response.status_code == 500
+    assert "Что-то пошло не так" in response.get_data(as_text=True)
