@@ -1,7 +1,7 @@
 """Error pages in the person's language, in the app's shell: not werkzeug's English ones.
 
-An htmx request gets a short fragment instead; htmx does not swap an error answer, so
-static/app.js shows the fragment's text in the banner every page has (#request-error).
+An htmx request gets only the words instead; htmx does not swap an error answer, so
+static/app.js shows them in the banner every page has (#request-error).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 from flask import Flask, Response, make_response, render_template, request
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
-from markupsafe import escape
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("propusk")
@@ -36,14 +36,17 @@ STALE = (_l("Страница устарела"),
 
 
 def _render(status: int, title, text, headers) -> Response:
+    # The words alone, in a paragraph static/app.js looks for: all an htmx request needs,
+    # and all that is left when the shell cannot render (the database is down, say).
+    said = Markup('<p class="flash flash-error" data-request-error>{}</p>').format(text)
     if request.headers.get("HX-Request"):
-        body = render_template("core/_error.html", text=text)
+        body = said
     else:
         try:
-            body = render_template("core/error.html", title=title, text=text, status=status)
-        except Exception:  # the shell itself failed (the database is down, say)
+            body = render_template("core/error.html", title=title, text=text)
+        except Exception:
             log.exception("error page for %s", status)
-            body = f"<!doctype html><meta charset=utf-8><h1>{escape(title)}</h1><p>{escape(text)}"
+            body = Markup("<!doctype html><meta charset=utf-8><h1>{}</h1>{}").format(title, said)
     response = make_response(body, status)
     for name, value in headers:
         if name.lower() != "content-type":
