@@ -59,13 +59,15 @@ class _Shown(HTMLParser):
                 self.forms.append(self._form)
         elif self._form is not None and attrs.get("name"):
             kind = attrs.get("type", "text") if tag == "input" else tag
-            # (kind, name, value); a select's value is its first option's, filled in below.
+            # [kind, name, value]; a select's value is its first option's (None until then).
             if kind not in ("submit", "button") and not (
                     kind in ("checkbox", "radio") and "checked" not in attrs):
-                self._form["fields"].append([kind, attrs["name"], attrs.get("value", "")])
-        elif tag == "option" and self._form and self._form["fields"] \
-                and self._form["fields"][-1][0] == "select" and not self._form["fields"][-1][3:]:
-            self._form["fields"][-1][2:] = [attrs.get("value", ""), True]
+                value = None if kind == "select" else attrs.get("value", "")
+                self._form["fields"].append([kind, attrs["name"], value])
+        elif tag == "option" and self._form and self._form["fields"]:
+            last = self._form["fields"][-1]
+            if last[0] == "select" and last[2] is None:
+                last[2] = attrs.get("value", "")
 
     def handle_endtag(self, tag):
         if tag in ("script", "style", "template"):
@@ -175,7 +177,7 @@ ANSWERS = {200, 204, 302, 303, 404, 409, 422, 429}
 
 def _filled(form: dict, hostile: bool) -> dict[str, str]:
     data = {}
-    for kind, name, value, *_ in form["fields"]:
+    for kind, name, value in form["fields"]:
         if kind == "hidden" or (kind in ("checkbox", "radio") and not hostile):
             data[name] = value
         elif kind in ("checkbox", "radio", "select"):
@@ -202,7 +204,7 @@ def test_every_form_a_role_reaches_takes_bad_input(app, demo, role):
                     wrong.append((form["action"], hostile, headers, response.status_code))
                 if hostile and response.status_code == 422:
                     html = response.get_data(as_text=True)
-                    lost += [(form["action"], name) for kind, name, *_ in form["fields"]
+                    lost += [(form["action"], name) for kind, name, _ in form["fields"]
                              if kind in TYPED and str(escape(data[name])) not in html]
     assert not wrong, wrong
     assert not lost, lost
