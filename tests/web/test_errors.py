@@ -88,3 +88,7 @@ def test_when_even_the_shell_fails_the_page_still_answers(failing, monkeypatch):
     response = failing.get("/boom")
     assert response.status_code == 500
     assert "Что-то пошло не так" in response.get_data(as_text=True)
+    # An htmx request renders no template at all: its words reach the banner regardless.
+    response = failing.get("/boom", headers={"HX-Request": "true"})
+    assert response.status_code == 500 and "data-request-error>Ошибка на сервере" in \
+        response.get_data(as_text=True)
