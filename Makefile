@@ -53,13 +53,22 @@ run: setup
 ## test: the whole suite (unit, web, real servers, Modbus, Chromium) on SQLite, then on PostgreSQL
 test: test-sqlite test-postgresql
 
+# Each pass runs in two phases: the tests spread over $(TEST_WORKERS) processes (pytest-xdist;
+# each process has its own databases, servers and browser), then the timing tests (marked
+# `timing`: "within a second", "under 50 ms") alone, with the cores to themselves.
+TEST_WORKERS ?= 2
+PYTEST_SPREAD = $(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not timing"
+PYTEST_ALONE = $(BIN)/python -m pytest -m timing
+
 test-sqlite: dev-setup
-	PROPUSK_TEST_DB=sqlite $(BIN)/python -m pytest
+	PROPUSK_TEST_DB=sqlite $(PYTEST_SPREAD)
+	PROPUSK_TEST_DB=sqlite $(PYTEST_ALONE)
 
 # The suite starts a throw-away PostgreSQL cluster (tests/pg.py: initdb into a temp folder,
 # loopback and a free port) and removes it at the end.
 test-postgresql: dev-setup
-	PROPUSK_TEST_DB=postgresql $(BIN)/python -m pytest
+	PROPUSK_TEST_DB=postgresql $(PYTEST_SPREAD)
+	PROPUSK_TEST_DB=postgresql $(PYTEST_ALONE)
 
 lint: dev-setup
 	$(BIN)/ruff check .

@@ -24,6 +24,7 @@ from tests.pg import Cluster
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timing,
     pytest.mark.filterwarnings('ignore:Peewee no longer uses the "autorollback"'),
 ]
 

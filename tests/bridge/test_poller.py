@@ -26,7 +26,7 @@ from gatebridge.poller import (
     make_client,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 
 def blocking(fn, *args, **kwargs):

@@ -17,7 +17,7 @@ from domain.territories import Membership, Unit, create_territory
 from tests.bridge.conftest import wait_for
 from tests.conftest import csrf_token
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 HX = {"HX-Request": "true"}
 
 

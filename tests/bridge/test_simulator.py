@@ -11,7 +11,7 @@ from pymodbus.client import ModbusTcpClient
 from gatebridge import protocol as p
 from gatebridge.simulator import Simulator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 
 def wait_for(predicate, timeout=3.0, interval=0.05):

@@ -27,7 +27,7 @@ from tests.conftest import CSRF_RE, PASSWORD
 from tests.database import url_for
 from tests.server import running_gunicorn
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timing]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

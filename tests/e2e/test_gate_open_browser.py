@@ -17,7 +17,7 @@ from tests.database import query, url_for
 from tests.e2e.conftest import csp_violations, seed, sign_in_as
 from tests.server import ROOT, running_app
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timing]
 
 
 @pytest.fixture

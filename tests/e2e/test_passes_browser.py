@@ -10,7 +10,7 @@ import pytest
 from tests.database import query, url_for
 from tests.e2e.conftest import csp_violations, sign_in_as
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timing]
 
 
 def _sql(demo, sql: str, params: tuple = ()) -> list[tuple]:

@@ -9,6 +9,9 @@ import pytest
 
 from tests.server import ROOT, _serving, free_port, running_app
 
+# Counts what the server does when: run alone, with the cores to itself (`make test`).
+pytestmark = pytest.mark.timing
+
 # A WSGI app that numbers the requests its process answers, each taking a few milliseconds,
 # for gunicorn with serving.Worker (docs/deploy.md).
 NUMBERING_APP = """
