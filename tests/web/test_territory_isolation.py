@@ -10,6 +10,7 @@ route joins the matrix by itself (and fails it if nobody says how to fill its ar
 from __future__ import annotations
 
 import re
+import tempfile
 
 import pytest
 
@@ -30,11 +31,17 @@ EVERY_MEMBER = {"manager", "resident", "operator", "admin"}
 ROLES = ["manager", "resident", "operator", "non-member", "other-manager", "admin", "anonymous"]
 
 
+def _url_map():
+    """The app's routes, read at collection (an instance folder of its own, gone after)."""
+    with tempfile.TemporaryDirectory(prefix="propusk-matrix-") as instance:
+        app = create_app({"TESTING": True, "SECRET_KEY": "x",
+                          "DATABASE_URL": "sqlite:///:memory:", "INSTANCE_PATH": instance})
+    return app.url_map
+
+
 def _scoped_rules():
-    app = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": "sqlite:///:memory:",
-                      "INSTANCE_PATH": "/tmp/propusk-matrix"})
     rules = []
-    for rule in app.url_map.iter_rules():
+    for rule in _url_map().iter_rules():
         if rule.endpoint.startswith(AREAS) and "tid" in rule.arguments:
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
                 rules.append((rule.endpoint, rule.rule, method))
@@ -177,10 +184,8 @@ def test_a_rejected_applicant_gets_nothing(world):
 
 
 def _every_scoped_rule():
-    app = create_app({"TESTING": True, "SECRET_KEY": "x", "DATABASE_URL": "sqlite:///:memory:",
-                      "INSTANCE_PATH": "/tmp/propusk-matrix"})
     rules = []
-    for rule in app.url_map.iter_rules():
+    for rule in _url_map().iter_rules():
         if "tid" in rule.arguments:
             for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
                 rules.append((rule.endpoint, rule.rule, method))
