@@ -9,6 +9,7 @@ route joins the matrix by itself (and fails it if nobody says how to fill its ar
 
 from __future__ import annotations
 
+import functools
 import re
 import tempfile
 
@@ -31,8 +32,9 @@ EVERY_MEMBER = {"manager", "resident", "operator", "admin"}
 ROLES = ["manager", "resident", "operator", "non-member", "other-manager", "admin", "anonymous"]
 
 
+@functools.cache
 def _url_map():
-    """The app's routes, read at collection (an instance folder of its own, gone after)."""
+    """The app's routes, read once at collection (an instance folder of its own, gone after)."""
     with tempfile.TemporaryDirectory(prefix="propusk-matrix-") as instance:
         app = create_app({"TESTING": True, "SECRET_KEY": "x",
                           "DATABASE_URL": "sqlite:///:memory:", "INSTANCE_PATH": instance})
