@@ -111,9 +111,6 @@ def sign_in(base: str, login: str) -> str:
     token = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html)[1]
     data = urllib.parse.urlencode({"login": login, "password": PASSWORD, "csrf_token": token})
     opener.open(base + "/login", data=data.encode()).read()
-    # Signing in starts a new session; the first page with a form adds its CSRF secret to
-    # the cookie, as a browser would keep it (without it every page would make a new one).
-    opener.open(base + "/").read()
     cookie = "; ".join(f"{c.name}={c.value}" for c in jar)
     if "propusk=" not in cookie:
         sys.exit(f"could not sign in as {login}")
