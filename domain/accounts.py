@@ -128,16 +128,23 @@ def verify_password(account: Account | None, password: str) -> bool:
     stored = account.password_hash if account is not None else None
     # Hash against a dummy when there is nothing to check, so timing does not tell.
     target = stored or _dummy_hash()
-    try:
-        ok = gevent.get_hub().threadpool.apply(_hasher.verify, (target, password))
-    except (VerificationError, InvalidHashError):
-        return False
+    ok = gevent.get_hub().threadpool.apply(_matches, (target, password))
     if not (ok and stored):
         return False
     if _hasher.check_needs_rehash(stored):
         account.password_hash = hash_password(password)
         account.save(only=[Account.password_hash])
     return True
+
+
+def _matches(stored: str, password: str) -> bool:
+    """argon2's verdict, run in a worker thread. A wrong password is an answer, not an error:
+    gevent's thread pool prints every exception its tasks raise to stderr, a line per wrong
+    password in the server's log."""
+    try:
+        return _hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 @functools.cache
@@ -312,15 +319,19 @@ def authenticate(login: str, password: str, ip: str | None = None) -> Account:
             key = parse_phone(login)
         except DomainError:
             key = ""
-    if limits.exhausted(limits.LOGIN, key) or limits.exhausted(limits.LOGIN_IP, ip):
+    # Each try is counted before the password is checked (limits.take), then given back
+    # when it was right.
+    by_login = limits.take(limits.LOGIN, key)
+    by_address = limits.take(limits.LOGIN_IP, ip) if by_login is not None else None
+    if by_address is None:
+        limits.give_back(by_login)
         raise DomainError(_l("Слишком много попыток входа. Попробуйте через 15 минут"))
     account = find_by_login(key) if key else None
     # Never say which half was wrong: that would tell who is registered.
     if not verify_password(account, password or ""):
-        limits.fail(limits.LOGIN, key)
-        limits.fail(limits.LOGIN_IP, ip)
         raise DomainError(_l("Неверный логин или пароль"))
     limits.clear(limits.LOGIN, key)
+    limits.give_back(by_address)
     if account.blocked:
         raise DomainError(_l("Аккаунт заблокирован"))
     return account

@@ -45,12 +45,9 @@ def _key(limit: Limit, subject: str) -> str:
     return digest(f"{limit.kind}:{subject}")
 
 
-def exhausted(limit: Limit, subject: str | None, now: dt.datetime | None = None) -> bool:
-    """True when the subject has used up its failures in the window."""
-    if not subject:
-        return False
-    since = (now or utcnow()) - limit.window
-    count = (
+def _count(limit: Limit, subject: str, now: dt.datetime) -> int:
+    since = now - limit.window
+    return (
         Attempt.select()
         .where(
             (Attempt.kind == limit.kind)
@@ -59,13 +56,33 @@ def exhausted(limit: Limit, subject: str | None, now: dt.datetime | None = None)
         )
         .count()
     )
-    return count >= limit.tries
 
 
-def fail(limit: Limit, subject: str | None, now: dt.datetime | None = None) -> None:
-    """Count one failure (call outside the transaction that is about to roll back)."""
-    if subject:
-        Attempt.create(kind=limit.kind, key=_key(limit, subject), at=now or utcnow())
+def take(limit: Limit, subject: str | None, now: dt.datetime | None = None) -> int | None:
+    """Count one try before it is judged; None, with nothing counted, when the subject has
+    used up its tries in the window. Returns the try's id for `give_back`.
+
+    Counting first is what holds the limit against tries sent at the same moment: checking
+    a password waits for a worker thread, and a check-then-count let thirty parallel
+    guesses through a limit of ten (each saw the count before the others added theirs).
+    Here the n-th try to be written sees at least n, so at most `limit.tries` get through
+    (tries past the limit in the same instant may all be refused: that is a burst of guesses).
+    Call it outside a transaction that may roll back, or the try is not counted.
+    """
+    if not subject:
+        return 0
+    now = now or utcnow()
+    attempt = Attempt.create(kind=limit.kind, key=_key(limit, subject), at=now)
+    if _count(limit, subject, now) > limit.tries:
+        give_back(attempt.id)
+        return None
+    return attempt.id
+
+
+def give_back(attempt_id: int | None) -> None:
+    """Uncount a try that `take` counted and that turned out right."""
+    if attempt_id:
+        Attempt.delete_by_id(attempt_id)
 
 
 def clear(limit: Limit, subject: str | None) -> None:

@@ -461,12 +461,13 @@ def request_join(account: Account, code_text: str, unit_label: str) -> JoinReque
     if len(label) > MAX_NAME:
         raise DomainError(_l("Не длиннее 200 символов"), "unit_label")
     # Codes are six digits: without a cap, trying them would list every territory's name.
-    if limits.exhausted(limits.TERRITORY_CODE, str(account.id)):
+    tried = limits.take(limits.TERRITORY_CODE, str(account.id))
+    if tried is None:
         raise DomainError(_l("Слишком много попыток ввести код. Попробуйте через час"), "code")
     territory = Territory.get_or_none(Territory.code == code)
     if territory is None:
-        limits.fail(limits.TERRITORY_CODE, str(account.id))
         raise DomainError(_l("Территория с таким кодом не найдена"), "code")
+    limits.give_back(tried)  # a right code is not a guess
     with db.atomic():
         if Membership.select().where(
             (Membership.account == account) & (Membership.territory == territory)
@@ -559,21 +560,31 @@ def join_by_account_number(account: Account, territory_id: int, number: str) -> 
     number = "".join((number or "").split())
     if not number:
         raise DomainError(_l("Введите номер лицевого счёта"), "number")
-    with serialised():
-        territory = Territory.with_account_numbers().where(Territory.id == territory_id).first()
-        if territory is None:
-            raise DomainError(_l("Выберите объект из списка"), "territory")
-        if limits.exhausted(limits.ACCOUNT_NUMBER, str(account.id)):
-            raise DomainError(_l("Слишком много неверных попыток. Попробуйте через 15 минут"),
-                              "number")
-        unit = Unit.get_or_none((Unit.territory == territory) & (Unit.account_number == number))
-        if unit is not None:
-            return _admit(account, territory, "resident", _locked_unit(territory, unit.id))
-    # Outside the transaction above so the wrong try is counted, not rolled back.
-    limits.fail(limits.ACCOUNT_NUMBER, str(account.id))
-    raise DomainError(
-        _l("Лицевой счёт не найден. Проверьте номер или обратитесь к управляющему"), "number"
-    )
+    territory = Territory.with_account_numbers().where(Territory.id == territory_id).first()
+    if territory is None:
+        raise DomainError(_l("Выберите объект из списка"), "territory")
+    # Counted before the lookup, outside the transaction below so that it is not rolled
+    # back (limits.take); given back when the number was right.
+    tried = limits.take(limits.ACCOUNT_NUMBER, str(account.id))
+    if tried is None:
+        raise DomainError(_l("Слишком много неверных попыток. Попробуйте через 15 минут"),
+                          "number")
+    try:
+        with serialised():
+            unit = Unit.get_or_none(
+                (Unit.territory == territory) & (Unit.account_number == number))
+            member = None
+            if unit is not None:
+                member = _admit(account, territory, "resident", _locked_unit(territory, unit.id))
+    except DomainError:
+        limits.give_back(tried)  # a right number the unit could not take (full, a member)
+        raise
+    if member is None:
+        raise DomainError(
+            _l("Лицевой счёт не найден. Проверьте номер или обратитесь к управляющему"), "number"
+        )
+    limits.give_back(tried)
+    return member
 
 
 def attach(account: Account, territory: Territory, role: str, unit_name: str = "") -> Membership:
