@@ -44,8 +44,11 @@ def link_for(purpose: str, token: str) -> str:
 
 def _safe_next() -> str:
     target = request.args.get("next", "")
-    # Only a path on this site: never an absolute URL or a scheme-relative one.
-    if target.startswith("/") and not target.startswith("//"):
+    # Only a path on this site: never an absolute URL or a scheme-relative one, however
+    # spelled. Browsers drop tabs and newlines from a URL and read a backslash as a slash,
+    # so "/\t/evil.example" and "/\\evil.example" would lead off the site.
+    if (target.startswith("/") and not target.startswith("//")
+            and not any(c < " " or c in "\\\x7f" for c in target)):
         return target
     return url_for("core.home")
 

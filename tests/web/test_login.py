@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from domain.accounts import Device
 from tests.conftest import PASSWORD, csrf_token
 
@@ -53,14 +55,28 @@ def test_logout_kills_the_device_so_a_copied_cookie_is_dead(app, client, auth, m
     assert "Выйти" not in thief.get("/").get_data(as_text=True)
 
 
-def test_next_parameter_only_goes_to_this_site(client, make_account):
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/%09/evil.example/x", "/%5Cevil.example", "/%0A/evil.example",
+    "https://evil.example/", "/\\evil.example",
+])
+def test_next_parameter_only_goes_to_this_site(client, make_account, target):
     make_account(phone="+79990001122")
     token = csrf_token(client)
     response = client.post(
-        "/login?next=//evil.example/",
+        f"/login?next={target}",
         data={"login": "+79990001122", "password": PASSWORD, "csrf_token": token},
     )
     assert response.headers["Location"] == "/"
+
+
+def test_next_parameter_leads_back_to_the_page_asked_for(client, make_account):
+    make_account(phone="+79990001122")
+    token = csrf_token(client)
+    response = client.post(
+        "/login?next=/t/1/passes%3Fpage%3D2",
+        data={"login": "+79990001122", "password": PASSWORD, "csrf_token": token},
+    )
+    assert response.headers["Location"] == "/t/1/passes?page=2"
 
 
 def test_ten_wrong_passwords_pause_that_login(client, auth, make_account):
