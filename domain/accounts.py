@@ -354,10 +354,20 @@ def _telephony_send(channel: str, phone: str, code: str) -> None:
         providers.telephony().sms(phone, text, code=code)
 
 
-def _mail(to: str, subject: str, text: str, link: str | None = None) -> None:
+def _mail(code, to: str, subject: str, text: str, link: str | None = None) -> None:
+    """Send the e-mail that carries `code`; when the mail server cannot take it, withdraw
+    the code (its resend countdown must not hold back a retry of a letter that never left)
+    and say so at the e-mail field."""
     import providers
 
-    providers.mailer().send(to, str(subject), str(text), link=link)
+    try:
+        providers.mailer().send(to, str(subject), str(text), link=link)
+    except providers.MailError as error:
+        log.warning("mail for code %s not sent: %s", code.id, error)
+        code.delete_instance()
+        raise DomainError(
+            _l("Не удалось отправить письмо. Попробуйте ещё раз через несколько минут"), "email"
+        ) from None
 
 
 def parse_email(text: str, field: str = "email") -> str:
@@ -470,7 +480,7 @@ def start_email_signup(
     if find_by_email(email) is not None:
         code, token = codes.issue(codes.EMAIL_RECOVERY, email, "email", ip=ip)
         link = link_for(codes.EMAIL_RECOVERY, token)
-        _mail(email, _l("Пропуск: вы уже зарегистрированы"),
+        _mail(code, email, _l("Пропуск: вы уже зарегистрированы"),
               _l("Кто-то (возможно, вы) пытался зарегистрироваться с этим адресом. Аккаунт уже "
                  "есть. Если вы забыли пароль, задайте новый по ссылке (действует сутки):"), link)
         return
@@ -478,7 +488,7 @@ def start_email_signup(
     payload = {"surname": surname, "name": name, "patronymic": patronymic, "phone": phone,
                "password_hash": password_hash}
     code, token = codes.issue(codes.EMAIL_SIGNUP, email, "email", ip=ip, payload=payload)
-    _mail(email, _l("Пропуск: подтвердите e-mail"),
+    _mail(code, email, _l("Пропуск: подтвердите e-mail"),
           _l("Чтобы закончить регистрацию, откройте ссылку (действует сутки):"),
           link_for(codes.EMAIL_SIGNUP, token))
 
@@ -517,7 +527,7 @@ def start_email_recovery(email: str, ip: str | None, link_for) -> None:
         codes.EMAIL_RECOVERY, email, "email", ip=ip, account=account, deliver=account is not None
     )
     if account is not None:
-        _mail(email, _l("Пропуск: восстановление пароля"),
+        _mail(code, email, _l("Пропуск: восстановление пароля"),
               _l("Чтобы задать новый пароль, откройте ссылку (действует сутки). Если вы не "
                  "просили восстановление, ничего не делайте."),
               link_for(codes.EMAIL_RECOVERY, token))
@@ -571,7 +581,7 @@ def start_email_change(account: Account, email: str, ip: str | None, link_for) -
     code, token = codes.issue(
         codes.EMAIL_CHANGE, email, "email", ip=ip, account=account, payload={"email": email}
     )
-    _mail(email, _l("Пропуск: подтвердите новый e-mail"),
+    _mail(code, email, _l("Пропуск: подтвердите новый e-mail"),
           _l("Чтобы сделать этот адрес e-mail вашего аккаунта, откройте ссылку (действует сутки):"),
           link_for(codes.EMAIL_CHANGE, token))
     return True
@@ -648,7 +658,7 @@ def start_deletion(account: Account, ip: str | None):
         _telephony_send("sms", account.phone, secret)
     else:
         code, secret = codes.issue(codes.DELETION, account.email, "email", ip=ip, account=account)
-        _mail(account.email, _l("Пропуск: код удаления аккаунта"),
+        _mail(code, account.email, _l("Пропуск: код удаления аккаунта"),
               _l("Код для удаления аккаунта: %(code)s", code=secret))
     return code
 

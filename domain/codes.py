@@ -49,6 +49,11 @@ EMAIL_SIGNUP = "email_signup"
 EMAIL_RECOVERY = "email_recovery"
 EMAIL_CHANGE = "email_change"
 LINK_PURPOSES = frozenset({EMAIL_SIGNUP, EMAIL_RECOVERY, EMAIL_CHANGE})
+# An e-mail sign-up of a registered address is answered with a recovery link, so the two
+# share one resend countdown. Apart, asking for recovery and then signing up told who is
+# registered: only a registered address was made to wait the second time.
+COUNTDOWN_WITH = {EMAIL_SIGNUP: (EMAIL_SIGNUP, EMAIL_RECOVERY),
+                  EMAIL_RECOVERY: (EMAIL_SIGNUP, EMAIL_RECOVERY)}
 
 
 class Code(BaseModel):
@@ -182,10 +187,11 @@ def issue(
 
 
 def latest(purpose: str, target: str) -> Code | None:
-    """The newest code of this purpose for this target."""
+    """The newest code for this target of this purpose, or of one sharing its countdown."""
     return (
         Code.select()
-        .where((Code.purpose == purpose) & (Code.target == target))
+        .where(Code.purpose.in_(COUNTDOWN_WITH.get(purpose, (purpose,)))
+               & (Code.target == target))
         .order_by(Code.created_at.desc(), Code.id.desc())
         .first()
     )

@@ -234,6 +234,58 @@ def test_email_signup_of_a_registered_address_looks_the_same(app, client, make_a
     assert "/recover/email/" in mail["link"]
 
 
+@pytest.mark.parametrize("first, second", [("/recover/email", "/signup/email"),
+                                           ("/signup/email", "/recover/email")])
+def test_email_signup_and_recovery_wait_alike_for_known_and_unknown_addresses(
+        app, client, make_account, first, second):
+    # One countdown for both: apart, the second request waited only for a registered address.
+    with db.connection_context():
+        make_account(email="taken@example.ru")
+    answers = {}
+    for email in ("taken@example.ru", "nobody@example.ru"):
+        forms = {"/recover/email": {"email": email},
+                 "/signup/email": {"full_name": "Кто-то", "phone": "9990002233", "email": email,
+                                   **TWICE, "consent": "y"}}
+        assert post(client, first, forms[first]).status_code in (200, 302)
+        response = post(client, second, forms[second])
+        answers[email] = response.status_code, "Новый код можно запросить" in response.get_data(
+            as_text=True)
+    assert answers["taken@example.ru"] == answers["nobody@example.ru"] == (422, True)
+
+
+@pytest.fixture
+def mail_down(tmp_path, database_url):
+    """The app with MAIL=smtp://… where no mail server listens."""
+    from tests.server import free_port
+
+    app = create_app({
+        "TESTING": True, "SECRET_KEY": "test-secret", "MAIL": f"smtp://127.0.0.1:{free_port()}",
+        "INSTANCE_PATH": str(tmp_path / "instance"), "DATABASE_URL": database_url,
+    })
+    with app.app_context():
+        upgrade()
+    yield app
+    db.close()
+
+
+@pytest.mark.parametrize("path", ["/signup/email", "/recover/email"])
+def test_a_letter_the_mail_server_did_not_take_is_reported_and_can_be_asked_again(
+        mail_down, path):
+    client = mail_down.test_client()
+    with db.connection_context():
+        Account.create(email="ivan@example.ru", password_hash="x")
+    data = {"email": "ivan@example.ru"}
+    if path == "/signup/email":
+        data = {"full_name": "Иван", "phone": "9990001122", **data, **TWICE, "consent": "y"}
+    for _ in range(2):  # the second try is not held back by the first one's countdown
+        response = post(client, path, data)
+        html = response.get_data(as_text=True)
+        assert response.status_code == 422
+        assert "Не удалось отправить письмо" in html and 'value="ivan@example.ru"' in html
+    with db.connection_context():
+        assert Code.select().count() == 0
+
+
 def test_email_signup_keeps_fields_on_error(client):
     data = {"full_name": "Иван", "phone": "9990001122", "email": "not-an-email",
             "password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "consent": "y"}
