@@ -13,6 +13,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -64,6 +65,7 @@ def settings(instance: Path) -> dict[str, Any]:
         "PROXY_HOPS": int(os.environ.get("PROXY_HOPS", "0")),
         "GATEBRIDGE": os.environ.get("GATEBRIDGE", "1") == "1",
         "PASSWORD_HASHING": os.environ.get("PASSWORD_HASHING", "standard"),
+        "PUBLIC_URL": os.environ.get("PUBLIC_URL", ""),
     }
 
 
@@ -91,6 +93,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(instance)
+    _public_address(app)
+    if app.config["PAYMENT_PROVIDER"] == "sandbox" and not app.config["DEV_PAGES"]:
+        raise ValueError("PAYMENT_PROVIDER=sandbox pays on a development page, which "
+                         "DEV_PAGES=0 hides: no payment could be made. Set a real provider.")
     if app.config["PROXY_HOPS"]:
         # Behind one reverse proxy the client's address is the last X-Forwarded-For hop.
         hops = app.config["PROXY_HOPS"]
@@ -112,6 +118,31 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_cli(app)
     gatebridge.init_app(app)
     return app
+
+
+# Host names served without PUBLIC_URL: `python app.py` listens on loopback only.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _public_address(app: Flask) -> None:
+    """Absolute links (in e-mails, to the payment provider) come from PUBLIC_URL, never from
+    the request's Host header, which the client writes: a password-recovery link built from
+    a forged Host would send the victim's token to the forger's site. A request naming any
+    other host is refused (400). Without PUBLIC_URL only loopback names are served, so a
+    deployment behind a proxy has to say its address (docs/deploy.md)."""
+    hosts = list(LOOPBACK_HOSTS)
+    url = app.config.get("PUBLIC_URL")
+    if url:
+        parts = urlsplit(url)
+        if (parts.scheme not in ("http", "https") or not parts.hostname
+                or parts.path.strip("/") or parts.query or parts.fragment):
+            raise ValueError(f"PUBLIC_URL={url!r}: expected the site's address, "
+                             "like https://propusk.example.ru")
+        app.config["SERVER_NAME"] = parts.netloc
+        app.config["PREFERRED_URL_SCHEME"] = parts.scheme
+        hosts.append(parts.hostname)
+    if app.config.get("TRUSTED_HOSTS") is None:
+        app.config["TRUSTED_HOSTS"] = hosts
 
 
 def _bind_connection(app: Flask) -> None:

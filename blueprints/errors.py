@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, make_response, render_template, request
+from flask.globals import request_ctx
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
@@ -39,14 +40,19 @@ def _render(status: int, title, text, headers) -> Response:
     # The words alone, in a paragraph static/app.js looks for: all an htmx request needs,
     # and all that is left when the shell cannot render (the database is down, say).
     said = Markup('<p class="flash flash-error" data-request-error>{}</p>').format(text)
+    bare = Markup("<!doctype html><meta charset=utf-8><h1>{}</h1>{}").format(title, said)
     if request.headers.get("HX-Request"):
         body = said
+    elif request_ctx.url_adapter is None:
+        # A request for a host this site does not serve (app.py, TRUSTED_HOSTS): the shell's
+        # links cannot be built for it, and it is not worth a traceback in the log.
+        body = bare
     else:
         try:
             body = render_template("core/error.html", title=title, text=text)
         except Exception:
             log.exception("error page for %s", status)
-            body = Markup("<!doctype html><meta charset=utf-8><h1>{}</h1>{}").format(title, said)
+            body = bare
     response = make_response(body, status)
     for name, value in headers:
         if name.lower() != "content-type":

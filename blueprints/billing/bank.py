@@ -6,7 +6,7 @@ the link (the QR code) may pay, as with a real bank. Refunds are for the platfor
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, redirect, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -40,7 +40,8 @@ class CardDetailsForm(FlaskForm):
 
 def _bank() -> SandboxProvider:
     provider = payments()
-    if not isinstance(provider, SandboxProvider):
+    # A development page, like the outbox: never served with DEV_PAGES=0.
+    if not isinstance(provider, SandboxProvider) or not current_app.config.get("DEV_PAGES"):
         abort(404)
     return provider
 

@@ -96,10 +96,10 @@ def test_a_connection_with_queued_requests_lets_a_new_one_in(tmp_path):
     with _serving(command, instance, port, "numbering", {}, 5):
         busy = socket.create_connection(("127.0.0.1", port))
         busy_buffer = bytearray()
-        busy.sendall(b"GET /busy HTTP/1.1\r\nHost: t\r\n\r\n" * queued)
+        busy.sendall(b"GET /busy HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * queued)
         first = _numbers(busy, 1, busy_buffer)[0]  # the server is now working the queue
         newcomer = socket.create_connection(("127.0.0.1", port))
-        newcomer.sendall(b"GET /new HTTP/1.1\r\nHost: t\r\n\r\n")
+        newcomer.sendall(b"GET /new HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         served_newcomer = _numbers(newcomer, 1, bytearray())[0]
         rest = _numbers(busy, queued - 1, busy_buffer)
         busy.close()
@@ -120,10 +120,10 @@ def test_python_app_py_serves_a_newcomer_before_a_busy_connection_s_queue(tmp_pa
         port = int(base.rsplit(":", 1)[1])
         busy = socket.create_connection(("127.0.0.1", port))
         busy_buffer = bytearray()
-        busy.sendall(b"HEAD /offline HTTP/1.1\r\nHost: t\r\n\r\n" * queued)
+        busy.sendall(b"HEAD /offline HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * queued)
         _responses(busy, 1, busy_buffer, head=True)  # the server is now working the queue
         newcomer = socket.create_connection(("127.0.0.1", port))
-        newcomer.sendall(b"HEAD /offline HTTP/1.1\r\nHost: t\r\n\r\n")
+        newcomer.sendall(b"HEAD /offline HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         _responses(newcomer, 1, bytearray(), head=True)
         # What of the queue had been answered when the newcomer got its answer.
         answered = len(_responses(busy, queued - 1, busy_buffer, head=True, wait=False))
@@ -170,7 +170,7 @@ def test_a_busy_web_side_leaves_the_loop_a_turn_every_few_requests():
         sock = gsocket.create_connection(("127.0.0.1", port))
         buffer = bytearray()
         while running:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 8)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 8)
             _responses(sock, 8, buffer)
         sock.close()
 
