@@ -7,6 +7,7 @@ import datetime as dt
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from flask_babel import lazy_gettext as _l
 
 from domain import accounts, gates, passes, territories
 from domain.db import db
@@ -36,8 +37,9 @@ def register_cli(app: Flask) -> None:
 
 
 def _fail(message: object) -> None:
-    # Domain messages are lazy translations; the locale selector reads the session, so
-    # they are rendered inside a request context (Russian, the default language).
+    # Messages are lazy translations, the domain's and this module's alike; the locale
+    # selector reads the session, so they are rendered inside a request context (Russian,
+    # the default language).
     with current_app.test_request_context():
         text = str(message)
     raise click.ClickException(text)
@@ -60,12 +62,13 @@ def migrate_command() -> None:
 def create_admin_command(phone: str | None, email: str | None, password: str) -> None:
     """Create a platform admin who can sign in with the phone or e-mail given."""
     if bool(phone) == bool(email):
-        _fail("give exactly one of --phone or --email")
+        _fail(_l("Укажите что-то одно: --phone или --email"))
     try:
         with db.connection_context():
             account = accounts.create_account(
                 phone=parse_phone(phone) if phone else None,
-                email=email,
+                # The sign-up's check, so the admin can sign in with what was given.
+                email=accounts.parse_email(email) if email else None,
                 password=password,
                 is_admin=True,
                 email_confirmed=bool(email),
@@ -95,11 +98,12 @@ def seed_demo_command() -> None:
 
 
 def _territory(code: str) -> territories.Territory:
-    found = territories.Territory.get_or_none(
-        territories.Territory.code == territories.parse_code(code)
-    )
+    digits = territories.parse_code(code)
+    found = territories.Territory.get_or_none(territories.Territory.code == digits)
     if found is None:
-        raise DomainError(f"no territory with code {code}")
+        raise DomainError(
+            _l("Территория с кодом %(code)s не найдена", code=f"{digits[:3]}-{digits[3:]}")
+        )
     return found
 
 
@@ -110,7 +114,10 @@ def _moment(text: str | None, timezone: str, name: str) -> dt.datetime | None:
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise DomainError(f"{name}: not an ISO-8601 date or time: {text}") from None
+        raise DomainError(_l(
+            "%(option)s: «%(value)s» — не дата и время в формате ISO-8601, "
+            "например 2030-01-31T18:00", option=name, value=text,
+        )) from None
     return passes.local_moment(value, timezone)
 
 
@@ -121,15 +128,19 @@ def _owner(territory: territories.Territory, login: str | None) -> territories.M
     if not login:
         found = query.where(Membership.role == "manager").order_by(Membership.id).first()
         if found is None:
-            raise DomainError("the territory has no manager; give --owner")
+            raise DomainError(_l("У территории нет управляющего — укажите владельца в --owner"))
         return found
+    # Read the way the sign-in form reads a login: an e-mail if it has an @, else a phone.
     if "@" in login:
-        account = accounts.Account.get_or_none(accounts.Account.email == login.strip().lower())
+        account = accounts.find_by_email(accounts.parse_email(login, "owner"))
     else:
-        account = accounts.Account.get_or_none(accounts.Account.phone == parse_phone(login))
+        account = accounts.find_by_phone(parse_phone(login, "owner"))
     found = query.where(Membership.account == account).first() if account else None
     if found is None:
-        raise DomainError(f"{login} is not a member of territory {territory.display_code}")
+        raise DomainError(_l(
+            "%(login)s не участник территории %(code)s",
+            login=login.strip(), code=territory.display_code,
+        ))
     return found
 
 
@@ -217,9 +228,12 @@ def events_prune(older_than_days: int | None) -> None:
 
     days = retention.retention_days() if older_than_days is None else older_than_days
     if days < 1:
-        _fail("--older-than-days must be at least 1")
-    with db.connection_context():
-        removed, created = retention.apply_policy(days)
+        _fail(_l("Срок хранения — не меньше одного дня (--older-than-days)"))
+    try:
+        with db.connection_context():
+            removed, created = retention.apply_policy(days)
+    except OverflowError:  # the cut-off would fall before the year 1
+        _fail(_l("Слишком большой срок хранения: --older-than-days %(days)s", days=days))
     click.echo(f"pruned {removed} events older than {days} days")
     for name in created:
         click.echo(f"created partition {name}")
@@ -233,7 +247,8 @@ def events_partition(months_ahead: int) -> None:
     from domain import retention
 
     if not retention.is_postgres():
-        _fail("monthly partitions need PostgreSQL; on SQLite run `events prune` only")
+        _fail(_l("Помесячные разделы есть только в PostgreSQL; на SQLite запускайте "
+                 "`events prune`"))
     with db.connection_context():
         created = retention.partition_events(months_ahead)
     click.echo(f"gate_event partitioned by month; {len(created)} partitions created")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from domain.accounts import Account
-from domain.territories import Membership, Territory
+from domain.territories import Membership, Territory, create_territory
+from tests import database as test_database
 
 
 def test_seed_demo_prints_logins_and_is_idempotent(app):
@@ -53,7 +56,112 @@ def test_create_admin(app):
     assert weak.exit_code != 0 and "8" in weak.output and "Traceback" not in weak.output
     both = runner.invoke(args=["create-admin", "--email", "a@b.ru", "--phone", "9991112233",
                                "--password", "strong2024pw"])
-    assert both.exit_code != 0
+    assert both.exit_code == 1 and "Укажите что-то одно: --phone или --email" in both.output
+    neither = runner.invoke(args=["create-admin", "--password", "strong2024pw"])
+    assert neither.exit_code == 1 and "--phone или --email" in neither.output
+
+
+def _refused(result, message: str) -> None:
+    """A CLI refusal: exit code 1, one line, in Russian, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert message in result.output, result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("login", "message"),
+    [(["--email", "notanemail"], "Неверный e-mail"),
+     (["--email", "boss@example"], "Неверный e-mail"),
+     (["--email", "a b@example.ru"], "Неверный e-mail"),
+     (["--email", "@example.ru"], "Неверный e-mail"),
+     (["--email", "   "], "Введите e-mail"),
+     (["--phone", "123"], "Неверный номер телефона"),
+     (["--phone", "notaphone"], "Неверный номер телефона")],
+)
+def test_create_admin_checks_the_login_like_the_sign_up(app, login, message):
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", *login, "--password", "Kv7rtQ9zmX2p"]
+    )
+    _refused(result, message)
+    assert Account.select().count() == 0
+
+
+def test_an_admin_made_with_an_email_can_sign_in(app):
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "--email", " Boss@Example.RU ", "--password", "Kv7rtQ9zmX2p"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == "admin\tboss@example.ru\n"
+    from tests.conftest import Auth
+
+    assert Auth(app.test_client()).login("boss@example.ru", "Kv7rtQ9zmX2p").status_code == 302
+
+
+@pytest.fixture
+def territory_code(app, make_account) -> str:
+    """A territory with a manager (boss@example.ru) and a resident (+79990000203)."""
+    with app.app_context():
+        manager = make_account(phone="+79990000202", email="boss@example.ru")
+        territory = create_territory(manager, name="ЖК", kind="residential")
+        resident = make_account(phone="+79990000203")
+        Membership.create(account=resident, territory=territory, role="resident")
+        make_account(phone="+79990000209", email="stranger@example.ru")
+        return territory.display_code
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--owner", "boss@example"], "Неверный e-mail"),
+     (["--owner", "boss@@example.ru"], "Неверный e-mail"),
+     (["--owner", "notanemail"], "Неверный номер телефона"),
+     (["--owner", "stranger@example.ru"], "stranger@example.ru не участник территории "),
+     (["--owner", "8 999 000-02-09"], "8 999 000-02-09 не участник территории "),
+     (["--from", "yesterday"],
+      "--from: «yesterday» — не дата и время в формате ISO-8601, например 2030-01-31T18:00"),
+     (["--to", "2030-13-01"], "--to: «2030-13-01» — не дата и время в формате ISO-8601")],
+)
+def test_passes_add_refuses_in_russian(app, territory_code, args, message):
+    result = app.test_cli_runner().invoke(
+        args=["passes", "add", "--territory", territory_code, "--plate", "А777АА77", *args]
+    )
+    _refused(result, message)
+    if "не участник" in message:
+        assert territory_code in result.output
+
+
+def test_passes_add_finds_the_owner_by_an_email_in_any_case(app, territory_code):
+    result = app.test_cli_runner().invoke(args=[
+        "passes", "add", "--territory", territory_code, "--plate", "А777АА77",
+        "--owner", " Boss@Example.RU ",
+    ])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("pass\t")
+
+
+def test_a_territory_not_found_or_without_a_manager_is_said_in_russian(app, territory_code):
+    runner = app.test_cli_runner()
+    for args in (["passes", "add", "--territory", "999999", "--plate", "А777АА77"],
+                 ["gates", "list", "--territory", "999-999"],
+                 ["gates", "add", "--territory", "999 999", "--name", "Въезд", "--host", "h",
+                  "--port", "502", "--unit", "1", "--direction", "both"]):
+        _refused(runner.invoke(args=args), "Территория с кодом 999-999 не найдена")
+    with app.app_context():
+        Membership.delete().where(Membership.role == "manager").execute()
+    _refused(runner.invoke(args=["passes", "add", "--territory", territory_code,
+                                 "--plate", "А777АА77"]),
+             "У территории нет управляющего — укажите владельца в --owner")
+
+
+def test_events_refusals_are_in_russian(app):
+    runner = app.test_cli_runner()
+    _refused(runner.invoke(args=["events", "prune", "--older-than-days", "0"]),
+             "Срок хранения — не меньше одного дня (--older-than-days)")
+    _refused(runner.invoke(args=["events", "prune", "--older-than-days", "100000000"]),
+             "Слишком большой срок хранения")
+    if not test_database.postgresql():  # the PostgreSQL pass shares one database
+        _refused(runner.invoke(args=["events", "partition"]),
+                 "Помесячные разделы есть только в PostgreSQL; на SQLite запускайте")
 
 
 def test_every_command_has_help(app):

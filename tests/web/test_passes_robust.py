@@ -120,11 +120,11 @@ def test_cli_passes_add_with_owner_and_period(app, territory):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--territory", "000-000", "--plate", "A777AA77"], "no territory"),
+    [(["--territory", "000-000", "--plate", "A777AA77"], "Территория с кодом 000-000 не найдена"),
      (["--territory", "12", "--plate", "A777AA77"], "Код территории"),
      (["--plate", "A777AA77", "--owner", "+79990000204"], "Заявки подают резиденты"),
-     (["--plate", "A777AA77", "--owner", "nobody@example.ru"], "is not a member"),
-     (["--plate", "A777AA77", "--from", "yesterday"], "not an ISO-8601"),
+     (["--plate", "A777AA77", "--owner", "nobody@example.ru"], "не участник территории"),
+     (["--plate", "A777AA77", "--from", "yesterday"], "не дата и время в формате ISO-8601"),
      (["--plate", "A777AA77", "--from", "2020-01-01", "--to", "2020-01-02"], "уже закончился"),
      (["--plate", "ZZZ"], "Буквы «Z» нет")],
 )
