@@ -79,10 +79,17 @@
     banner(el && el.dataset.offline);
   });
 
-  // hx-confirm is handled by htmx itself; plain forms may ask too.
+  // A form with data-confirm asks before it is sent; «Отмена» stops it. This listener runs
+  // first (capture, on the document): stopping the event there keeps it from htmx too,
+  // which sends boosted and hx-post forms from its own listener on the form whatever
+  // preventDefault said. (hx-confirm would not do: on a button it is never asked for a
+  // form's submit, the form being what triggers the request.)
   document.addEventListener("submit", function (event) {
     const form = event.target;
     const question = form.dataset && form.dataset.confirm;
-    if (question && !window.confirm(question)) event.preventDefault();
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      event.stopPropagation();
+    }
   }, true);
 })();

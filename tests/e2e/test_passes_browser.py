@@ -25,7 +25,13 @@ def _residential(demo) -> int:
 def test_resident_files_and_revokes_a_pass(browser, demo):
     tid = _residential(demo)
     page = browser.new_page()
-    page.on("dialog", lambda dialog: dialog.accept())
+    asked, says_yes = [], []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.accept() if says_yes.pop(0) else dialog.dismiss()
+
+    page.on("dialog", answer)
     sign_in_as(page, demo, "resident")
     page.goto(f"{demo['base']}/t/{tid}/passes/new")
     # the dates are asked only when «Указать даты» is chosen
@@ -45,8 +51,18 @@ def test_resident_files_and_revokes_a_pass(browser, demo):
     active = page.locator("#passes-active")
     assert active.locator("text=Х 123 УХ 178").count() == 1
     item = active.locator("li", has_text="Х 123 УХ 178")
+    # «Отмена» in the question keeps the pass: nothing is sent
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    says_yes.append(False)
+    item.locator("button:has-text('Отозвать')").click()
+    page.wait_for_timeout(700)  # time for a request that must not come
+    assert asked == ["Отозвать пропуск Х 123 УХ 178?"] and posts == []
+    assert _sql(demo, "select revoked_at from vehicle_pass where plate = 'X123YX178'") == [(None,)]
+    says_yes.append(True)
     item.locator("button:has-text('Отозвать')").click()
     page.wait_for_selector("text=Пропуск Х 123 УХ 178 отозван")
+    assert len(asked) == 2
     assert page.locator("#passes-active").locator("text=Х 123 УХ 178").count() == 0
     ended = page.locator("#passes-ended li", has_text="Х 123 УХ 178")
     assert "Отозван" in ended.inner_text()
