@@ -85,6 +85,14 @@ class Account(BaseModel):
         """What the person signs in with: the phone, else the e-mail."""
         return self.phone or self.email or ""
 
+    @property
+    def shown_name(self) -> str:
+        """How pages name the person: the full name, else the phone written as people write
+        it (+7 (999) 888-77-66), else the e-mail."""
+        from domain.phones import format_phone
+
+        return self.full_name or (format_phone(self.phone) if self.phone else self.email or "")
+
 
 class Device(BaseModel):
     """One signed-in browser or phone; the session cookie only carries its token."""

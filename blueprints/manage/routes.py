@@ -113,7 +113,7 @@ def accept(tid: int, rid: int) -> Response:
             request = JoinRequest.get_by_id(rid)
             _tell_decision(request, member)
             flash(_("%(name)s подключён(а) к территории",
-                    name=request.account.full_name or request.account.login), "success")
+                    name=request.account.shown_name), "success")
             return redirect(url_for("manage.requests", tid=tid))
     return _requests_page((rid, form), status=422)
 
@@ -192,7 +192,7 @@ def remove(tid: int, mid: int) -> Response:
             flash(error.message, "error")
             return redirect(url_for("manage.member", tid=tid, mid=mid))
         flash(_("%(name)s больше не участник территории",
-                name=found.account.full_name or found.account.login), "info")
+                name=found.account.shown_name), "info")
     return redirect(url_for("manage.members", tid=tid))
 
 

@@ -363,6 +363,13 @@ def test_check_answers_with_owner_unit_phone_and_period(app, client, auth, world
         assert GateEvent.select().count() == 0  # a check is not a passage
 
 
+def test_an_unknown_plate_is_shown_as_people_read_it(app, client, auth, world):
+    auth.login("+79990000105")
+    html = client.get(f"/t/{world.t}/check?plate=в 123 вв 77").get_data(as_text=True)
+    assert "Номер не найден" in html
+    assert '<p class="verdict-plate plate">В 123 ВВ 77</p>' in html
+
+
 @pytest.mark.parametrize(
     ("setup", "plate", "reason"),
     [("expired", "B222BB77", "Срок пропуска истёк"),

@@ -282,3 +282,11 @@ def test_purge_job_runs_the_same_purge_in_its_own_context(app, me):
 def test_codes_and_send_logs_reference_account_with_cascade():
     assert Code.account.on_delete == "CASCADE"
     assert codes.SendLog.key.column_name == "key"
+
+
+def test_a_person_without_a_name_is_greeted_by_the_phone_as_people_write_it(client, auth,
+                                                                             make_account):
+    make_account(phone="+79990001122")
+    auth.login("+79990001122")
+    assert "Здравствуйте, +7 (999) 000-11-22" in client.get("/").get_data(as_text=True)
+    assert "<h1>+7 (999) 000-11-22</h1>" in client.get("/profile").get_data(as_text=True)
