@@ -33,6 +33,7 @@ REASONS = {
     "revoked": _l("Пропуск отозван"),
     "unknown_plate": _l("Номер не найден"),
     "unknown_card": _l("Карта не найдена"),
+    "pin_unsupported": _l("PIN не поддерживается"),
     "card_valid": _l("Карта действует"),
     "card_expired": _l("Срок действия карты истёк"),
     "account_blocked": _l("Владелец заблокирован"),
@@ -52,10 +53,10 @@ def reason_label(reason: str) -> str:
 
 @dataclass(frozen=True)
 class Credential:
-    """What was presented: a plate (as read or typed), a card number, or an account id
-    (the phone's «Открыть»)."""
+    """What was presented: a plate (as read or typed), a card number, an account id
+    (the phone's «Открыть»), or a PIN typed on a gate's keypad."""
 
-    kind: str  # "plate" | "card" | "account"
+    kind: str  # "plate" | "card" | "account" | "pin"
     value: str
 
 
@@ -97,7 +98,8 @@ def decide(
     - an account (the phone's «Открыть») passes when it is a member in good standing whose
       app access is paid (or free in the territory);
     - a card passes when it is bound in the territory, still valid, and its holder is a member
-      in good standing.
+      in good standing;
+    - a PIN is refused: GATE-CTL carries one, but nothing in Propusk issues or stores PINs.
 
     A caller that holds the Territory row already (a web request's scope) may pass it
     instead of the id and save a query on the hot path.
@@ -116,6 +118,8 @@ def decide(
         return _decide_account(territory, credential.value, now)
     if credential.kind == "card":
         return _decide_card(territory, credential.value, now)
+    if credential.kind == "pin":
+        return Decision(DENY_UNKNOWN, "pin_unsupported")
     return Decision(DENY_UNKNOWN, "unknown_plate")
 
 

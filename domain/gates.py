@@ -29,6 +29,7 @@ EVENT_DIRECTIONS = {ENTRY: _l("Въезд"), EXIT: _l("Выезд")}
 EVENT_KINDS = {
     "plate": _l("Номер"),
     "card": _l("Карта"),
+    "pin": _l("PIN"),
     "phone": _l("Телефон"),
     "button": _l("Кнопка"),
     "manual": _l("Оператор"),
@@ -81,7 +82,7 @@ class GateEvent(BaseModel):
     territory = ForeignKeyField(Territory, backref="gate_events", on_delete="CASCADE")
     gate = ForeignKeyField(Gate, null=True, backref="events", on_delete="SET NULL")
     at = UtcDateTimeField(default=utcnow)
-    kind = CharField(default="plate")  # plate, card, phone, button, manual
+    kind = CharField(default="plate")  # plate, card, pin, phone, button, manual
     credential = CharField(default="")  # the normalised plate, the card number, …
     direction = SmallIntegerField(default=ENTRY)  # 1 entry, 2 exit
     code = SmallIntegerField()  # GATE-CTL decision code 1..6

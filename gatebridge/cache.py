@@ -6,8 +6,22 @@ expires, the paid period ends), a monotonic deadline; the answer is kept until t
 of that deadline and the TTL. "Unknown credential" answers are kept only briefly, so a
 card registered a moment ago is recognised soon even without an invalidation.
 
-When the database fails, a known answer whose own deadline has not passed is served marked
-stale; with no such answer the error propagates and the caller answers «try again» (6).
+An invalidation (the territory's access changed) makes the affected answers untrusted
+while the database answers: the next lookup reads them again. It does not take away the
+fallback: besides the trusted answers the cache keeps the last answer it loaded for every
+credential, and when the database fails that answer is served marked stale, provided it
+is not «unknown» and its own deadline has not passed. With no such answer the error
+propagates and the caller answers «try again» (6).
+
+After an invalidation the service reads those last answers again (`refresh`), so a change
+made while the database answers reaches the fallback too. The trade-off, on purpose: during
+an outage the bridge cannot learn of a change (a pass revoked or a member blocked while the
+database is down, or in the moment before), so it answers what it last knew, as SPEC §7
+asks («the bridge goes on answering from its cache»). A pass that ends by the clock still
+stops opening when it ends (`valid_until`). Dropping the fallback on every change instead
+would leave almost nobody able to enter a busy territory during an outage, where passes are
+filed all day.
+
 Everything lives on the instance: no module-level state.
 """
 
@@ -66,9 +80,13 @@ class _Entry:
 class DecisionCache:
     """LRU-bounded, TTL-limited read-through cache of decisions; safe for greenlets and threads.
 
+    `_entries` holds the answers trusted now; `_last` the last answer loaded for each key,
+    kept through invalidations and served only when the database fails. Both are bounded
+    by `maxsize` (least recently used go first).
+
     No lock is held while the loader runs (it may yield on database I/O); an invalidation
     that arrives meanwhile bumps a generation, so the loader's now-outdated answer is
-    returned to its caller but not stored.
+    returned to its caller but not stored (the fallback keeps the answer before it).
     """
 
     def __init__(
@@ -92,6 +110,7 @@ class DecisionCache:
         self.db_errors = db_errors
         self.is_unknown = unknown
         self._entries: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._last: OrderedDict[CacheKey, _Entry] = OrderedDict()
         self._by_territory: dict[int, set[CacheKey]] = {}
         self._generation = 0
         self._territory_generation: dict[int, int] = {}
@@ -133,7 +152,7 @@ class DecisionCache:
     def _stale(self, key: CacheKey, now: float) -> Lookup | None:
         with self._lock:
             self.load_errors += 1
-            entry = self._entries.get(key)
+            entry = self._last.get(key)
             usable = (
                 entry is not None
                 and not entry.unknown
@@ -141,7 +160,7 @@ class DecisionCache:
             )
             if entry is None or not usable:
                 return None
-            self._entries.move_to_end(key)
+            self._last.move_to_end(key)
             self.stale_served += 1
             return Lookup(entry.decision, hit=True, stale=True)
 
@@ -160,13 +179,20 @@ class DecisionCache:
         expires = now + (self.unknown_ttl if unknown else self.ttl)
         if valid_until is not None:
             expires = min(expires, valid_until)
-        if expires <= now:
-            return
+        entry = _Entry(decision, expires, valid_until, unknown)
         territory_id = key[0]
         with self._lock:
             if self._generation_of(territory_id) != generation:
                 return  # invalidated while loading: this answer may predate the change
-            self._entries[key] = _Entry(decision, expires, valid_until, unknown)
+            # The newest answer is the fallback even when it is not worth keeping as a hit:
+            # an «unknown» or an ended pass must replace an older grant there.
+            self._last[key] = entry
+            self._last.move_to_end(key)
+            while len(self._last) > self.maxsize:
+                self._last.popitem(last=False)
+            if expires <= now:
+                return
+            self._entries[key] = entry
             self._entries.move_to_end(key)
             self._by_territory.setdefault(territory_id, set()).add(key)
             while len(self._entries) > self.maxsize:
@@ -182,7 +208,11 @@ class DecisionCache:
                 del self._by_territory[key[0]]
 
     def invalidate(self, territory_id: int | None = None, key: CacheKey | None = None) -> int:
-        """Forget one key, or everything of one territory; returns how many entries went."""
+        """Stop trusting one key, or everything of one territory; returns how many entries went.
+
+        They are read again on their next lookup; their last answers stay as the fallback
+        for a database outage (see the module's docstring).
+        """
         if key is None and territory_id is None:
             return self.invalidate_all()
         with self._lock:
@@ -204,8 +234,29 @@ class DecisionCache:
             self._territory_generation.get(territory_id, 0) + 1
         )
 
+    def refresh(self, territory_id: int) -> int:
+        """Read again the last answers kept for a territory whose access changed, while the
+        database answers: an outage after the change then falls back on what holds now, not
+        on what held before it (a pass revoked a minute ago must not come back as the last
+        known grant). Returns how many were read; stops at the first database error, leaving
+        the rest as they were.
+        """
+        with self._lock:
+            keys = [key for key in self._last if key[0] == territory_id]
+        done = 0
+        for key in keys:
+            with self._lock:
+                generation = self._generation_of(territory_id)
+            try:
+                decision, valid_until = self.loader(key)
+            except self.db_errors:
+                break
+            self._store(key, decision, valid_until, generation)
+            done += 1
+        return done
+
     def invalidate_all(self) -> int:
-        """Forget everything; returns how many entries went."""
+        """Stop trusting every answer (the fallback stays); returns how many entries went."""
         with self._lock:
             count = len(self._entries)
             self._entries.clear()

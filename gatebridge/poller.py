@@ -10,11 +10,15 @@ poller can be tested against a real controller with plain functions.
 
 Choices worth knowing:
 
-* The first poll after a (re)connect only learns the controller's current `event_seq`;
-  an event captured before it is not answered. After a bridge restart or a dropped link
-  nobody knows how long that person has been gone, and opening for a stale event is worse
-  than asking them to present the card again. The controller's own offline policy (HR 201)
-  covers the gap.
+* After a dropped link, the first poll on the new connection answers the event if its
+  `event_seq` differs from the last one seen before the drop (GATE_PROTOCOL rule 2): a
+  card shown while the bridge was reconnecting is answered — unless the controller says
+  (`event_age`, IR 39) it was captured EVENT_MAX_AGE_S or more ago. Someone who has waited
+  that long has usually walked off or presented again, and opening for nobody lets the
+  next person in; the controller's own offline policy (HR 201) covers such gaps.
+* The very first poll of a controller (bridge started, gate added or reconfigured) only
+  learns its current `event_seq`: with no seq seen yet rule 2 has nothing to compare, and
+  GATE_PROTOCOL says nothing about answering the event found there, so it is left alone.
 * A gate configured as `entry` treats every event as an entry (except the exit button);
   only `both` trusts the direction the controller reports. A misconfigured controller
   then costs a refusal, never a free pass.
@@ -55,6 +59,9 @@ BACKOFF_CAP_S = 30.0
 # A decision must reach the controller within 50 ms of the read; leave room for the write.
 DECIDE_TIMEOUT_S = 0.04
 COMMAND_CONFIRM_S = 1.0
+# GATE_PROTOCOL gives an event's age (IR 39, whole seconds) but no limit; this is ours. An
+# event found after a reconnect is answered only when captured less than this long ago.
+EVENT_MAX_AGE_S = 5
 # How often on_state hears about a controller whose status has not changed.
 STATE_EVERY_S = 1.0
 CRASH_RESTART_S = 1.0
@@ -278,7 +285,10 @@ class _Controller:
         self.commands: deque[_PendingCommand] = deque()
         self.awaiting_echo: list[_PendingCommand] = []
         self.state = ControllerState(config.gate_id, since=_now())
+        # The last event_seq seen, kept across reconnects; None until the first poll.
         self.last_seq: int | None = None
+        # Polled since the current connection was made (command echo and heartbeat known).
+        self.synced = False
         self.last_answer: float | None = None
         self.started = time.monotonic()
         self.heartbeat: int | None = None
@@ -327,8 +337,9 @@ class _Controller:
         client = self.poller.client_factory(self.config)
         if client.connect():
             self.client = client
-            # The first poll after connecting learns the current event and command seqs.
-            self.last_seq = None
+            # The first poll on this connection re-learns the command echo and heartbeat, and
+            # answers an event captured meanwhile (see the module's docstring).
+            self.synced = False
             return True
         client.close()
         self._no_answer(getattr(client, "last_error", None) or "connect failed")
@@ -412,15 +423,27 @@ class _Controller:
         self.poller.polls += 1
         self.last_answer = read_at
         self.attempt = 0
-        if self.last_seq is None:
-            self.last_seq = snap.event_seq
+        reconnected = not self.synced
+        if reconnected:
+            self.synced = True
             self.command_seq = snap.command_seq_echo
             self.heartbeat = snap.heartbeat
             self.heartbeat_moved = read_at
+        if self.last_seq is None:
+            # The very first poll: nothing seen to compare with (see the module's docstring).
+            self.last_seq = snap.event_seq
         elif snap.event_seq != self.last_seq:
             self.last_seq = snap.event_seq
             if snap.event_seq != 0:
-                self._answer(snap, read_at)
+                if reconnected and snap.event_age >= self.poller.event_max_age:
+                    log.info(
+                        "gate %s: event %s found after a reconnect is %s s old, not answered",
+                        self.config.gate_id,
+                        snap.event_seq,
+                        snap.event_age,
+                    )
+                else:
+                    self._answer(snap, read_at)
         self._check_commands(snap)
         self._observe(snap, read_at)
 
@@ -497,11 +520,11 @@ class _Controller:
                     )
                 )
                 continue
-            if self.last_seq is None:
+            if not self.synced:
                 # Connected but not yet polled: learn command_seq_echo before choosing a seq.
                 self.commands.appendleft(pending)
                 self._poll()
-                if self.last_seq is None:
+                if not self.synced:
                     return
                 continue
             pending.seq = self._fresh_command_seq(self.command_seq)
@@ -637,6 +660,7 @@ class Poller:
         backoff_cap: float = BACKOFF_CAP_S,
         decide_timeout: float | None = DECIDE_TIMEOUT_S,
         state_every: float = STATE_EVERY_S,
+        event_max_age: float = EVENT_MAX_AGE_S,
         rng: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.configs = {c.gate_id: c for c in configs}
@@ -650,6 +674,7 @@ class Poller:
         self.backoff_cap = backoff_cap
         self.decide_timeout = decide_timeout
         self.state_every = state_every
+        self.event_max_age = event_max_age
         self.rng = rng
         self.group = Group()
         self.controllers: dict[int, _Controller] = {}

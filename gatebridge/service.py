@@ -61,7 +61,7 @@ MAX_REMEMBERED = 1000
 KINDS = {
     p.EventType.CARD: "card",
     p.EventType.PLATE: "plate",
-    p.EventType.PIN: "card",
+    p.EventType.PIN: "pin",
     p.EventType.EXIT_BUTTON: "button",
     p.EventType.REMOTE: "button",
 }
@@ -237,6 +237,8 @@ class BridgeService:
                 if self._versions.get(territory_id) != version:
                     self.cache.invalidate(territory_id)
                     self.invalidations += 1
+                    # The outage fallback is read again too (a revocation must reach it).
+                    self.cache.refresh(territory_id)
             self._versions.update(current)
         else:
             self._versions = current
@@ -259,6 +261,8 @@ class BridgeService:
             reason, account_id = "unavailable", None
         credential = snapshot.credential
         value = access_credential(credential).value if credential is not None else ""
+        if credential is not None and credential.kind == "pin":
+            value = ""  # a PIN is a secret: the log says one was typed, not which
         event = {
             "territory_id": config.territory_id,
             "gate_id": config.gate_id,

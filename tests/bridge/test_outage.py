@@ -126,3 +126,65 @@ def test_database_outage_keeps_deciding_spools_and_loses_nothing(
     assert not (instance / "gate-events.spool").exists() or not (
         instance / "gate-events.spool"
     ).read_text().strip()
+
+
+def test_a_change_in_the_territory_keeps_the_last_answers_for_an_outage(
+    pg_app, server, simulator, start_bridge
+):
+    known, neighbour = normalize_plate("А777АА77"), normalize_plate("В123ВВ77")
+    with pg_app.app_context(), db.connection_context():
+        from domain.accounts import Account
+        from domain.passes import file_pass, revoke_pass
+
+        manager = Account.create(phone="+79990000404", surname="Управляева")
+        resident = Account.create(phone="+79990000405", surname="Федоров")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        unit = Unit.create(territory=t, name="Дом 1")
+        member = Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        VehiclePass.create(territory=t, account=resident, plate=known,
+                           valid_from=utcnow() - dt.timedelta(hours=1),
+                           valid_to=utcnow() + dt.timedelta(days=1))
+        doomed = VehiclePass.create(territory=t, account=resident,
+                                    plate=normalize_plate("С555СС77"),
+                                    valid_from=utcnow() - dt.timedelta(hours=1),
+                                    valid_to=utcnow() + dt.timedelta(days=1))
+        gate = gates.add_gate(t, name="Въезд", host=simulator.modbus_host,
+                              port=simulator.modbus_port, direction="both", poll_ms=50)
+    db.close()
+    bridge = start_bridge(pg_app.config["DATABASE_URL"], Path(pg_app.instance_path))
+
+    def online():
+        with pg_app.app_context(), db.connection_context():
+            return gates.gate_online(gate.id)
+
+    assert wait_for(online, timeout=20), bridge.log()
+    assert _decision(simulator, simulator.present(type="plate", plate="A777AA77")) == 1
+    assert _decision(simulator, simulator.present(type="plate", plate="B123BB77")) == 4
+    assert _decision(simulator, simulator.present(type="plate", plate="C555CC77")) == 1
+
+    # An unrelated pass is filed in the same territory: its version moves. Another pass,
+    # granted a moment ago, is revoked and not presented again before the outage.
+    with pg_app.app_context(), db.connection_context():
+        file_pass(Membership.get_by_id(member.id), plate=neighbour,
+                  valid_to=utcnow() + dt.timedelta(days=1))
+        revoke_pass(Membership.get_by_id(member.id), doomed.id)
+    db.close()
+
+    def neighbour_granted():
+        return _decision(simulator, simulator.present(type="plate", plate="B123BB77")) == 1
+
+    assert wait_for(neighbour_granted, timeout=10, interval=0.1), bridge.log()
+    time.sleep(1.0)  # the bridge has certainly seen the new version (it looks every 0.2 s)
+
+    server.stop()
+    try:
+        # Not presented since the change, yet its last known answer still opens.
+        seq = simulator.present(type="plate", plate="A777AA77")
+        assert _decision(simulator, seq) == 1, bridge.log()
+        seq = simulator.present(type="plate", plate="B123BB77")
+        assert _decision(simulator, seq) == 1, bridge.log()
+        # The revocation reached the fallback before the outage (the bridge re-read it).
+        seq = simulator.present(type="plate", plate="C555CC77")
+        assert _decision(simulator, seq) == 2, bridge.log()
+    finally:
+        server.start()

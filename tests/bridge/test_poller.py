@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -154,6 +155,90 @@ class CountingFactory:
         return client
 
 
+class Link:
+    """A TCP relay on loopback between the poller and a controller, which the test can cut.
+
+    While cut, open connections are torn down and new ones are accepted and closed at once,
+    as a flapping network or a controller's switch does. Plain threads and blocking sockets:
+    the poller's greenlets keep running on the hub meanwhile.
+    """
+
+    def __init__(self, target):
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = True
+        self.sockets = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            if not self.up:
+                near.close()
+                continue
+            far = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [near, far]
+            for src, dst in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while data := src.recv(4096):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self):
+        self.up = False
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def restore(self):
+        self.up = True
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+@pytest.fixture
+def link(simulator):
+    """A cuttable link to the default simulator."""
+    relay = Link(simulator.addresses[0])
+    yield relay
+    relay.close()
+
+
+def config_through(link, **kwargs):
+    kwargs.setdefault("poll_ms", 50)
+    return ControllerConfig(gate_id=1, territory_id=7, host="127.0.0.1", port=link.port, **kwargs)
+
+
+def cut_and_wait(poller, link):
+    """Cut the link and wait until the poller has noticed (its connection is gone)."""
+    controller = poller.controllers[1]
+    link.cut()
+    assert wait_until(lambda: controller.state.last_error is not None, timeout=3)
+
+
 # -- events -----------------------------------------------------------------------------
 
 
@@ -242,6 +327,42 @@ def test_an_event_from_before_the_connection_is_not_answered(simulator, run_poll
     assert state(simulator)["applied_decision_seq"] == 0
     new = present(simulator, type="card", card=2)
     assert new == old + 1
+    assert wait_until(lambda: recorder.event_for(1, new))
+
+
+def test_an_event_presented_while_the_link_is_down_is_answered_after_the_reconnect(
+    simulator, link, run_poller, recorder
+):
+    poller = run_poller([config_through(link)])
+    assert online(poller)
+    before = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(1, before))
+    cut_and_wait(poller, link)
+    during = present(simulator, type="card", card=2)
+    gevent.sleep(0.3)
+    assert recorder.event_for(1, during) is None  # no way to answer yet
+    link.restore()
+    assert wait_until(lambda: recorder.event_for(1, during), timeout=3)
+    assert recorder.decided[-1][1].credential == p.Credential("card", "2")
+    st = state(simulator)
+    assert st["applied_decision_seq"] == during and st["openings"] == 2
+
+
+def test_an_event_too_old_after_a_reconnect_is_not_answered(
+    simulator, link, run_poller, recorder
+):
+    poller = run_poller([config_through(link)], event_max_age=1)
+    assert online(poller)
+    cut_and_wait(poller, link)
+    old = present(simulator, type="card", card=1)
+    gevent.sleep(1.5)  # IR 39 now says 1 s
+    polls = poller.polls
+    link.restore()
+    assert wait_until(lambda: poller.polls >= polls + 5)  # reconnected and read it
+    assert recorder.event_for(1, old) is None and recorder.decided == []
+    assert state(simulator)["applied_decision_seq"] == 0
+    # The next card on the same connection is answered as usual, whatever the limit.
+    new = present(simulator, type="card", card=2)
     assert wait_until(lambda: recorder.event_for(1, new))
 
 

@@ -132,3 +132,21 @@ def test_state_is_stored_for_the_console_and_new_gates_are_picked_up(
     assert wait_for(online, timeout=10), site.bridge.log()
     seq = second.present(type="card", card=99, bit_length=26)
     assert _decision(second, seq) == 1  # an exit gate: free, without the database
+
+
+def test_a_pin_is_refused_and_logged_as_a_pin(app, simulator, site):
+    seq = simulator.present(type="pin", card=1234)
+    assert _decision(simulator, seq) == 4, site.bridge.log()
+
+    def recorded():
+        with app.app_context(), db.connection_context():
+            return list(GateEvent.select().where(GateEvent.source == "bridge"))
+
+    events = wait_for(recorded)
+    assert events, site.bridge.log()
+    event = events[-1]
+    # Neither a card nor a plate, and the PIN itself (a secret) is not kept in the log.
+    assert (event.kind, event.reason, event.code, event.credential, event.gate_id) == (
+        "pin", "pin_unsupported", 4, "", site.gate)
+    with app.test_request_context():
+        assert (event.kind_label, event.reason_label) == ("PIN", "PIN не поддерживается")

@@ -127,7 +127,9 @@ CASES = [
     ("card never bound", "card", "1234567", IN, {}, 4, "unknown_card", None, None, None),
     ("card garbage", "card", "12,ab", IN, {}, 4, "unknown_card", None, None, None),
     ("card exit is free", "card", "1234567", OUT, {}, 1, "exit_free", None, None, None),
-    ("unknown credential kind", "pin", "1234", IN, {}, 4, "unknown_plate", None, None, None),
+    ("a PIN: nothing stores PINs", "pin", "1234", IN, {}, 4, "pin_unsupported", None, None,
+     None),
+    ("a PIN, exit is free", "pin", "1234", OUT, {}, 1, "exit_free", None, None, None),
 ]
 
 

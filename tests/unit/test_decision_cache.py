@@ -208,6 +208,68 @@ def test_a_database_error_without_a_usable_entry_raises(clock):
     assert cache.stale_served == 0 and cache.load_errors == 3
 
 
+def test_an_invalidation_keeps_the_last_answer_as_the_outage_fallback(clock):
+    loader = Loader()
+    cache = DecisionCache(loader, clock=clock)
+    cache.get(CARD)
+    # An unrelated pass is filed in the territory: the answer is re-read while the DB is up…
+    assert cache.invalidate(territory_id=CARD[0]) == 1
+    assert not cache.lookup(CARD).hit and len(loader.calls) == 2
+    cache.invalidate(territory_id=CARD[0])
+    # …and when the DB is down, the last known answer is still there.
+    loader.error = peewee.OperationalError("could not connect to server")
+    answer = cache.lookup(CARD)
+    assert (answer.decision, answer.stale) == (GRANT, True)
+    cache.invalidate_all()
+    assert cache.lookup(CARD).decision == GRANT
+
+
+def test_the_fallback_is_the_newest_answer_loaded(clock):
+    revoked = (1, "plate", "A001AA77")
+    loader = Loader({CARD: (GRANT, clock.now + 10), revoked: (GRANT, None)})
+    cache = DecisionCache(loader, clock=clock)
+    cache.get(CARD)
+    cache.get(revoked)
+    cache.invalidate(territory_id=1)
+    # Re-read after the change: one pass was revoked, the other has ended by the clock.
+    loader.answers[revoked] = (DENY, None)
+    clock.advance(11)
+    assert cache.get(revoked) == DENY
+    loader.error = peewee.OperationalError("could not connect to server")
+    assert cache.lookup(revoked).decision == DENY
+    with pytest.raises(peewee.OperationalError):
+        cache.get(CARD)
+    # A pass deleted on the web (now «unknown») does not grant from an older answer.
+    loader.error = None
+    loader.answers[revoked] = (UNKNOWN, None)
+    cache.invalidate(territory_id=1)
+    assert cache.get(revoked) == UNKNOWN
+    clock.advance(6)  # past the «unknown» TTL
+    loader.error = peewee.OperationalError("could not connect to server")
+    with pytest.raises(peewee.OperationalError):
+        cache.get(revoked)
+
+
+def test_a_refresh_after_a_change_brings_a_revocation_to_the_fallback(clock):
+    # Revoked while the database is up, not presented since, and then the database goes:
+    # the fallback must not be the grant from before the revocation.
+    revoked = (1, "plate", "A001AA77")
+    other = (2, "plate", "B002BB77")
+    loader = Loader({revoked: (GRANT, None), other: (GRANT, None)})
+    cache = DecisionCache(loader, clock=clock)
+    cache.get(revoked)
+    cache.get(other)
+    loader.answers[revoked] = (DENY, None)
+    cache.invalidate(territory_id=1)
+    assert cache.refresh(1) == 1  # only the territory that changed is read again
+    assert loader.calls[-1] == revoked
+    loader.error = peewee.OperationalError("could not connect to server")
+    assert cache.get(revoked) == DENY
+    assert cache.refresh(2) == 0  # the database is down: nothing read, nothing lost
+    clock.advance(3600)
+    assert cache.lookup(other).decision == GRANT
+
+
 def test_bugs_in_the_loader_are_not_hidden_behind_stale_answers(clock):
     loader = Loader()
     cache = DecisionCache(loader, clock=clock)
