@@ -8,6 +8,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import login_user, logout_user
 from itsdangerous import URLSafeTimedSerializer
 
+from blueprints.i18n import LANGUAGES
 from domain import accounts
 from extensions import login_manager
 
@@ -48,12 +49,23 @@ def _load(token: str) -> accounts.Account | None:
 
 
 def start_session(account: accounts.Account) -> None:
-    """Sign the account in on this browser as a new device."""
+    """Sign the account in on this browser as a new device.
+
+    A language chosen on this browser before signing in stays, and becomes the account's,
+    as choosing it while signed in does (session.clear() used to drop it: someone who had
+    chosen English got the Russian home page right after signing in or up).
+    """
     label = (request.user_agent.string or "")[:200]
     token = accounts.sign_in(account, device_label(label), request.remote_addr)
     account.device_token = token
+    chosen = session.get("lang")
     session.clear()
     session.permanent = True
+    if chosen in LANGUAGES:
+        session["lang"] = chosen
+        if account.locale != chosen:
+            account.locale = chosen
+            account.save(only=[accounts.Account.locale])
     login_user(account)
 
 

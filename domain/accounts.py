@@ -473,12 +473,15 @@ def split_full_name(full: str) -> tuple[str, str, str]:
 
 
 def start_email_signup(
-    *, full_name: str, phone: str, email: str, password: str, ip: str | None, link_for
+    *, full_name: str, phone: str, email: str, password: str, ip: str | None, link_for,
+    locale: str | None = None,
 ) -> None:
     """Sign-up by e-mail: check the password, then mail a link; the account is made on click.
 
     A registered address gets a note with a recovery link instead, so the answer on screen
-    is the same either way. `link_for(purpose, token)` builds the absolute URL.
+    is the same either way. `link_for(purpose, token)` builds the absolute URL. `locale`,
+    the language chosen while signing up, becomes the account's (the link may well be
+    opened in another browser, the mail app's).
     """
     from domain import codes
 
@@ -494,7 +497,7 @@ def start_email_signup(
         return
     surname, name, patronymic = split_full_name(full_name)
     payload = {"surname": surname, "name": name, "patronymic": patronymic, "phone": phone,
-               "password_hash": password_hash}
+               "password_hash": password_hash, "locale": locale}
     code, token = codes.issue(codes.EMAIL_SIGNUP, email, "email", ip=ip, payload=payload)
     _mail(code, email, _l("Пропуск: подтвердите e-mail"),
           _l("Чтобы закончить регистрацию, откройте ссылку (действует сутки):"),
@@ -522,6 +525,7 @@ def confirm_email_signup(token: str) -> Account:
             email=code.target, phone=phone, surname=data.get("surname", ""),
             name=data.get("name", ""), patronymic=data.get("patronymic", ""),
             password_hash=data["password_hash"], email_confirmed=True,
+            locale=data.get("locale"),
         )
 
 

@@ -211,6 +211,7 @@ def signup_email() -> Response:
                 password=form.password.data,
                 ip=request.remote_addr,
                 link_for=link_for,
+                locale=session.get("lang"),
             )
         except DomainError as error:
             form_error(form, error)

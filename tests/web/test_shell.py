@@ -168,3 +168,22 @@ def test_language_switch_needs_csrf(client):
 def test_unknown_language_refused(client):
     token = csrf_token(client, "/")
     assert client.post("/lang/de", data={"csrf_token": token}).status_code == 400
+
+
+def test_the_language_chosen_before_signing_in_stays_and_becomes_the_account_s(
+        app, client, auth, make_account):
+    account = make_account(phone="+79990001122")
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/login")},
+                headers={"Referer": "http://localhost/login"})
+    auth.login("+79990001122")
+    assert '<html lang="en">' in client.get("/").get_data(as_text=True)
+    with app.app_context():
+        from domain.accounts import Account
+
+        assert Account.get_by_id(account.id).locale == "en"
+    # Another browser of the same person: English from the account.
+    other = app.test_client()
+    from tests.conftest import Auth
+
+    Auth(other).login("+79990001122")
+    assert '<html lang="en">' in other.get("/").get_data(as_text=True)

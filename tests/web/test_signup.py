@@ -234,6 +234,19 @@ def test_email_signup_of_a_registered_address_looks_the_same(app, client, make_a
     assert "/recover/email/" in mail["link"]
 
 
+def test_an_email_signup_in_english_makes_an_english_account(app, client):
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/signup/email")})
+    data = {"full_name": "Roman", "phone": "9990001122", "email": "roman@example.ru",
+            **TWICE, "consent": "y"}
+    assert post(client, "/signup/email", data).status_code == 200
+    link = last_to(app, "roman@example.ru", "email")["link"].removeprefix("http://localhost")
+    mail_app = app.test_client()  # the link opens in another browser: no choice there
+    assert mail_app.get(link).status_code == 302
+    assert '<html lang="en">' in mail_app.get("/").get_data(as_text=True)
+    with db.connection_context():
+        assert Account.get(Account.email == "roman@example.ru").locale == "en"
+
+
 @pytest.mark.parametrize("first, second", [("/recover/email", "/signup/email"),
                                            ("/signup/email", "/recover/email")])
 def test_email_signup_and_recovery_wait_alike_for_known_and_unknown_addresses(
