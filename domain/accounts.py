@@ -358,7 +358,7 @@ def _telephony_send(channel: str, phone: str, code: str) -> None:
     if channel == "call":
         providers.telephony().flash_call(phone, code)
     else:
-        text = str(_l("Код подтверждения Пропуск: %(code)s. Никому его не сообщайте.", code=code))
+        text = str(_l("Пропуск: код подтверждения %(code)s. Никому его не сообщайте.", code=code))
         providers.telephony().sms(phone, text, code=code)
 
 
