@@ -139,6 +139,8 @@ def _code_page(flow: str, form, status: int = 200) -> Response:
     code = codes.Code.get_or_none(codes.Code.id == state["code_id"])
     if code is None:
         abort(redirect(url_for(FLOWS[flow]["start"])))
+    if code.channel == "sms":
+        form.code.label.text = _("Код из SMS")  # not «4 цифры входящего номера»
     return page("auth/code.html", flow=flow, form=form, code=code, phone=state["phone"],
                 resend_form=ResendForm(), status=status)
 

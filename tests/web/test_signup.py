@@ -129,7 +129,9 @@ def test_resend_waits_for_the_countdown_then_offers_sms(app, client):
     post(client, "/signup/resend", {"channel": "sms"}, page="/signup/code")
     sms = last_to(app, PHONE, "sms")
     assert sms and sms["code"] in sms["text"]
-    assert "SMS" in client.get("/signup/code").get_data(as_text=True)
+    page = client.get("/signup/code").get_data(as_text=True)
+    assert '<label for="code">Код из SMS</label>' in page
+    assert "4 цифры входящего номера" not in page
     response = post(client, "/signup/code", {"code": sms["code"]})
     assert response.headers["Location"] == "/signup/password"
 
