@@ -63,6 +63,9 @@ class Account(BaseModel):
     created_at = UtcDateTimeField(default=utcnow)
     deletion_due_at = UtcDateTimeField(null=True)
     locale = CharField(null=True)
+    # The territory last chosen on any device: where a new sign-in starts (the device's own
+    # choice, Device.territory_id, comes first). Checked against the memberships on use.
+    territory_id = IntegerField(null=True)
 
     # Flask-Login's protocol; the session id is the device token, never the account id,
     # so signing a device out makes a copied cookie worthless.

@@ -79,6 +79,8 @@ MIGRATIONS: list[Migration] = [
      lambda s: s.add_index(_model("passes", "VehiclePass"), "territory", "created_at", "id")),
     (3, "gate_event: index for the log's dates and the bridge's duplicate check",
      lambda s: s.add_index(_model("gates", "GateEvent"), "territory", "at")),
+    (4, "account: the territory last chosen, where a new sign-in starts",
+     lambda s: s.add_columns(_model("accounts", "Account"), "territory_id")),
 ]
 
 

@@ -827,20 +827,27 @@ def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
 
 
 def remember_choice(token: str | None, territory_id: int) -> None:
-    """Remember on this device the territory the person is in."""
+    """Remember the territory the person is in, on this device and on the account (where
+    their next sign-in, on this phone after signing out or on a new one, starts)."""
     device = accounts.device_for_token(token)
-    if device is not None and device.territory_id != territory_id:
+    if device is None:
+        return
+    if device.territory_id != territory_id:
         Device.update(territory_id=territory_id).where(Device.id == device.id).execute()
+    if device.account.territory_id != territory_id:
+        Account.update(territory_id=territory_id).where(
+            Account.id == device.account.id).execute()
 
 
 def current_choice(account: Account, token: str | None) -> Membership | None:
-    """The membership the device last chose, or the only one; None when there is no choice."""
+    """The membership the device last chose, else the one the account last chose, else the
+    only one; None when there is no choice."""
     device = accounts.device_for_token(token)
-    chosen = device.territory_id if device is not None else None
-    if chosen:
-        try:
-            return membership(account, chosen)
-        except NotFound:
-            pass  # left or removed since: fall back below
+    for chosen in (device.territory_id if device is not None else None, account.territory_id):
+        if chosen:
+            try:
+                return membership(account, chosen)
+            except NotFound:
+                pass  # left or removed since: fall back below
     mine = list(Membership.of_account(account).limit(2))
     return mine[0] if len(mine) == 1 else None

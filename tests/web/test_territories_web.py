@@ -186,8 +186,30 @@ def test_the_choice_is_remembered_per_device(world):
     switcher = phone.get("/territories/join").get_data(as_text=True).split('id="switcher"')[1]
     assert "<summary>Бизнес-центр «Орион»</summary>" in switcher
     assert f'href="/t/{t.id}/"' in switcher
-    assert 'id="current-territory"' not in laptop.get("/").get_data(as_text=True)
-    assert sorted(d.territory_id or 0 for d in Device.select()) == [0, other.id]
+    # Each device keeps its own choice; one that never chose starts at the last one made.
+    def current(client):
+        return client.get("/").get_data(as_text=True).split('id="current-territory"')[1]
+
+    assert "Бизнес-центр «Орион»" in current(laptop)
+    laptop.get(f"/t/{t.id}/")
+    assert "ЖК «Парк»" in current(laptop).split("</div>")[0]
+    assert "Бизнес-центр «Орион»" in current(phone).split("</div>")[0]
+    assert sorted(d.territory_id for d in Device.select()) == sorted([t.id, other.id])
+
+
+def test_the_choice_outlives_signing_out(world):
+    # «Выбрать территорию» after login, and the choice is remembered (SPEC §2): also by the
+    # next sign-in on this phone, whose old device was signed out.
+    app = world["app"]
+    with app.test_request_context():
+        other = create_territory(world["manager"], name="Бизнес-центр «Орион»", kind="business")
+    phone = signed_in(app, world["manager"])
+    phone.get(f"/t/{other.id}/")
+    phone.post("/logout", data={"csrf_token": csrf_token(phone, "/")})
+    assert Device.select().count() == 0
+    again = signed_in(app, world["manager"])
+    home = again.get("/").get_data(as_text=True)
+    assert "Бизнес-центр «Орион»" in home.split('id="current-territory"')[1].split("</div>")[0]
 
 
 def test_someone_with_one_territory_sees_it_first(world):
