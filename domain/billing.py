@@ -25,6 +25,7 @@ from peewee import (
     IntegrityError,
     SqliteDatabase,
     TextField,
+    fn,
 )
 
 from domain import versions
@@ -549,6 +550,19 @@ def delete_period(territory: Territory, period_id: int) -> None:
         period.delete_instance()
 
 
+def dearest_price(territory: Territory) -> int | None:
+    """The highest price of what the territory sells now: its card, its tariffs' periods."""
+    prices = []
+    if territory.kind == "kindergarten":
+        prices.append(territory.card_price_kopecks)
+    if not territory.app_access_free:
+        highest = (TariffPeriod.select(fn.MAX(TariffPeriod.price_kopecks)).join(Tariff)
+                   .where(Tariff.territory == territory).scalar())
+        if highest is not None:
+            prices.append(highest)
+    return max(prices, default=None)
+
+
 def normalize_promo(code: str) -> str:
     """Promo codes are typed in any case and with stray spaces: «ЛЕТО 10» → «ЛЕТО10»."""
     return re.sub(r"\s+", "", code or "").upper()
@@ -562,8 +576,14 @@ def add_promo(
     fixed_kopecks: int | None = None,
     expires_at: dt.datetime | None = None,
     usage_limit: int | None = None,
+    now: dt.datetime | None = None,
 ) -> PromoCode:
-    """Create a promo code with exactly one of a percent or a fixed discount."""
+    """Create a promo code with exactly one of a percent or a fixed discount.
+
+    A code that could never be used is refused: one already expired, or a fixed discount
+    that would leave less than MIN_CHARGE to pay even for the dearest thing the territory
+    sells (one that fits only the dearer things is fine: checkout refuses it on the rest).
+    """
     code = normalize_promo(code)
     if not re.fullmatch(r"[0-9A-ZА-ЯЁ_-]{3,40}", code):
         raise DomainError(_l("Промокод — от 3 до 40 букв и цифр"), field="code")
@@ -572,6 +592,14 @@ def add_promo(
                           field="value")
     if percent is not None and not 1 <= percent <= 99:
         raise DomainError(_l("Скидка — от 1 до 99 %"), field="value")
+    # Today's prices: they may change later, and check_promo at checkout stays the last word;
+    # this only keeps a code from being useless the day it is made.
+    dearest = dearest_price(territory) if fixed_kopecks is not None else None
+    if dearest is not None and dearest - fixed_kopecks < MIN_CHARGE:
+        raise DomainError(_l("Скидка слишком большая: с ней даже самое дорогое здесь стоило "
+                             "бы меньше 1,00 ₽"), field="value")
+    if expires_at is not None and expires_at <= (now or utcnow()):
+        raise DomainError(_l("Эта дата уже прошла"), field="expires_on")
     if usage_limit is not None and usage_limit < 1:
         raise DomainError(_l("Лимит использований — не меньше 1"), field="usage_limit")
     try:

@@ -563,6 +563,11 @@ def join_by_account_number(account: Account, territory_id: int, number: str) -> 
     territory = Territory.with_account_numbers().where(Territory.id == territory_id).first()
     if territory is None:
         raise DomainError(_l("Выберите объект из списка"), "territory")
+    # Before the attempt is counted: it is about the person, and reveals no account number.
+    if Membership.select().where(
+        (Membership.account == account) & (Membership.territory == territory)
+    ).exists():
+        raise DomainError(_l("Вы уже подключены к этой территории"), "territory")
     # Counted before the lookup, outside the transaction below so that it is not rolled
     # back (limits.take); given back when the number was right.
     tried = limits.take(limits.ACCOUNT_NUMBER, str(account.id))

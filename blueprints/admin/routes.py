@@ -85,6 +85,16 @@ def _set_blocked(aid: int, blocked: bool) -> Response:
     return redirect(url_for("admin.account", aid=aid))
 
 
+@bp.get("/accounts/<int:aid>/attach")
+def attach_form(aid: int) -> Response:
+    """The attach form's own address opened by GET (a reload after a mistake): the account."""
+    try:
+        admin.get_account(aid)
+    except NotFound:
+        abort(404)
+    return redirect(url_for("admin.account", aid=aid))
+
+
 @bp.post("/accounts/<int:aid>/attach")
 def attach(aid: int) -> Response:
     """Put the person into a territory directly (seed 000 §3)."""

@@ -1,9 +1,15 @@
 """Forms of signing up, in and out, and of recovering a password."""
 
+from collections.abc import Callable
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from domain.accounts import check_password_rules, parse_email
+from domain.errors import DomainError
+from domain.phones import parse_phone
 
 PHONE_ATTRS = {
     "autocomplete": "tel",
@@ -12,6 +18,42 @@ PHONE_ATTRS = {
     "placeholder": "+7 (999) 888-77-66",
 }
 PASSWORD_HINT = _l("Не менее 8 символов, буквы и цифры")
+
+
+def _as_field_error(check: Callable[..., object], *args, **kwargs) -> None:
+    try:
+        check(*args, **kwargs)
+    except DomainError as error:
+        raise ValidationError(error.message) from None
+
+
+class Checked:
+    """Run the domain's check of a value as a field validator.
+
+    A form then shows every field's mistake in one answer, where the domain, raising one
+    DomainError at a time, would show them one submit after another. The domain checks
+    again when it acts: it keeps the last word.
+    """
+
+    def __init__(self, check: Callable[[str], object]) -> None:
+        self.check = check
+
+    def __call__(self, form: FlaskForm, field) -> None:
+        _as_field_error(self.check, field.data)
+
+
+def password_rules(form: FlaskForm, field) -> None:
+    """Validator: the domain's password rules, with the phone and e-mail the form knows of
+    (`form.personal`: a password made of them is too easy to guess)."""
+    _as_field_error(check_password_rules, field.data, personal=getattr(form, "personal", ()))
+
+
+def _or_empty(parse: Callable[[str], str], text: str) -> str:
+    """The parsed value, or "" when it does not parse (its own field says why)."""
+    try:
+        return parse(text)
+    except DomainError:
+        return ""
 
 
 class LoginForm(FlaskForm):
@@ -43,7 +85,8 @@ class PhoneForm(FlaskForm):
 
     phone = StringField(
         _l("Телефон"),
-        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40)],
+        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40),
+                    Checked(parse_phone)],
         render_kw=PHONE_ATTRS,
     )
     consent = consent_field()
@@ -54,7 +97,8 @@ class RecoverPhoneForm(FlaskForm):
 
     phone = StringField(
         _l("Телефон"),
-        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40)],
+        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40),
+                    Checked(parse_phone)],
         render_kw=PHONE_ATTRS,
     )
 
@@ -64,7 +108,7 @@ class RecoverEmailForm(FlaskForm):
 
     email = StringField(
         _l("E-mail"),
-        validators=[DataRequired(_l("Введите e-mail")), Length(max=254)],
+        validators=[DataRequired(_l("Введите e-mail")), Length(max=254), Checked(parse_email)],
         render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"},
     )
 
@@ -87,11 +131,11 @@ class ResendForm(FlaskForm):
 
 
 class NewPasswordForm(FlaskForm):
-    """«Новый пароль» / «Пароль повторно» → «Готово»."""
+    """«Новый пароль» / «Пароль повторно» → «Готово»; `personal`: the phone or e-mail it is for."""
 
     password = PasswordField(
         _l("Новый пароль"),
-        validators=[DataRequired(_l("Введите пароль")), Length(max=256)],
+        validators=[DataRequired(_l("Введите пароль")), Length(max=256), password_rules],
         render_kw={"autocomplete": "new-password"},
     )
     confirm = PasswordField(
@@ -100,6 +144,10 @@ class NewPasswordForm(FlaskForm):
                     EqualTo("password", _l("Пароли не совпадают"))],
         render_kw={"autocomplete": "new-password"},
     )
+
+    def __init__(self, *args, personal: tuple[str, ...] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.personal = personal
 
 
 class EmailSignupForm(FlaskForm):
@@ -112,17 +160,18 @@ class EmailSignupForm(FlaskForm):
     )
     phone = StringField(
         _l("Телефон"),
-        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40)],
+        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40),
+                    Checked(parse_phone)],
         render_kw=PHONE_ATTRS,
     )
     email = StringField(
         _l("Почта"),
-        validators=[DataRequired(_l("Введите e-mail")), Length(max=254)],
+        validators=[DataRequired(_l("Введите e-mail")), Length(max=254), Checked(parse_email)],
         render_kw={"autocomplete": "email", "type": "email", "inputmode": "email"},
     )
     password = PasswordField(
         _l("Пароль"),
-        validators=[DataRequired(_l("Введите пароль")), Length(max=256)],
+        validators=[DataRequired(_l("Введите пароль")), Length(max=256), password_rules],
         render_kw={"autocomplete": "new-password"},
     )
     confirm = PasswordField(
@@ -132,3 +181,8 @@ class EmailSignupForm(FlaskForm):
         render_kw={"autocomplete": "new-password"},
     )
     consent = consent_field()
+
+    @property
+    def personal(self) -> tuple[str, ...]:
+        """The phone and e-mail typed here, which the password must not be made of."""
+        return _or_empty(parse_phone, self.phone.data), _or_empty(parse_email, self.email.data)

@@ -180,7 +180,7 @@ def resend(flow: str) -> Response:
 def password(flow: str) -> Response:
     """«Новый пароль» / «Пароль повторно» → «Готово»: signed in on this device."""
     state = _flow_state(flow)
-    form = NewPasswordForm()
+    form = NewPasswordForm(personal=(state["phone"],))
     if form.validate_on_submit():
         try:
             account = accounts.set_password_by_code(

@@ -59,6 +59,28 @@ def settings(tid: int) -> Response:
     return _settings()
 
 
+# The forms below post to addresses of their own and answer a mistake there; a GET of such
+# an address (Enter in the address bar, a reload later) goes to the page the form lives on.
+@bp.get("/t/<int:tid>/billing/settings/card")
+@bp.get("/t/<int:tid>/billing/tariffs")
+@bp.get("/t/<int:tid>/billing/promos")
+@territory_route(roles=MANAGER)
+def settings_form(tid: int) -> Response:
+    """A settings form's own address opened by GET: the settings page."""
+    return _back()
+
+
+@bp.get("/t/<int:tid>/billing/tariffs/<int:tariff_id>/periods")
+@territory_route(roles=MANAGER)
+def period_form(tid: int, tariff_id: int) -> Response:
+    """The period form's address opened by GET: the settings page (another's tariff: 404)."""
+    try:
+        billing.tariff_of(g.territory, tariff_id)
+    except NotFound:
+        abort(404)
+    return _back()
+
+
 @bp.post("/t/<int:tid>/billing/settings/card")
 @territory_route(roles=MANAGER)
 def save_card_offer(tid: int) -> Response:

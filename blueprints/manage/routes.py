@@ -90,6 +90,21 @@ def requests(tid: int) -> Response:
     return _requests_page()
 
 
+@bp.get("/requests/<int:rid>/accept")
+@bp.get("/requests/<int:rid>/reject")
+@manager_only
+def decision_form(tid: int, rid: int) -> Response:
+    """A decision form's own address opened by GET (a reload after a mistake): the requests.
+
+    Any request of this territory, also one decided meanwhile; another territory's is 404.
+    """
+    if not JoinRequest.select().where(
+        (JoinRequest.id == rid) & (JoinRequest.territory == g.territory)
+    ).exists():
+        abort(404)
+    return redirect(url_for("manage.requests", tid=tid))
+
+
 @bp.post("/requests/<int:rid>/accept")
 @manager_only
 def accept(tid: int, rid: int) -> Response:

@@ -16,7 +16,14 @@ from wtforms import (
     SelectField,
     StringField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
 from domain.passes import QUICK_PERIODS, local_moment, quick_period
 
@@ -139,3 +146,8 @@ class EventFilterForm(FlaskForm):
     gate = SelectField(_l("Ворота"), coerce=int, default=0, validators=[Optional()])
     decision = SelectField(_l("Решение"), choices=DECISION_FILTERS, default="")
     plate = StringField(_l("Номер"), render_kw={**PLATE_INPUT, "placeholder": ""})
+
+    def validate_date_to(self, field: DateField) -> None:
+        """«По» before «С» would show an empty log as if nothing had happened."""
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError(_l("Дата окончания раньше начала"))

@@ -237,7 +237,8 @@ def _event_filter(form: EventFilterForm) -> EventFilter:
         code = int(decision)
     return EventFilter(
         since=midnight(form.date_from.data),
-        until=midnight(form.date_to.data, plus=1),
+        # «По» before «С» is shown at the field and, like any bad value, filters nothing.
+        until=None if form.date_to.errors else midnight(form.date_to.data, plus=1),
         gate_id=form.gate.data if isinstance(form.gate.data, int) else None,
         code=code,
         plate=form.plate.data or "",

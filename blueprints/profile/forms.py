@@ -3,9 +3,11 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
 
-from blueprints.auth.forms import PHONE_ATTRS
+from blueprints.auth.forms import PHONE_ATTRS, Checked, password_rules
+from domain.accounts import Account, parse_email, verify_password
+from domain.phones import parse_phone
 
 
 class ProfileForm(FlaskForm):
@@ -17,7 +19,8 @@ class ProfileForm(FlaskForm):
                        render_kw={"autocomplete": "given-name"})
     patronymic = StringField(_l("Отчество"), validators=[Length(max=100)],
                              render_kw={"autocomplete": "additional-name"})
-    email = StringField(_l("E-mail"), validators=[Optional(), Length(max=254)],
+    email = StringField(_l("E-mail"),
+                        validators=[Optional(), Length(max=254), Checked(parse_email)],
                         render_kw={"autocomplete": "email", "type": "email"})
 
 
@@ -26,24 +29,37 @@ class PhoneChangeForm(FlaskForm):
 
     phone = StringField(
         _l("Телефон"),
-        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40)],
+        validators=[DataRequired(_l("Введите номер телефона")), Length(max=40),
+                    Checked(parse_phone)],
         render_kw=PHONE_ATTRS,
     )
 
 
 class PasswordChangeForm(FlaskForm):
-    """The current password, the new one twice."""
+    """The current password, the new one twice, for `account`."""
 
     current = PasswordField(_l("Текущий пароль"),
                             validators=[DataRequired(_l("Введите пароль")), Length(max=256)],
                             render_kw={"autocomplete": "current-password"})
     password = PasswordField(_l("Новый пароль"),
-                             validators=[DataRequired(_l("Введите пароль")), Length(max=256)],
+                             validators=[DataRequired(_l("Введите пароль")), Length(max=256),
+                                         password_rules],
                              render_kw={"autocomplete": "new-password"})
     confirm = PasswordField(_l("Пароль повторно"),
                             validators=[DataRequired(_l("Повторите пароль")), Length(max=256),
                                         EqualTo("password", _l("Пароли не совпадают"))],
                             render_kw={"autocomplete": "new-password"})
+
+    def __init__(self, account: Account, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.account = account
+        # The new password must not be made of them (password_rules).
+        self.personal = (account.phone or "", account.email or "")
+
+    def validate_current(self, field: PasswordField) -> None:
+        """Checked here too, so that a wrong one shows with the new password's mistakes."""
+        if not verify_password(self.account, field.data):
+            raise ValidationError(_l("Неверный текущий пароль"))
 
 
 def _tick(label: str) -> BooleanField:

@@ -99,6 +99,12 @@ def confirm_email(token: str) -> Response:
     return redirect(url_for("profile.index" if current_user.is_authenticated else "auth.login"))
 
 
+@bp.get("/phone")
+def phone_form() -> Response:
+    """The phone form's own address opened by GET (a reload after a mistake): its page."""
+    return redirect(url_for("profile.edit"))
+
+
 @bp.post("/phone")
 def phone() -> Response:
     """«Номер телефона» → «ПРИМЕНИТЬ»: an SMS code goes to the new phone."""
@@ -206,10 +212,11 @@ def sign_out_others() -> Response:
 @bp.route("/password", methods=["GET", "POST"])
 def password() -> Response:
     """Change the password; every other device is signed out."""
-    form = PasswordChangeForm()
+    me = _me()
+    form = PasswordChangeForm(me)
     if form.validate_on_submit():
         try:
-            count = accounts.change_password(_me(), form.current.data, form.password.data,
+            count = accounts.change_password(me, form.current.data, form.password.data,
                                              current_user.get_id())
         except DomainError as error:
             form_error(form, error)

@@ -6,7 +6,8 @@ from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from domain.territories import DEFAULT_TZ, KINDS, TIMEZONES
+from blueprints.auth.forms import Checked
+from domain.territories import DEFAULT_TZ, KINDS, TIMEZONES, parse_code
 
 
 def kind_choices() -> list[SelectChoice]:
@@ -43,7 +44,8 @@ class JoinForm(FlaskForm):
 
     code = StringField(
         _l("Код территории"),
-        validators=[DataRequired(_l("Введите код территории")), Length(max=20)],
+        validators=[DataRequired(_l("Введите код территории")), Length(max=20),
+                    Checked(parse_code)],
         render_kw={"placeholder": "123-456", "inputmode": "numeric", "autocomplete": "off"},
     )
     unit_label = StringField(
@@ -56,7 +58,8 @@ class JoinForm(FlaskForm):
 class AddByNumberForm(FlaskForm):
     """«+ Добавить объект»: a territory from the list and the account number."""
 
-    territory = SelectField(_l("Объект"), coerce=int, choices=[])
+    territory = SelectField(_l("Объект"), coerce=int, choices=[],
+                            validators=[DataRequired(_l("Выберите объект из списка"))])
     number = StringField(
         _l("Номер лицевого счёта"),
         validators=[DataRequired(_l("Введите номер лицевого счёта")), Length(max=40)],

@@ -125,9 +125,9 @@ def cancel_request(rid: int) -> Response:
 def add_by_number() -> Response:
     """«+ Добавить объект»: pick the territory, enter the account number → joined at once."""
     form = AddByNumberForm()
+    mine = {m.territory_id for m in territories.memberships_of(current_user)}
     form.territory.choices = [SelectChoice(0, _("Выберите объект"))] + [
-        SelectChoice(t.id, f"{t.name}, {t.address}" if t.address else t.name)
-        for t in Territory.with_account_numbers()
+        _number_choice(t, joined=t.id in mine) for t in Territory.with_account_numbers()
     ]
     if form.validate_on_submit():
         try:
@@ -140,6 +140,15 @@ def add_by_number() -> Response:
             flash(_("Объект добавлен: %(name)s", name=member.unit.name), "success")
             return redirect(url_for("territories.home", tid=member.territory_id))
     return page("territories/add.html", form=form, status=422 if form.errors else 200)
+
+
+def _number_choice(territory: Territory, joined: bool) -> SelectChoice:
+    """A territory of the list; one the person is in already is shown so, and not chosen."""
+    label = f"{territory.name}, {territory.address}" if territory.address else territory.name
+    if not joined:
+        return SelectChoice(territory.id, label)
+    return SelectChoice(territory.id, _("%(name)s — вы уже подключены", name=label),
+                        render_kw={"disabled": True})
 
 
 @bp.get("/t/<int:tid>/")
