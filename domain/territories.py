@@ -27,6 +27,7 @@ from domain.accounts import Account, Device
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
 from domain.prepared import Prepared, Slot
+from domain.text import in_quotes
 
 KINDS = {
     "kindergarten": _l("Детский сад"),
@@ -424,7 +425,8 @@ def _check_room(unit: Unit | None, field: str = "unit", leaving: Membership | No
         query = query.where(Membership.id != leaving.id)
     if query.count() >= MAX_PER_UNIT:
         raise DomainError(
-            _l("К объекту «%(name)s» уже подключено 10 человек — больше нельзя", name=unit.name),
+            _l("К объекту «%(name)s» уже подключено 10 человек — больше нельзя",
+               name=in_quotes(unit.name)),
             field,
         )
 
@@ -768,7 +770,7 @@ def _parse_units_csv(data: bytes) -> tuple[list[tuple[int, str, str | None]], li
             continue
         if name in names:
             errors.append(_line_error(line, _l("объект «%(name)s» уже был в строке %(first)s",
-                                               name=name, first=names[name])))
+                                               name=in_quotes(name), first=names[name])))
             continue
         if number and number in numbers:
             errors.append(_line_error(line, _l("лицевой счёт %(number)s уже был в строке %(first)s",
@@ -806,7 +808,8 @@ def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
             # Taken by a unit the file does not give another number: a clash, not a move.
             if owner is not None and owner != name and not in_file.get(owner):
                 errors.append(_line_error(line, _l(
-                    "лицевой счёт %(number)s уже у объекта «%(name)s»", number=number, name=owner
+                    "лицевой счёт %(number)s уже у объекта «%(name)s»", number=number,
+                    name=in_quotes(owner)
                 )))
         if errors:
             raise CsvError([message for _line, message in sorted(errors)])

@@ -12,6 +12,7 @@ from blueprints.ui import EmptyForm, form_error, page
 from domain import admin, territories
 from domain.errors import DomainError, NotFound
 from domain.territories import Membership, Territory
+from domain.text import in_quotes
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PAGE = 100
@@ -113,6 +114,6 @@ def attach(aid: int) -> Response:
         except DomainError as error:
             form_error(form, error)
         else:
-            flash(_("Добавлен(а) в «%(name)s»", name=territory.name), "success")
+            flash(_("Добавлен(а) в «%(name)s»", name=in_quotes(territory.name)), "success")
             return redirect(url_for("admin.account", aid=aid))
     return _account_page(aid, form, status=422)

@@ -26,6 +26,7 @@ from domain import territories
 from domain.accounts import Account
 from domain.errors import DomainError, NotFound
 from domain.territories import CsvError, JoinRequest, Membership, Unit
+from domain.text import in_quotes
 
 bp = Blueprint("manage", __name__, url_prefix="/t/<int:tid>/manage")
 manager_only = territory_route(roles=["manager"])
@@ -42,7 +43,7 @@ def tell(account: Account, subject: str, text: str, link: str | None = None) -> 
 def _tell_decision(request: JoinRequest, member: Membership | None = None) -> None:
     person = request.account
     with force_locale(person.locale or "ru"):
-        name = g.territory.name
+        name = in_quotes(g.territory.name)
         if member is not None:
             subject = _("Заявка принята")
             text = _("Ваша заявка на подключение к территории «%(name)s» принята. Роль: %(role)s.",
@@ -227,7 +228,7 @@ def units(tid: int) -> Response:
         except DomainError as error:
             form_error(form, error)
         else:
-            flash(_("Объект «%(name)s» добавлен", name=unit.name), "success")
+            flash(_("Объект «%(name)s» добавлен", name=in_quotes(unit.name)), "success")
             return redirect(url_for("manage.units", tid=tid))
     return _units_page(form, status=422 if form.errors else 200)
 

@@ -92,7 +92,7 @@ def test_join_by_code_accept_and_the_person_is_told_by_sms(world):
     member = Membership.get(account=world["applicant"])
     assert member.role == "resident" and member.unit.name == "Участок 632 и 633 (дом 148)"
     sms = outbox_to(app, world["applicant"].phone)
-    assert sms["channel"] == "sms" and "принята" in sms["text"] and "ЖК «Парк»" in sms["text"]
+    assert sms["channel"] == "sms" and "принята" in sms["text"] and "территории «ЖК „Парк“»" in sms["text"]
     home = applicant.get(f"/t/{t.id}/")
     assert home.status_code == 200 and "Резидент" in home.get_data(as_text=True)
 
