@@ -25,6 +25,7 @@ ENTRY, EXIT = 1, 2
 REASONS = {
     "pass_valid": _l("Пропуск действует"),
     "exit_free": _l("Выезд свободный"),
+    "exit_button": _l("Кнопка выхода"),
     "member": _l("Участник территории"),
     "operator_open": _l("Открыто оператором"),
     "no_pass": _l("Нет действующего пропуска"),
@@ -42,6 +43,9 @@ REASONS = {
     "passes_off": _l("Пропуска на автомобили на территории выключены"),
     "unknown_territory": _l("Территория не найдена"),
     "unavailable": _l("Система недоступна, повторите"),
+    # An «Открыть» press that did not open: the controller was away, or did not do it.
+    "gate_offline": _l("Контроллер не на связи"),
+    "gate_failed": _l("Контроллер не открыл ворота"),
 }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import re
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -267,24 +269,72 @@ def open_by_operator(member: Membership, gate_id: int, now: dt.datetime | None =
     return request_open(gate, member.account_id, "operator", now)
 
 
-def _check_gate(
-    *, name: str, host: str, port: int, unit_id: int, direction: str, poll_ms: int,
-    word_order: str,
-) -> None:
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def valid_host(host: str) -> bool:
+    """An IP address (v4 or v6) or a host name of letters, digits and hyphens (RFC 1123)
+    by its shape alone: nothing is looked up."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or labels[-1].isdigit():
+        return False  # «10.0.0.256» is a broken address, not a name
+    return all(_HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def _same_host(host: str) -> str:
+    """The form two spellings of one controller's address share."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.lower().removesuffix(".")
+
+
+def gate_problems(
+    territory_id: int, *, name: str, host: str, port: int | None, unit_id: int | None,
+    direction: str, poll_ms: int | None, word_order: str, gate_id: int | None = None,
+) -> dict[str, str]:
+    """Everything wrong with a gate's settings, by field (empty when nothing is), so a form
+    shows every problem at once. `gate_id` is the gate being changed, if any."""
+    problems = {}
+    host = (host or "").strip()
     if not (name or "").strip():
-        raise DomainError(_l("Введите название"), field="name")
+        problems["name"] = _l("Введите название")
     if direction not in DIRECTIONS:
-        raise DomainError(_l("Направление: entry, exit или both"), field="direction")
+        problems["direction"] = _l("Направление: entry, exit или both")
     if word_order not in WORD_ORDERS:
-        raise DomainError(_l("Порядок слов: big или little"), field="word_order")
-    if not (host or "").strip():
-        raise DomainError(_l("Укажите адрес контроллера"), field="host")
+        problems["word_order"] = _l("Порядок слов: big или little")
+    if not host:
+        problems["host"] = _l("Укажите адрес контроллера")
+    elif not valid_host(host):
+        problems["host"] = _l("Адрес контроллера — IP-адрес или имя хоста, "
+                              "например 192.168.1.10 или gate-1.local")
     if port is None or not 1 <= port <= 65535:
-        raise DomainError(_l("Порт — от 1 до 65535"), field="port")
+        problems["port"] = _l("Порт — от 1 до 65535")
     if unit_id is None or not 0 <= unit_id <= 255:
-        raise DomainError(_l("Номер устройства Modbus — от 0 до 255"), field="unit_id")
+        problems["unit_id"] = _l("Номер устройства Modbus — от 0 до 255")
     if poll_ms is None or not 20 <= poll_ms <= 60000:
-        raise DomainError(_l("Опрос — от 20 до 60000 мс"), field="poll_ms")
+        problems["poll_ms"] = _l("Опрос — от 20 до 60000 мс")
+    if "host" not in problems:
+        # One controller answers one gate: two would each answer its events.
+        twin = next((g for g in Gate.of(territory_id)
+                     if g.id != gate_id and (_same_host(g.host), g.port, g.unit_id)
+                     == (_same_host(host), port, unit_id)), None)
+        if twin is not None:
+            problems["host"] = _l("Этот контроллер (адрес, порт и номер устройства) уже "
+                                  "у ворот «%(name)s»", name=twin.name)
+    return problems
+
+
+def _check_gate(territory_id: int, gate_id: int | None = None, **values) -> None:
+    problems = gate_problems(territory_id, gate_id=gate_id, **values)
+    if problems:
+        field, message = next(iter(problems.items()))
+        raise DomainError(message, field=field)
 
 
 def add_gate(
@@ -300,9 +350,9 @@ def add_gate(
     enabled: bool = True,
 ) -> Gate:
     """Configure a gate and its controller (GATE_PROTOCOL.md «Configuring a gate»)."""
-    _check_gate(name=name, host=host, port=port, unit_id=unit_id, direction=direction,
-                poll_ms=poll_ms, word_order=word_order)
     with db.atomic():
+        _check_gate(territory.id, name=name, host=host, port=port, unit_id=unit_id,
+                    direction=direction, poll_ms=poll_ms, word_order=word_order)
         return Gate.create(
             territory=territory,
             name=name.strip(),
@@ -330,10 +380,10 @@ def update_gate(
     enabled: bool,
 ) -> Gate:
     """Change a gate of the territory; the bridge picks the change up within seconds."""
-    _check_gate(name=name, host=host, port=port, unit_id=unit_id, direction=direction,
-                poll_ms=poll_ms, word_order=word_order)
     with db.atomic():
         gate = territory_gate(territory_id, gate_id)
+        _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
+                    direction=direction, poll_ms=poll_ms, word_order=word_order)
         gate.name, gate.host, gate.port = name.strip(), host.strip(), port
         gate.unit_id, gate.direction, gate.poll_ms = unit_id, direction, poll_ms
         gate.word_order, gate.enabled = word_order, bool(enabled)
@@ -359,6 +409,16 @@ GATE_STATES = {
     6: _l("авария"),
 }
 STATUSES = {"online": _l("в сети"), "offline": _l("не в сети"), "fault": _l("неисправность")}
+# What is wrong with a controller (GateStatus.error_kind, gatebridge.poller.ErrorKind), in
+# words a manager understands, chosen when the page is rendered.
+CONTROLLER_ERRORS = {
+    "unreachable": _l("Нет связи с контроллером"),
+    "no_answer": _l("Контроллер не отвечает"),
+    "device_error": _l("Контроллер отвечает ошибкой"),
+    "decision_refused": _l("Контроллер не принял решение"),
+    "stuck": _l("Контроллер завис: пульс не меняется"),
+    "gate_fault": _l("Авария ворот, код %(code)s"),
+}
 
 
 class GateStatus(BaseModel):
@@ -370,7 +430,8 @@ class GateStatus(BaseModel):
     heartbeat = IntegerField(null=True)
     gate_state = SmallIntegerField(default=0)
     fault_code = IntegerField(default=0)
-    last_error = CharField(null=True, max_length=500)
+    error_kind = CharField(null=True, max_length=40)  # a key of CONTROLLER_ERRORS
+    last_error = CharField(null=True, max_length=500)  # its technical detail
     updated_at = UtcDateTimeField(default=utcnow)
 
     def shown_status(self, now: dt.datetime | None = None) -> str:
@@ -393,6 +454,17 @@ class GateStatus(BaseModel):
         """The barrier's position in the reader's language."""
         return str(GATE_STATES.get(self.gate_state, self.gate_state))
 
+    @property
+    def error_label(self) -> str | None:
+        """What is wrong, in the reader's language; None when nothing is."""
+        if self.error_kind == "gate_fault":
+            return str(CONTROLLER_ERRORS["gate_fault"]) % {"code": self.fault_code}
+        if self.error_kind in CONTROLLER_ERRORS:
+            return str(CONTROLLER_ERRORS[self.error_kind])
+        # A row written before kinds were stored holds the bridge's own text, in no
+        # particular language: say that something is wrong, the text goes in the tooltip.
+        return str(_l("Ошибка контроллера")) if self.last_error else None
+
 
 def save_status(
     gate_id: int,
@@ -403,6 +475,7 @@ def save_status(
     gate_state: int,
     fault_code: int,
     last_error: str | None,
+    error_kind: str | None = None,
 ) -> None:
     """Store what the bridge sees of a controller (one upsert)."""
     values = {
@@ -411,6 +484,7 @@ def save_status(
         GateStatus.heartbeat: heartbeat,
         GateStatus.gate_state: int(gate_state),
         GateStatus.fault_code: fault_code,
+        GateStatus.error_kind: error_kind,
         GateStatus.last_error: (last_error or None) and last_error[:500],
         GateStatus.updated_at: utcnow(),
     }
@@ -435,6 +509,18 @@ def gate_online(gate_id: int, now: dt.datetime | None = None) -> bool:
     return row is not None and row.is_fresh(now) and row.status != "offline"
 
 
+# Why an «Открыть» press did not open (GateCommand.failure): the poller's CommandResult
+# reasons and the web's own, in the reader's words.
+COMMAND_FAILURES = {
+    "offline": _l("Ворота не в сети — открыть сейчас нельзя"),
+    "unknown_gate": _l("Ворота ещё не подключены"),
+    "rejected": _l("Контроллер отклонил команду"),
+    "not_confirmed": _l("Контроллер не подтвердил команду"),
+    "timeout": _l("Контроллер не ответил вовремя"),
+    "stale": _l("Команда устарела и не отправлена"),
+}
+
+
 class GateCommand(BaseModel):
     """An «Открыть» press on its way to the controller, through the database.
 
@@ -448,13 +534,22 @@ class GateCommand(BaseModel):
     reason = CharField(default="phone")  # phone, operator
     created_at = UtcDateTimeField(default=utcnow)
     status = CharField(default="pending", index=True)  # pending, sending, done, failed
-    message = CharField(default="", max_length=500)
+    failure = CharField(null=True, max_length=40)  # a key of COMMAND_FAILURES when failed
+    message = CharField(default="", max_length=500)  # the technical detail
     done_at = UtcDateTimeField(null=True)
 
     @property
     def finished(self) -> bool:
         """done or failed: the widget stops polling."""
         return self.status in ("done", "failed")
+
+    @property
+    def failure_label(self) -> str:
+        """Why it did not open, in the reader's language."""
+        if self.failure in COMMAND_FAILURES:
+            return str(COMMAND_FAILURES[self.failure])
+        # A row written before failures had keys: its message was meant for people then.
+        return self.message or str(_l("Не удалось открыть"))
 
 
 def _press_event(command: GateCommand, code: int, reason: str) -> GateEvent:
@@ -472,12 +567,16 @@ def _press_event(command: GateCommand, code: int, reason: str) -> GateEvent:
     )
 
 
-def finish_command(command_id: int, ok: bool, message: str = "") -> bool:
-    """Write the outcome of a claimed command and its event; False if someone else finished it."""
+def finish_command(command_id: int, ok: bool, message: str = "", failure: str = "") -> bool:
+    """Write the outcome of a claimed command and its event; False if someone else finished it.
+
+    `failure` is a key of COMMAND_FAILURES (what the person reads), `message` the detail.
+    """
     with db.atomic():
         done = (
             GateCommand.update(
-                status="done" if ok else "failed", message=message[:500], done_at=utcnow()
+                status="done" if ok else "failed", failure=None if ok else failure or None,
+                message=message[:500], done_at=utcnow()
             )
             .where((GateCommand.id == command_id) & GateCommand.status.in_(["pending", "sending"]))
             .execute()
@@ -485,7 +584,10 @@ def finish_command(command_id: int, ok: bool, message: str = "") -> bool:
         if not done:
             return False
         command = GateCommand.get_by_id(command_id)
-        _press_event(command, 1 if ok else 6, _open_reason(command) if ok else "unavailable")
+        if ok:
+            _press_event(command, 1, _open_reason(command))
+        else:
+            _press_event(command, 6, "gate_offline" if failure == "offline" else "gate_failed")
     return True
 
 
@@ -511,12 +613,11 @@ def request_open(
             created_at=now,
         )
         if not online:
-            command.status, command.done_at = "failed", now
-            command.message = str(_l("Ворота не в сети — открыть сейчас нельзя"))
+            command.status, command.done_at, command.failure = "failed", now, "offline"
             command.save()
-            _press_event(command, 6, "unavailable")
+            _press_event(command, 6, "gate_offline")
     if not online:
-        raise DomainError(command.message)
+        raise DomainError(COMMAND_FAILURES["offline"])
     return command
 
 
@@ -535,6 +636,6 @@ def command_of(territory_id: int, command_id: int, account_id: int | None = None
     if command is None:
         raise NotFound(_l("Команда не найдена"))
     if not command.finished and utcnow() - command.created_at > COMMAND_GIVE_UP:
-        finish_command(command.id, False, str(_l("Контроллер не ответил вовремя")))
+        finish_command(command.id, False, "no result from the bridge", failure="timeout")
         command = GateCommand.get_by_id(command.id)
     return command

@@ -81,6 +81,9 @@ MIGRATIONS: list[Migration] = [
      lambda s: s.add_index(_model("gates", "GateEvent"), "territory", "at")),
     (4, "account: the territory last chosen, where a new sign-in starts",
      lambda s: s.add_columns(_model("accounts", "Account"), "territory_id")),
+    (5, "gate_status.error_kind, gate_command.failure: what went wrong, as a key the web words",
+     lambda s: (s.add_columns(_model("gates", "GateStatus"), "error_kind"),
+                s.add_columns(_model("gates", "GateCommand"), "failure"))),
 ]
 
 

@@ -1,6 +1,6 @@
 """A read-through cache of access decisions, so a card at the gate rarely waits for the database.
 
-Keyed by (territory_id, credential kind, credential value). A miss asks the injected
+Keyed by (territory_id, credential kind, credential value, direction). A miss asks the injected
 `loader`, which returns the decision and, when the answer has a natural end (the pass
 expires, the paid period ends), a monotonic deadline; the answer is kept until the earlier
 of that deadline and the TTL. "Unknown credential" answers are kept only briefly, so a
@@ -38,7 +38,7 @@ import peewee
 
 from gatebridge import protocol as p
 
-CacheKey = tuple[int, str, str]
+CacheKey = tuple[int, str, str, int]
 Loader = Callable[[CacheKey], tuple[Any, float | None]]
 
 # What "the database is unreachable" looks like: peewee's errors (psycopg2's and sqlite3's
@@ -46,9 +46,12 @@ Loader = Callable[[CacheKey], tuple[Any, float | None]]
 DB_ERRORS: tuple[type[BaseException], ...] = (peewee.PeeweeException, OSError)
 
 
-def cache_key(territory_id: int, credential: p.Credential) -> CacheKey:
-    """The key for a credential presented in a territory."""
-    return (territory_id, credential.kind, credential.value)
+def cache_key(
+    territory_id: int, credential: p.Credential, direction: int = p.Direction.ENTRY
+) -> CacheKey:
+    """The key for a credential presented in a territory, going in or out (an exit is
+    asked only where exit is not free, and may be answered otherwise than an entry)."""
+    return (territory_id, credential.kind, credential.value, int(direction))
 
 
 def is_unknown(decision: Any) -> bool:
@@ -152,17 +155,26 @@ class DecisionCache:
     def _stale(self, key: CacheKey, now: float) -> Lookup | None:
         with self._lock:
             self.load_errors += 1
-            entry = self._last.get(key)
-            usable = (
-                entry is not None
-                and not entry.unknown
-                and (entry.valid_until is None or now < entry.valid_until)
-            )
-            if entry is None or not usable:
+            decision = self._fallback(key, now)
+            if decision is None:
                 return None
-            self._last.move_to_end(key)
             self.stale_served += 1
-            return Lookup(entry.decision, hit=True, stale=True)
+            return Lookup(decision, hit=True, stale=True)
+
+    def fallback(self, key: CacheKey) -> Any | None:
+        """The last answer kept for `key` if an outage may serve it, without asking the
+        loader (whose database has just failed the caller, perhaps slowly)."""
+        with self._lock:
+            return self._fallback(key, self.clock())
+
+    def _fallback(self, key: CacheKey, now: float) -> Any | None:
+        entry = self._last.get(key)
+        if entry is None or entry.unknown:
+            return None
+        if entry.valid_until is not None and now >= entry.valid_until:
+            return None
+        self._last.move_to_end(key)
+        return entry.decision
 
     def _generation_of(self, territory_id: int) -> tuple[int, int]:
         return self._generation, self._territory_generation.get(territory_id, 0)

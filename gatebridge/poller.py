@@ -22,6 +22,10 @@ Choices worth knowing:
 * A gate configured as `entry` treats every event as an entry (except the exit button);
   only `both` trusts the direction the controller reports. A misconfigured controller
   then costs a refusal, never a free pass.
+* Exits are granted without asking `decide` (GATE_PROTOCOL rule 3) only while the gate's
+  territory lets cars out freely (`free_exit`, the manager's «Свободный выезд»); with it
+  off an exit is decided like an entry. The exit button always opens: it is the way out
+  the controller itself offers, and GATE_PROTOCOL grants it unconditionally.
 * pymodbus is used with `retries=0`: the poller decides itself when to reconnect, and a
   timed-out request always closes the connection so a late answer cannot be mistaken for
   the next one.
@@ -80,6 +84,8 @@ class ControllerConfig:
     word_order: p.WordOrder = "big"
     direction: GateDirection = "both"
     timeout: float = 0.5
+    # The territory's «Свободный выезд»: exits open without asking `decide`.
+    free_exit: bool = True
 
     def __post_init__(self) -> None:
         if self.word_order not in ("big", "little"):
@@ -88,6 +94,12 @@ class ControllerConfig:
             raise ValueError(f"direction must be entry, exit or both, not {self.direction!r}")
         if self.poll_ms < 0 or self.timeout <= 0:
             raise ValueError("poll_ms must be >= 0 and timeout > 0")
+
+
+# What can be wrong with a controller (ControllerState.error_kind): stable keys the console
+# puts in the reader's words (domain.gates.CONTROLLER_ERRORS); last_error keeps the detail.
+ErrorKind = Literal["unreachable", "no_answer", "device_error", "decision_refused", "stuck",
+                    "gate_fault"]
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,8 @@ class ControllerState:
     heartbeat: int | None = None
     gate_state: p.GateState | int = p.GateState.UNKNOWN
     fault_code: int = 0
-    last_error: str | None = None
+    error_kind: ErrorKind | None = None
+    last_error: str | None = None  # the technical detail, for the admin and the logs
     since: datetime | None = None
 
     @property
@@ -116,7 +129,8 @@ class ControllerState:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """The outcome of Poller.command: ok, or failed with a reason code and a message."""
+    """The outcome of Poller.command: ok, or failed with a reason (a stable key the web puts
+    in the reader's words) and a technical message for the logs."""
 
     ok: bool
     gate_id: int
@@ -215,12 +229,20 @@ def make_client(config: ControllerConfig) -> ModbusTcpClient:
 
 
 def event_is_exit(config: ControllerConfig, snapshot: p.Snapshot) -> bool:
-    """Is this event an exit (granted without asking the database)?"""
+    """Is this event an exit (the gate's configured direction first, then the controller's)?"""
     if config.direction == "exit" or snapshot.event_type == p.EventType.EXIT_BUTTON:
         return True
     if config.direction == "entry":
         return False
     return snapshot.direction == p.Direction.EXIT
+
+
+def exit_is_free(config: ControllerConfig, snapshot: p.Snapshot) -> bool:
+    """Is this event granted without asking `decide`? The exit button always is; any other
+    exit only where the territory lets cars out freely."""
+    if snapshot.event_type == p.EventType.EXIT_BUTTON:
+        return True
+    return config.free_exit and event_is_exit(config, snapshot)
 
 
 def event_direction(config: ControllerConfig, snapshot: p.Snapshot) -> p.Direction:
@@ -342,7 +364,7 @@ class _Controller:
             self.synced = False
             return True
         client.close()
-        self._no_answer(getattr(client, "last_error", None) or "connect failed")
+        self._no_answer("unreachable", getattr(client, "last_error", None) or "connect failed")
         return False
 
     def _wait_before_retry(self) -> None:
@@ -361,18 +383,18 @@ class _Controller:
         if self.client is not None:
             self.client.close()
             self.client = None
-        self._no_answer(message)
+        self._no_answer("no_answer", message)
 
-    def _no_answer(self, message: str) -> None:
+    def _no_answer(self, kind: ErrorKind, message: str) -> None:
         now = time.monotonic()
         reference = self.last_answer if self.last_answer is not None else self.started
         status = self.state.status
         if status != "offline" and now - reference >= self.poller.offline_after:
             status = "offline"
             log.warning("gate %s offline: %s", self.config.gate_id, message)
-        self._set_state(status=status, last_error=message)
+        self._set_state(status=status, error_kind=kind, last_error=message)
         if status == "offline":
-            self._fail_commands("offline", "Контроллер не отвечает")
+            self._fail_commands("offline", message)
 
     # -- Modbus I/O: building, talking and failing kept apart -------------------------
 
@@ -416,7 +438,8 @@ class _Controller:
         except DeviceError as exc:
             # It answered, so it is not offline; but it cannot be read: a fault.
             self.last_answer = time.monotonic()
-            self._set_state(status="fault", last_seen=_now(), last_error=str(exc))
+            self._set_state(status="fault", last_seen=_now(), error_kind="device_error",
+                            last_error=str(exc))
             return
         read_at = time.monotonic()
         self.polls += 1
@@ -449,7 +472,7 @@ class _Controller:
 
     def _answer(self, snap: p.Snapshot, read_at: float) -> None:
         config = self.config
-        if event_is_exit(config, snap):
+        if exit_is_free(config, snap):
             code = p.DecisionCode.GRANT
         else:
             code = self._decide(snap)
@@ -459,7 +482,7 @@ class _Controller:
             )
         except DeviceError as exc:
             log.warning("gate %s refused decision %s: %s", config.gate_id, snap.event_seq, exc)
-            self._set_state(last_error=str(exc))
+            self._set_state(error_kind="decision_refused", last_error=str(exc))
         latency = time.monotonic() - read_at
         try:
             self.poller.on_event(config, snap, code, latency)
@@ -481,19 +504,24 @@ class _Controller:
             self.heartbeat = snap.heartbeat
             self.heartbeat_moved = read_at
         stuck = read_at - self.heartbeat_moved >= self.poller.stuck_after
+        kind: ErrorKind | None
+        error: str | None
         if stuck:
             status: Status = "fault"
-            error: str | None = "Контроллер завис: пульс не меняется"
+            kind = "stuck"
+            error = f"heartbeat {snap.heartbeat} unchanged for {self.poller.stuck_after:g} s"
         elif snap.gate_state == p.GateState.FAULT:
-            status, error = "fault", f"Авария ворот, код {snap.fault_code}"
+            status, kind = "fault", "gate_fault"
+            error = f"gate_state fault, fault_code {snap.fault_code}"
         else:
-            status, error = "online", None
+            status, kind, error = "online", None, None
         self._set_state(
             status=status,
             last_seen=_now(),
             heartbeat=snap.heartbeat,
             gate_state=snap.gate_state,
             fault_code=snap.fault_code,
+            error_kind=kind,
             last_error=error,
         )
 
@@ -516,7 +544,7 @@ class _Controller:
                         False,
                         self.config.gate_id,
                         reason="not_confirmed",
-                        message="Контроллер не ответил вовремя",
+                        message="given up before it was sent",
                     )
                 )
                 continue
@@ -543,7 +571,7 @@ class _Controller:
                     self.config.gate_id,
                     pending.seq,
                     "rejected",
-                    f"Контроллер отклонил команду: {exc}",
+                    str(exc),
                 )
             )
             return
@@ -560,7 +588,7 @@ class _Controller:
             if time.monotonic() > pending.deadline or not self._connect():
                 pending.finish(
                     CommandResult(
-                        False, self.config.gate_id, pending.seq, "offline", "Контроллер не отвечает"
+                        False, self.config.gate_id, pending.seq, "offline", str(exc)
                     )
                 )
                 return
@@ -573,14 +601,14 @@ class _Controller:
                         self.config.gate_id,
                         pending.seq,
                         "rejected",
-                        f"Контроллер отклонил команду: {exc2}",
+                        str(exc2),
                     )
                 )
                 return
             except TransportError as exc2:
                 pending.finish(
                     CommandResult(
-                        False, self.config.gate_id, pending.seq, "offline", "Контроллер не отвечает"
+                        False, self.config.gate_id, pending.seq, "offline", str(exc2)
                     )
                 )
                 raise exc2 from None
@@ -602,7 +630,7 @@ class _Controller:
                         self.config.gate_id,
                         pending.seq,
                         "not_confirmed",
-                        "Контроллер не подтвердил команду",
+                        "no echo of the command",
                     )
                 )
             else:
@@ -631,6 +659,7 @@ class _Controller:
         now = time.monotonic()
         significant = (
             new.status != old.status
+            or new.error_kind != old.error_kind
             or new.last_error != old.last_error
             or new.gate_state != old.gate_state
         )
@@ -711,9 +740,15 @@ class Poller:
     def update(self, configs: Iterable[ControllerConfig]) -> None:
         """Add, remove and reconfigure controllers while running; unchanged ones keep going."""
         wanted = {c.gate_id: c for c in configs}
-        for gate_id in list(self.configs):
-            if gate_id not in wanted or wanted[gate_id] != self.configs[gate_id]:
+        for gate_id, old in list(self.configs.items()):
+            new = wanted.get(gate_id)
+            if new is None or replace(new, free_exit=old.free_exit) != old:
                 self._remove(gate_id)
+            elif new != old:
+                # Only how exits are answered changed: keep the connection and the seq seen.
+                self.configs[gate_id] = new
+                if gate_id in self.controllers:
+                    self.controllers[gate_id].config = new
         for gate_id, config in wanted.items():
             if gate_id not in self.configs:
                 self.configs[gate_id] = config
@@ -736,7 +771,7 @@ class Poller:
             self._close(controller)
 
     def _close(self, controller: _Controller) -> None:
-        controller._fail_commands("offline", "Мост остановлен")
+        controller._fail_commands("offline", "bridge stopped")
         if controller.client is not None:
             controller.client.close()
             controller.client = None
@@ -785,9 +820,9 @@ class Poller:
         p.check_u16(pulse, "pulse")
         controller = self.controllers.get(gate_id)
         if controller is None:
-            return CommandResult(False, gate_id, reason="unknown_gate", message="Нет таких ворот")
+            return CommandResult(False, gate_id, reason="unknown_gate", message="no such gate")
         if not controller.state.online or controller.client is None:
-            return CommandResult(False, gate_id, reason="offline", message="Контроллер не в сети")
+            return CommandResult(False, gate_id, reason="offline", message="not online")
         pending = _PendingCommand(command, reason, pulse, deadline=time.monotonic() + timeout)
         controller.commands.append(pending)
         controller.wake.set()
@@ -798,5 +833,5 @@ class Poller:
             if pending in controller.commands:
                 controller.commands.remove(pending)
             return CommandResult(
-                False, gate_id, pending.seq, "not_confirmed", "Контроллер не подтвердил команду"
+                False, gate_id, pending.seq, "not_confirmed", "no echo of the command"
             )

@@ -7,6 +7,15 @@
 * decides events through a DecisionCache whose loader asks `domain.access.decide`, and
   forgets a territory's cached answers when its access version moves (domain.versions),
   also when the change was made by a web process of its own;
+* lets exits out without the database where the territory's «Свободный выезд» is on (the
+  setting travels with each gate's config, reloaded like the gates). Where it is off an
+  exit is decided as domain.access decides it, cached like an entry. In a database outage
+  such an exit gets its last known answer, else — a credential last let in may go out,
+  as access.decide never refuses an exit it would grant an entry — the last known entry
+  grant, else «try again» (6). Not a free exit: the manager turned that off on purpose,
+  and the bridge is up, so the controller's offline policy (HR 201, free exit) is not in
+  force; the exit button still opens, and the controller falls back to that policy by
+  itself if the bridge goes away;
 * writes every event as a GateEvent — or, while the database cannot take it, into a spool
   file in the instance folder, drained into the database when it answers again;
 * stores each controller's state (GateStatus) for the console and the «Открыть» check;
@@ -44,7 +53,7 @@ from domain.gates import (
 from domain.passes import normalize_plate
 from domain.territories import Territory
 from gatebridge import protocol as p
-from gatebridge.cache import DB_ERRORS, DecisionCache, cache_key
+from gatebridge.cache import DB_ERRORS, CacheKey, DecisionCache, cache_key
 from gatebridge.poller import ControllerConfig, ControllerState, Poller, event_direction
 from gatebridge.spool import Spool
 
@@ -68,7 +77,7 @@ KINDS = {
 
 
 def config_of(gate: Gate) -> ControllerConfig:
-    """The poller's view of a Gate row."""
+    """The poller's view of a Gate row (select its territory's free_exit with it)."""
     return ControllerConfig(
         gate_id=gate.id,
         territory_id=gate.territory_id,
@@ -78,6 +87,7 @@ def config_of(gate: Gate) -> ControllerConfig:
         poll_ms=gate.poll_ms,
         word_order=gate.word_order,
         direction=gate.direction,
+        free_exit=gate.territory.free_exit,
     )
 
 
@@ -163,7 +173,8 @@ class BridgeService:
     def reload(self) -> None:
         """Poll exactly the enabled gates."""
         with db.connection_context():
-            gates = list(Gate.select().where(Gate.enabled == True))  # noqa: E712
+            gates = list(Gate.select(Gate, Territory.id, Territory.free_exit).join(Territory)
+                         .where(Gate.enabled == True))  # noqa: E712
         configs = []
         for gate in gates:
             try:
@@ -183,6 +194,7 @@ class BridgeService:
                     heartbeat=state.heartbeat,
                     gate_state=int(state.gate_state),
                     fault_code=state.fault_code,
+                    error_kind=state.error_kind,
                     last_error=state.last_error,
                 )
         except DB_ERRORS as exc:
@@ -190,30 +202,41 @@ class BridgeService:
 
     # -- decisions --------------------------------------------------------------------
 
-    def _load(self, key: tuple[int, str, str]) -> tuple[access.Decision, float | None]:
-        territory_id, kind, value = key
+    def _load(self, key: CacheKey) -> tuple[access.Decision, float | None]:
+        territory_id, kind, value, direction = key
         with db.connection_context():
             decision = access.decide(
-                territory_id, access.Credential(kind, value), access.ENTRY, utcnow()
+                territory_id, access.Credential(kind, value), direction, utcnow()
             )
         return decision, monotonic_deadline(decision.valid_until)
 
     def decide(self, config: ControllerConfig, snapshot: p.Snapshot) -> int:
-        """The code for an entry event: from the cache, else domain.access; 6 without both."""
+        """The code for an event the poller does not let through by itself: from the cache,
+        else domain.access; in an outage what the module's docstring says."""
         credential = snapshot.credential
         if credential is None:
             decision = access.Decision(access.DENY_UNKNOWN, "unknown_card")
         else:
             wanted = access_credential(credential)
-            key = cache_key(config.territory_id, p.Credential(wanted.kind, wanted.value))
+            key = cache_key(config.territory_id, p.Credential(wanted.kind, wanted.value),
+                            event_direction(config, snapshot))
             try:
                 decision = self.cache.get(key)
             except DB_ERRORS as exc:
-                log.warning("gate %s: database unavailable, answering try-again: %s",
-                            config.gate_id, exc)
-                decision = access.Decision(access.TRY_AGAIN, "unavailable")
+                decision = self._outage_answer(key)
+                log.warning("gate %s: database unavailable, answering %s: %s",
+                            config.gate_id, decision.code, exc)
         self._remember(config.gate_id, snapshot.event_seq, decision)
         return decision.code
+
+    def _outage_answer(self, key: CacheKey) -> access.Decision:
+        territory_id, kind, value, direction = key
+        if direction == access.EXIT:
+            # The database has just failed: only what the cache kept, no second try.
+            entry = self.cache.fallback((territory_id, kind, value, access.ENTRY))
+            if entry is not None and entry.granted:
+                return entry
+        return access.Decision(access.TRY_AGAIN, "unavailable")
 
     def _remember(self, gate_id: int, seq: int, decision: access.Decision) -> None:
         self._decisions[(gate_id, seq)] = decision
@@ -255,6 +278,8 @@ class BridgeService:
         direction = int(event_direction(config, snapshot))
         if decision is not None:
             reason, account_id = decision.reason, decision.account_id
+        elif snapshot.event_type == p.EventType.EXIT_BUTTON:
+            reason, account_id = "exit_button", None
         elif code == p.DecisionCode.GRANT and direction == access.EXIT:
             reason, account_id = "exit_free", None
         else:
@@ -339,7 +364,7 @@ class BridgeService:
             )
             for command in pending:
                 if now - command.created_at > COMMAND_MAX_AGE:
-                    finish_command(command.id, False, "Команда устарела и не отправлена")
+                    finish_command(command.id, False, "not picked up in time", failure="stale")
                     continue
                 took = (
                     GateCommand.update(status="sending")
@@ -354,11 +379,13 @@ class BridgeService:
     def _send(self, command: GateCommand) -> None:
         reason = p.CommandReason.PHONE if command.reason == "phone" else p.CommandReason.OPERATOR
         result = self.poller.command(command.gate_id, p.Command.OPEN, reason)
-        message = "Открыто" if result.ok else (result.message or "Не удалось открыть")
+        if not result.ok:
+            log.info("command %s to gate %s failed: %s: %s", command.id, command.gate_id,
+                     result.reason, result.message)
         for attempt in range(50):
             try:
                 with self.app.app_context(), db.connection_context():
-                    finish_command(command.id, result.ok, message)
+                    finish_command(command.id, result.ok, result.message, failure=result.reason)
                 return
             except DB_ERRORS:
                 gevent.sleep(min(0.1 * (attempt + 1), 1.0))

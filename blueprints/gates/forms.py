@@ -6,11 +6,12 @@ from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange
 
-from domain.gates import DIRECTIONS
+from domain.gates import DIRECTIONS, gate_problems
 
 
 class GateForm(FlaskForm):
-    """A gate and how to reach its GATE-CTL controller."""
+    """A gate and how to reach its GATE-CTL controller, for a territory's gate `gate_id`
+    (None for a new one)."""
 
     name = StringField(_l("Название"), validators=[InputRequired(_l("Введите название")),
                                                    Length(max=100)])
@@ -34,9 +35,24 @@ class GateForm(FlaskForm):
     ])
     enabled = BooleanField(_l("Включены"), default=True)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, territory_id: int, gate_id: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.territory_id, self.gate_id = territory_id, gate_id
         self.direction.choices = [SelectChoice(k, str(v)) for k, v in DIRECTIONS.items()]
+
+    def validate(self, extra_validators: dict | None = None) -> bool:
+        """The fields' own checks and the domain's rules (an address's shape, a controller
+        already in use), so one submit shows every error."""
+        valid = super().validate(extra_validators)
+        values = self.values()
+        del values["enabled"]
+        for name, message in gate_problems(self.territory_id, gate_id=self.gate_id,
+                                           **values).items():
+            field = getattr(self, name)
+            if not field.errors:  # a field's own message says it already
+                field.errors.append(message)
+                valid = False
+        return valid
 
     def values(self) -> dict:
         """What the domain operations take."""

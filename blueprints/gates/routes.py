@@ -111,7 +111,7 @@ def states(tid: int) -> Response:
 @territory_route(roles=["manager"])
 def new(tid: int) -> Response:
     """Add a gate."""
-    form = GateForm()
+    form = GateForm(territory_id=tid)
     if form.validate_on_submit():
         try:
             gate = gates.add_gate(g.territory, **form.values())
@@ -132,7 +132,7 @@ def edit(tid: int, gid: int) -> Response:
         gate = gates.territory_gate(tid, gid)
     except NotFound:
         abort(404)
-    form = GateForm(obj=gate)
+    form = GateForm(obj=gate, territory_id=tid, gate_id=gid)
     if form.validate_on_submit():
         try:
             gates.update_gate(tid, gid, **form.values())

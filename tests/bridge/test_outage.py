@@ -188,3 +188,59 @@ def test_a_change_in_the_territory_keeps_the_last_answers_for_an_outage(
         assert _decision(simulator, seq) == 2, bridge.log()
     finally:
         server.start()
+
+
+def test_without_free_exit_an_outage_answers_exits_from_what_was_known(
+    pg_app, server, simulator, start_bridge
+):
+    with pg_app.app_context(), db.connection_context():
+        from domain.accounts import Account
+
+        manager = Account.create(phone="+79990000406", surname="Управляева")
+        resident = Account.create(phone="+79990000407", surname="Федоров")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        t.free_exit = False
+        t.save()
+        unit = Unit.create(territory=t, name="Дом 1")
+        Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        for plate in ("А777АА77", "С555СС77"):
+            VehiclePass.create(territory=t, account=resident, plate=normalize_plate(plate),
+                               valid_from=utcnow() - dt.timedelta(hours=1),
+                               valid_to=utcnow() + dt.timedelta(days=1))
+        gate = gates.add_gate(t, name="Ворота", host=simulator.modbus_host,
+                              port=simulator.modbus_port, direction="both", poll_ms=50)
+    db.close()
+    bridge = start_bridge(pg_app.config["DATABASE_URL"], Path(pg_app.instance_path))
+
+    def online():
+        with pg_app.app_context(), db.connection_context():
+            return gates.gate_online(gate.id)
+
+    assert wait_for(online, timeout=20), bridge.log()
+
+    def answer(plate, direction):
+        seq = simulator.present(type="plate", plate=plate, direction=direction)
+        return _decision(simulator, seq)
+
+    # Known before the outage: one car came in, another went out, a stranger was kept in.
+    assert [answer("A777AA77", 1), answer("C555CC77", 2), answer("B123BB77", 2)] == [1, 1, 2]
+    db.close()
+
+    server.stop()
+    try:
+        outage = [
+            answer("A777AA77", 2),  # let in, so let out
+            answer("C555CC77", 2),  # its own last answer
+            answer("B123BB77", 2),  # its own last answer: still no pass
+            answer("E444EE77", 2),  # never seen: nothing to go on
+            _decision(simulator, simulator.present(type="exit_button")),
+        ]
+        assert outage == [1, 1, 2, 6, 1], bridge.log()
+    finally:
+        server.start()
+    events = wait_for(lambda: len(rows := _events(pg_app)) == 8 and rows, timeout=15)
+    assert events, bridge.log()
+    assert [(e.direction, e.code, e.reason) for e in events[3:]] == [
+        (2, 1, "pass_valid"), (2, 1, "pass_valid"), (2, 2, "no_pass"), (2, 6, "unavailable"),
+        (2, 1, "exit_button"),
+    ]

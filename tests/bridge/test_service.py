@@ -134,6 +134,31 @@ def test_state_is_stored_for_the_console_and_new_gates_are_picked_up(
     assert _decision(second, seq) == 1  # an exit gate: free, without the database
 
 
+def test_a_dead_controller_is_stored_as_a_kind_of_problem_with_its_detail(
+    app, client, auth, site
+):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    with app.app_context(), db.connection_context():
+        dead = gates.add_gate(Gate.get_by_id(site.gate).territory, name="Калитка",
+                              host="127.0.0.1", port=free, poll_ms=50)
+
+    def stored():
+        with app.app_context(), db.connection_context():
+            row = GateStatus.get_or_none(GateStatus.gate == dead.id)
+            return row if row is not None and row.error_kind else None
+
+    row = wait_for(stored, timeout=10)
+    assert row, site.bridge.log()
+    assert row.error_kind == "unreachable" and "connect" in row.last_error
+    auth.login("+79990000302")
+    html = client.get(f"/t/{site.t}/gates/states", headers=HX).get_data(as_text=True)
+    assert "Нет связи с контроллером" in html
+
+
 def test_a_pin_is_refused_and_logged_as_a_pin(app, simulator, site):
     seq = simulator.present(type="pin", card=1234)
     assert _decision(simulator, seq) == 4, site.bridge.log()

@@ -281,7 +281,10 @@ def test_bugs_in_the_loader_are_not_hidden_behind_stale_answers(clock):
 
 
 def test_cache_key_from_a_credential():
-    assert cache_key(5, p.Credential("plate", "A777AA99")) == (5, "plate", "A777AA99")
+    assert cache_key(5, p.Credential("plate", "A777AA99")) == (5, "plate", "A777AA99", 1)
+    # An exit may be answered otherwise than an entry (access.decide): a key of its own.
+    assert cache_key(5, p.Credential("plate", "A777AA99"), p.Direction.EXIT) == (
+        5, "plate", "A777AA99", 2)
 
 
 def test_greenlets_loading_at_once_all_get_answers(clock):

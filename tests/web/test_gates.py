@@ -103,7 +103,63 @@ def test_press_on_an_offline_gate_fails_at_once_and_is_an_event(app, client, aut
         assert GateCommand.get().status == "failed"
         event = GateEvent.get()
         assert (event.kind, event.code, event.reason, event.actor_id, event.gate_id) == (
-            "phone", 6, "unavailable", world.resident, world.gate)
+            "phone", 6, "gate_offline", world.resident, world.gate)
+
+
+def _event_line(client, tid):
+    html = client.get(f"/t/{tid}/events").get_data(as_text=True)
+    line = re.search(r'<span class="event-why muted">(.*?)</span>', html, re.S)
+    assert line, html
+    return " ".join(line.group(1).split())
+
+
+def test_a_failed_press_says_the_controller_was_away_and_nobody_opened(
+        app, client, auth, world):
+    auth.login("+79990000203")
+    _press(client, world.t, world.gate)
+    auth.logout()
+    auth.login("+79990000202")
+    line = _event_line(client, world.t)
+    assert "Контроллер не на связи" in line and "«Открыть» нажал(а) Федоров" in line
+    assert "Система недоступна" not in line and "открыл(а)" not in line
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    line = _event_line(client, world.t)
+    assert "Controller offline" in line and "“Open” pressed by" in line
+    assert "opened by" not in line
+
+
+def test_a_press_the_controller_does_not_carry_out_is_not_an_opening(app, client, auth, world):
+    with app.app_context():
+        _online(world.gate)
+    auth.login("+79990000203")
+    _press(client, world.t, world.gate)
+    with app.app_context():
+        command = GateCommand.get()
+        assert gates.finish_command(command.id, False, "write HR 120-123: exception reply 4",
+                                    failure="rejected")
+        assert GateEvent.get().reason == "gate_failed"
+    body = client.get(f"/t/{world.t}/gates/commands/{command.id}", headers=HX).get_data(
+        as_text=True)
+    assert "Контроллер отклонил команду" in body and "exception reply" not in body
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    body = client.get(f"/t/{world.t}/gates/commands/{command.id}", headers=HX).get_data(
+        as_text=True)
+    assert "The controller refused the command" in body
+    auth.logout()
+    auth.login("+79990000202")
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    line = _event_line(client, world.t)
+    assert "The controller did not open the gate" in line and "opened by" not in line
+
+
+def test_a_command_failed_before_failures_had_keys_shows_its_message(app, client, auth, world):
+    with app.app_context():
+        command = GateCommand.create(gate=world.gate, territory=world.t, account=world.resident,
+                                     status="failed", message="Контроллер не отвечает")
+    auth.login("+79990000203")
+    body = client.get(f"/t/{world.t}/gates/commands/{command.id}", headers=HX).get_data(
+        as_text=True)
+    assert "Не открыто" in body and "Контроллер не отвечает" in body
 
 
 def test_press_seen_long_ago_counts_as_offline(app, client, auth, world):
@@ -221,10 +277,69 @@ def test_manager_adds_and_edits_a_gate(app, client, auth, world):
             "Шлагбаум 2", "both", "big", False)
 
 
+def test_gate_form_wants_a_real_address_and_one_gate_per_controller(app, client, auth, world):
+    auth.login("+79990000202")
+    url = f"/t/{world.t}/gates/new"
+    token = csrf_token(client, url)
+
+    def post(**overrides):
+        return client.post(url, data={"csrf_token": token, **_gate_form(**overrides)})
+
+    nonsense = post(host="not a host!! ;rm -rf")
+    html = nonsense.get_data(as_text=True)
+    assert nonsense.status_code == 422 and 'value="not a host!! ;rm -rf"' in html
+    assert re.search(r'id="host-error">Адрес контроллера — IP-адрес или имя хоста', html)
+    for host in ("10.0.0.256", "gate_1.local", "-gate.local", "http://10.0.0.5"):
+        assert post(host=host).status_code == 422, host
+    # «Въезд» is on 127.0.0.1:5020, unit 1: the same controller again is refused, by name.
+    twin = post(name="Второй", host="127.0.0.1", port="5020", unit_id="1")
+    html = twin.get_data(as_text=True)
+    assert twin.status_code == 422 and 'value="Второй"' in html
+    assert re.search(r'id="host-error">[^<]*«Въезд»', html)
+    assert post(name="Второй", host="127.0.0.1", port="5020", unit_id="1",
+                word_order="big").status_code == 422
+    with app.app_context():
+        assert Gate.select().where(Gate.territory == world.t).count() == 2
+    # Another unit behind the same address, another territory's controller, a host name and
+    # an IPv6 address are all fine.
+    assert post(name="Второй", host="127.0.0.1", port="5020", unit_id="2").status_code == 302
+    assert post(name="Третий", host="127.0.0.1", port="5021", unit_id="1").status_code == 302
+    assert post(name="Четвёртый", host="Gate-4.local").status_code == 302
+    assert post(name="Пятый", host="fe80::1").status_code == 302
+    # Editing a gate keeps its own controller; moving it onto another's is refused.
+    with app.app_context():
+        second = Gate.get(Gate.name == "Второй")
+    edit = f"/t/{world.t}/gates/{second.id}/edit"
+    same = _gate_form(name="Второй", host="127.0.0.1", port="5020", unit_id="2")
+    assert client.post(edit, data={"csrf_token": token, **same}).status_code == 302
+    onto = dict(same, unit_id="1")
+    moved = client.post(edit, data={"csrf_token": token, **onto})
+    assert moved.status_code == 422 and "«Въезд»" in moved.get_data(as_text=True)
+
+
+def test_gate_form_shows_every_field_error_at_once(client, auth, world):
+    auth.login("+79990000202")
+    url = f"/t/{world.t}/gates/new"
+    token = csrf_token(client, url)
+    both = client.post(url, data={"csrf_token": token, **_gate_form(name="", host="")})
+    html = both.get_data(as_text=True)
+    assert both.status_code == 422
+    assert 'id="name-error">Введите название</p>' in html
+    assert 'id="host-error">Укажите адрес контроллера</p>' in html
+    # A blank name and a controller already in use: both said on the first submit.
+    again = client.post(url, data={"csrf_token": token, **_gate_form(
+        name=" ", host="127.0.0.1", port="5020", unit_id="1", poll_ms="5")})
+    html = again.get_data(as_text=True)
+    assert 'id="name-error">Введите название</p>' in html
+    assert re.search(r'id="host-error">[^<]*«Въезд»', html)
+    assert 'id="poll_ms-error">Опрос — от 20 до 60000 мс</p>' in html
+
+
 def test_state_table_polls_itself_and_shows_the_controller(app, client, auth, world):
     with app.app_context():
         gates.save_status(world.gate, status="fault", last_seen_at=utcnow(), heartbeat=42,
-                          gate_state=6, fault_code=3, last_error="Авария ворот, код 3")
+                          gate_state=6, fault_code=3, error_kind="gate_fault",
+                          last_error="gate_state fault, fault_code 3")
     auth.login("+79990000202")
     html = client.get(f"/t/{world.t}/gates").get_data(as_text=True)
     assert 'hx-trigger="every 1s"' in html and "Чужие" not in html
@@ -234,6 +349,50 @@ def test_state_table_polls_itself_and_shows_the_controller(app, client, auth, wo
     assert f'id="gate-row-{world.gate}" data-status="fault"' in body
     assert "42" in body and "авария" in body and "Авария ворот, код 3" in body
     assert f'id="gate-row-{world.off}" data-status="disabled"' in body
+
+
+def _errors_cell(html, gate_id):
+    row = re.search(rf'id="gate-row-{gate_id}".*?</tr>', html, re.S)
+    cell = re.search(r'<td data-label="[^"]*">((?:(?!<td).)*?)</td>\s*</tr>', row.group(0), re.S)
+    return " ".join(cell.group(1).split())
+
+
+@pytest.mark.parametrize(("kind", "detail", "russian", "english"), [
+    ("unreachable", "connect: [Errno 111] Connection refused", "Нет связи с контроллером",
+     "Cannot connect to the controller"),
+    ("no_answer", "read IR 16-47: Modbus Error: [Input/Output] No response received",
+     "Контроллер не отвечает", "The controller does not respond"),
+    ("stuck", "heartbeat 7 unchanged for 5 s", "Контроллер завис: пульс не меняется",
+     "The controller has hung: its heartbeat does not change"),
+])
+def test_controller_errors_are_told_in_the_readers_language(
+        app, client, auth, world, kind, detail, russian, english):
+    with app.app_context():
+        gates.save_status(world.gate, status="fault", last_seen_at=utcnow(), heartbeat=7,
+                          gate_state=1, fault_code=0, error_kind=kind, last_error=detail)
+    auth.login("+79990000202")
+    cell = _errors_cell(client.get(f"/t/{world.t}/gates/states", headers=HX).get_data(
+        as_text=True), world.gate)
+    # The words for the manager; the library's text only as a tooltip for whoever digs.
+    assert f">{russian}</span>" in cell and f'title="{detail}"' in cell, cell
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    cell = _errors_cell(client.get(f"/t/{world.t}/gates/states", headers=HX).get_data(
+        as_text=True), world.gate)
+    assert f">{english}</span>" in cell and russian not in cell, cell
+
+
+def test_an_error_stored_as_text_before_kinds_still_reads_sensibly(app, client, auth, world):
+    with app.app_context():
+        gates.save_status(world.gate, status="offline", last_seen_at=None, heartbeat=None,
+                          gate_state=0, fault_code=0, last_error="connect: [Errno 111] refused")
+    auth.login("+79990000202")
+    cell = _errors_cell(client.get(f"/t/{world.t}/gates/states", headers=HX).get_data(
+        as_text=True), world.gate)
+    assert ">Ошибка контроллера</span>" in cell and 'title="connect: [Errno 111] refused"' in cell
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    cell = _errors_cell(client.get(f"/t/{world.t}/gates/states", headers=HX).get_data(
+        as_text=True), world.gate)
+    assert ">Controller error</span>" in cell
 
 
 def test_console_is_for_managers_of_this_territory_only(client, auth, world):

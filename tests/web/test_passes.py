@@ -460,7 +460,7 @@ def test_operator_open_of_an_offline_gate_fails_at_once(app, client, auth, world
     with app.app_context():
         assert gates.GateCommand.get().status == "failed"
         event = GateEvent.get()
-        assert (event.code, event.reason, event.actor_id) == (6, "unavailable", world.operator)
+        assert (event.code, event.reason, event.actor_id) == (6, "gate_offline", world.operator)
 
 
 def test_open_is_refused_for_other_gates_and_residents(app, client, auth, world):
