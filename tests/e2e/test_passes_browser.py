@@ -119,7 +119,7 @@ def test_live_feed_shows_events_from_another_page_and_another_process(browser, d
         label = "Открыто оператором"
     else:
         assert "Ворота не в сети — открыть сейчас нельзя" in outcome, outcome
-        label = "Система недоступна, повторите"
+        label = "Контроллер не на связи"
     watcher.locator("#feed li.event", has_text=label).first.wait_for(timeout=2500)
     assert time.monotonic() - pressed < 2.0
     assert "Охранов Олег" in watcher.locator("#feed li.event").first.inner_text()
