@@ -6,29 +6,9 @@ from __future__ import annotations
 import pytest
 from flask_babel import force_locale
 
-from domain.db import open_database
 from domain.gates import Gate, GateCommand, GateStatus, valid_host
 from domain.schema import app_models, upgrade
 from domain.territories import Territory
-from tests import database as test_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def scratch(request, tmp_path):
-    """Factory: a new connection to one empty database, on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'scratch.db'}"
-    else:
-        url = test_database.cluster().create_database()
-    opened = []
-
-    def connect():
-        opened.append(open_database(url, pooled=False))
-        return opened[-1]
-
-    yield connect
-    for database in opened:
-        database.close()
 
 
 def test_a_database_from_before_kinds_gains_them_and_its_old_rows_read_sensibly(app, scratch):

@@ -7,27 +7,8 @@ import datetime as dt
 import pytest
 from peewee import CharField, IntegerField, Model
 
-from domain.db import UtcDateTimeField, db, open_database, utcnow
+from domain.db import UtcDateTimeField, db, utcnow
 from domain.schema import MIGRATIONS, SchemaVersion, Steps, app_models, upgrade
-from tests import database as test_database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def scratch(request, tmp_path):
-    """Factory: a new connection to one empty database, on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'scratch.db'}"
-    else:
-        url = test_database.cluster().create_database()
-    opened = []
-
-    def connect():
-        opened.append(open_database(url, pooled=False))
-        return opened[-1]
-
-    yield connect
-    for database in opened:
-        database.close()
 
 
 def _gadget_v1(database):

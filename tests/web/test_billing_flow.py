@@ -250,3 +250,15 @@ def test_webhook_is_csrf_exempt_but_unknown_payment_is_404(app, client, shop):
         "id": "sbx-nope", "amount": {"value": "1.00", "currency": "RUB"}}}).encode()
     assert _post(client, app, body).status_code == 404
     assert _post(client, app, b"not json").status_code == 400
+
+
+def test_the_sandbox_bank_is_hidden_with_the_dev_pages(app, client, shop):
+    # A development page like the outbox: with DEV_PAGES=0 nobody may «pay» on it.
+    _buy_access(client, shop["tid"])
+    payment = Payment.get()
+    bank = payment.confirmation_url.replace("http://localhost", "")
+    assert client.get(bank).status_code == 200
+    app.config["DEV_PAGES"] = False
+    assert client.get(bank).status_code == 404
+    assert _bank_pay(client, payment).status_code == 404
+    assert Payment.get().status == "pending"

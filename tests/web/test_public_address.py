@@ -10,7 +10,6 @@ import pytest
 
 from app import create_app
 from domain.accounts import Account
-from domain.billing import Payment
 from domain.db import db
 from domain.schema import upgrade
 from tests.conftest import csrf_token
@@ -98,27 +97,3 @@ def test_the_sandbox_cannot_run_with_dev_pages_off(tmp_path, database_url):
     with pytest.raises(ValueError, match="DEV_PAGES"):
         create_app({"SECRET_KEY": "s", "INSTANCE_PATH": str(tmp_path), "DATABASE_URL": database_url,
                     "DEV_PAGES": False})
-
-
-def test_the_sandbox_bank_is_hidden_with_the_dev_pages(app, client, make_account, auth):
-    from tests.billing_fixtures import join, kindergarten, token, wire_sandbox
-
-    with app.app_context():
-        manager = make_account(email="boss@example.com")
-        resident = make_account(email="parent@example.com")
-        territory = kindergarten(manager)
-        join(resident, territory)
-    wire_sandbox(app)
-    auth.login(resident.phone)
-    path = f"/t/{territory.id}/billing/access"
-    from domain import billing
-
-    period = next(p.id for p in billing.TariffPeriod.select() if p.months == 3)
-    client.post(path, data={"csrf_token": token(client, path), "period": period,
-                            "email": "parent@example.com", "promo": "", "method": "sbp"})
-    bank = Payment.get().confirmation_url.replace("http://localhost", "")
-    assert client.get(bank).status_code == 200
-    app.config["DEV_PAGES"] = False
-    assert client.get(bank).status_code == 404
-    assert client.post(bank + "/pay", data={"csrf_token": token(client, path)}).status_code == 404
-    assert Payment.get().status == "pending"
