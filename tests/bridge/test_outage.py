@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -56,6 +57,37 @@ def _decision(simulator, seq, timeout=2.0):
     return state["applied_decision_code"]
 
 
+def _gated_home(pg_app, simulator, start_bridge, plates, free_exit=True):
+    """A residential territory with a resident whose `plates` have passes valid today, a
+    gate on the simulator, and the bridge running with the gate online."""
+    from domain.accounts import Account
+
+    with pg_app.app_context(), db.connection_context():
+        manager = Account.create(phone="+79990000402", surname="Управляева")
+        resident = Account.create(phone="+79990000403", surname="Федоров")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        t.free_exit = free_exit
+        t.save()
+        unit = Unit.create(territory=t, name="Дом 1")
+        member = Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        passes = {plate: VehiclePass.create(territory=t, account=resident,
+                                            plate=normalize_plate(plate),
+                                            valid_from=utcnow() - dt.timedelta(hours=1),
+                                            valid_to=utcnow() + dt.timedelta(days=1))
+                  for plate in plates}
+        gate = gates.add_gate(t, name="Въезд", host=simulator.modbus_host,
+                              port=simulator.modbus_port, direction="both", poll_ms=50)
+    db.close()
+    bridge = start_bridge(pg_app.config["DATABASE_URL"], Path(pg_app.instance_path))
+
+    def online():
+        with pg_app.app_context(), db.connection_context():
+            return gates.gate_online(gate.id)
+
+    assert wait_for(online, timeout=20), bridge.log()
+    return SimpleNamespace(member=member, passes=passes, gate=gate, bridge=bridge)
+
+
 def _events(app):
     with app.app_context(), db.connection_context():
         return list(GateEvent.select().order_by(GateEvent.at, GateEvent.id))
@@ -65,28 +97,8 @@ def test_database_outage_keeps_deciding_spools_and_loses_nothing(
     pg_app, server, simulator, start_bridge
 ):
     known, stranger = normalize_plate("А777АА77"), normalize_plate("В123ВВ77")
-    with pg_app.app_context(), db.connection_context():
-        from domain.accounts import Account
-
-        manager = Account.create(phone="+79990000402", surname="Управляева")
-        resident = Account.create(phone="+79990000403", surname="Федоров")
-        t = create_territory(manager, name="ЖК", kind="residential")
-        unit = Unit.create(territory=t, name="Дом 1")
-        Membership.create(account=resident, territory=t, role="resident", unit=unit)
-        VehiclePass.create(territory=t, account=resident, plate=known,
-                           valid_from=utcnow() - dt.timedelta(hours=1),
-                           valid_to=utcnow() + dt.timedelta(days=1))
-        gate = gates.add_gate(t, name="Въезд", host=simulator.modbus_host,
-                              port=simulator.modbus_port, direction="both", poll_ms=50)
-    db.close()
-    instance = Path(pg_app.instance_path)
-    bridge = start_bridge(pg_app.config["DATABASE_URL"], instance)
-
-    def online():
-        with pg_app.app_context(), db.connection_context():
-            return gates.gate_online(gate.id)
-
-    assert wait_for(online, timeout=20), bridge.log()
+    home = _gated_home(pg_app, simulator, start_bridge, ["А777АА77"])
+    bridge, gate, instance = home.bridge, home.gate, Path(pg_app.instance_path)
     seq = simulator.present(type="plate", plate="A777AA77")
     assert _decision(simulator, seq) == 1  # now in the bridge's cache
     assert wait_for(lambda: len(_events(pg_app)) == 1)
@@ -131,33 +143,11 @@ def test_database_outage_keeps_deciding_spools_and_loses_nothing(
 def test_a_change_in_the_territory_keeps_the_last_answers_for_an_outage(
     pg_app, server, simulator, start_bridge
 ):
-    known, neighbour = normalize_plate("А777АА77"), normalize_plate("В123ВВ77")
-    with pg_app.app_context(), db.connection_context():
-        from domain.accounts import Account
-        from domain.passes import file_pass, revoke_pass
+    from domain.passes import file_pass, revoke_pass
 
-        manager = Account.create(phone="+79990000404", surname="Управляева")
-        resident = Account.create(phone="+79990000405", surname="Федоров")
-        t = create_territory(manager, name="ЖК", kind="residential")
-        unit = Unit.create(territory=t, name="Дом 1")
-        member = Membership.create(account=resident, territory=t, role="resident", unit=unit)
-        VehiclePass.create(territory=t, account=resident, plate=known,
-                           valid_from=utcnow() - dt.timedelta(hours=1),
-                           valid_to=utcnow() + dt.timedelta(days=1))
-        doomed = VehiclePass.create(territory=t, account=resident,
-                                    plate=normalize_plate("С555СС77"),
-                                    valid_from=utcnow() - dt.timedelta(hours=1),
-                                    valid_to=utcnow() + dt.timedelta(days=1))
-        gate = gates.add_gate(t, name="Въезд", host=simulator.modbus_host,
-                              port=simulator.modbus_port, direction="both", poll_ms=50)
-    db.close()
-    bridge = start_bridge(pg_app.config["DATABASE_URL"], Path(pg_app.instance_path))
-
-    def online():
-        with pg_app.app_context(), db.connection_context():
-            return gates.gate_online(gate.id)
-
-    assert wait_for(online, timeout=20), bridge.log()
+    neighbour = normalize_plate("В123ВВ77")
+    home = _gated_home(pg_app, simulator, start_bridge, ["А777АА77", "С555СС77"])
+    bridge, member, doomed = home.bridge, home.member, home.passes["С555СС77"]
     assert _decision(simulator, simulator.present(type="plate", plate="A777AA77")) == 1
     assert _decision(simulator, simulator.present(type="plate", plate="B123BB77")) == 4
     assert _decision(simulator, simulator.present(type="plate", plate="C555CC77")) == 1
@@ -193,30 +183,9 @@ def test_a_change_in_the_territory_keeps_the_last_answers_for_an_outage(
 def test_without_free_exit_an_outage_answers_exits_from_what_was_known(
     pg_app, server, simulator, start_bridge
 ):
-    with pg_app.app_context(), db.connection_context():
-        from domain.accounts import Account
-
-        manager = Account.create(phone="+79990000406", surname="Управляева")
-        resident = Account.create(phone="+79990000407", surname="Федоров")
-        t = create_territory(manager, name="ЖК", kind="residential")
-        t.free_exit = False
-        t.save()
-        unit = Unit.create(territory=t, name="Дом 1")
-        Membership.create(account=resident, territory=t, role="resident", unit=unit)
-        for plate in ("А777АА77", "С555СС77"):
-            VehiclePass.create(territory=t, account=resident, plate=normalize_plate(plate),
-                               valid_from=utcnow() - dt.timedelta(hours=1),
-                               valid_to=utcnow() + dt.timedelta(days=1))
-        gate = gates.add_gate(t, name="Ворота", host=simulator.modbus_host,
-                              port=simulator.modbus_port, direction="both", poll_ms=50)
-    db.close()
-    bridge = start_bridge(pg_app.config["DATABASE_URL"], Path(pg_app.instance_path))
-
-    def online():
-        with pg_app.app_context(), db.connection_context():
-            return gates.gate_online(gate.id)
-
-    assert wait_for(online, timeout=20), bridge.log()
+    home = _gated_home(pg_app, simulator, start_bridge, ["А777АА77", "С555СС77"],
+                       free_exit=False)
+    bridge = home.bridge
 
     def answer(plate, direction):
         seq = simulator.present(type="plate", plate=plate, direction=direction)
