@@ -51,8 +51,9 @@ def test_create_join_accept_and_enter(browser, demo):
 
     # The manager accepts with a new unit and the resident role.
     sign_in(page, base, manager_login, manager_password)
-    page.click("#switcher summary")
-    page.click("#switcher >> text=Берёзки")
+    # The territory last chosen (before signing out) is where the manager starts again.
+    assert "Берёзки" in page.inner_text("#current-territory")
+    page.click("#current-territory >> text=Войти в территорию")
     page.wait_for_selector("h1:has-text('Берёзки')")
     page.click("nav >> text=Управление")
     card = page.locator("section.card", has_text="Новикова")
