@@ -239,3 +239,24 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     return None
+
+
+def decision(simulator, seq, timeout=2.0):
+    """The decision code the controller applied to event `seq`."""
+    state = wait_for(lambda: (s := simulator.state())["applied_decision_seq"] == seq and s,
+                     timeout=timeout)
+    assert state, simulator.state()
+    return state["applied_decision_code"]
+
+
+def settled_decision(simulator, **presented):
+    """The decision for a credential presented again until it is not «try again» (6).
+
+    A first answer needs the database within the 40 ms a decision may take; on PostgreSQL
+    (whose waits yield) a busy machine can miss them, and the bridge answers 6 as the
+    protocol wants. A driver presents the card again; so does this.
+    """
+    code = wait_for(lambda: (c := decision(simulator, simulator.present(**presented))) != 6 and c,
+                    timeout=10)
+    assert code, simulator.state()
+    return code

@@ -11,16 +11,9 @@ from domain.db import db, utcnow
 from domain.gates import GateEvent
 from domain.passes import VehiclePass, normalize_plate
 from domain.territories import Membership, Territory, Unit, create_territory
-from tests.bridge.conftest import wait_for
+from tests.bridge.conftest import decision, settled_decision, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timing]
-
-
-def _decision(simulator, seq, timeout=2.0):
-    state = wait_for(lambda: (s := simulator.state())["applied_decision_seq"] == seq and s,
-                     timeout=timeout)
-    assert state, simulator.state()
-    return state["applied_decision_code"]
 
 
 def _set_free_exit(app, tid, on):
@@ -55,15 +48,16 @@ def test_without_free_exit_the_bridge_decides_exits_as_access_does(
 
     assert wait_for(online, timeout=20), bridge.log()
     out = {"type": "plate", "direction": 2}
-    assert _decision(simulator, simulator.present(plate="B123BB77", **out)) == 2, bridge.log()
-    assert _decision(simulator, simulator.present(plate="A777AA77", **out)) == 1
-    assert _decision(simulator, simulator.present(type="plate", plate="A777AA77")) == 3
-    assert _decision(simulator, simulator.present(type="exit_button")) == 1
+    assert settled_decision(simulator, plate="B123BB77", **out) == 2, bridge.log()
+    assert settled_decision(simulator, plate="A777AA77", **out) == 1
+    assert settled_decision(simulator, type="plate", plate="A777AA77") == 3
+    assert decision(simulator, simulator.present(type="exit_button")) == 1
 
     def recorded():
+        # (Without the «try again» a busy machine may have answered first: settled_decision.)
         with app.app_context(), db.connection_context():
             return [(e.direction, e.code, e.reason)
-                    for e in GateEvent.select().order_by(GateEvent.id)]
+                    for e in GateEvent.select().order_by(GateEvent.id) if e.code != 6]
 
     assert wait_for(lambda: len(recorded()) == 4), bridge.log()
     assert recorded() == [(2, 2, "no_pass"), (2, 1, "pass_valid"), (1, 3, "pass_expired"),
@@ -73,7 +67,7 @@ def test_without_free_exit_the_bridge_decides_exits_as_access_does(
     _set_free_exit(app, t.id, True)
 
     def stranger_leaves():
-        return _decision(simulator, simulator.present(plate="B123BB77", **out)) == 1
+        return decision(simulator, simulator.present(plate="B123BB77", **out)) == 1
 
     assert wait_for(stranger_leaves, timeout=10, interval=0.2), bridge.log()
     assert wait_for(lambda: recorded()[-1] == (2, 1, "exit_free"))

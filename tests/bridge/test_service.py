@@ -14,7 +14,7 @@ from domain.db import db, utcnow
 from domain.gates import Gate, GateCommand, GateEvent, GateStatus
 from domain.passes import normalize_plate
 from domain.territories import Membership, Unit, create_territory
-from tests.bridge.conftest import wait_for
+from tests.bridge.conftest import decision, wait_for
 from tests.conftest import csrf_token
 
 pytestmark = [pytest.mark.slow, pytest.mark.timing]
@@ -44,20 +44,13 @@ def site(app, make_account, simulator, start_bridge):
     return SimpleNamespace(t=t.id, gate=gate.id, resident=resident.id, bridge=bridge)
 
 
-def _decision(simulator, seq, timeout=2.0):
-    state = wait_for(lambda: (s := simulator.state())["applied_decision_seq"] == seq and s,
-                     timeout=timeout)
-    assert state, simulator.state()
-    return state["applied_decision_code"]
-
-
 def test_a_pass_filed_on_the_web_opens_the_gate_within_a_second(
     app, client, auth, simulator, site
 ):
     seq = simulator.present(type="plate", plate="A777AA77")
-    assert _decision(simulator, seq) == 4  # unknown: cached for a while by the bridge
+    assert decision(simulator, seq) == 4  # unknown: cached for a while by the bridge
     seq = simulator.present(type="plate", plate="A777AA77")
-    assert _decision(simulator, seq) == 4
+    assert decision(simulator, seq) == 4
 
     auth.login("+79990000303")
     token = csrf_token(client, f"/t/{site.t}/passes/new")
@@ -68,7 +61,7 @@ def test_a_pass_filed_on_the_web_opens_the_gate_within_a_second(
     granted_after = None
     while time.monotonic() - filed < 1.0:
         seq = simulator.present(type="plate", plate="A777AA77")
-        if _decision(simulator, seq) == 1:
+        if decision(simulator, seq) == 1:
             granted_after = time.monotonic() - filed
             break
         time.sleep(0.05)
@@ -131,7 +124,7 @@ def test_state_is_stored_for_the_console_and_new_gates_are_picked_up(
 
     assert wait_for(online, timeout=10), site.bridge.log()
     seq = second.present(type="card", card=99, bit_length=26)
-    assert _decision(second, seq) == 1  # an exit gate: free, without the database
+    assert decision(second, seq) == 1  # an exit gate: free, without the database
 
 
 def test_a_dead_controller_is_stored_as_a_kind_of_problem_with_its_detail(
@@ -161,7 +154,7 @@ def test_a_dead_controller_is_stored_as_a_kind_of_problem_with_its_detail(
 
 def test_a_pin_is_refused_and_logged_as_a_pin(app, simulator, site):
     seq = simulator.present(type="pin", card=1234)
-    assert _decision(simulator, seq) == 4, site.bridge.log()
+    assert decision(simulator, seq) == 4, site.bridge.log()
 
     def recorded():
         with app.app_context(), db.connection_context():
