@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, request, session
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, flash, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import login_user, logout_user
@@ -40,6 +42,26 @@ def init_sessions(app: Flask) -> None:
     # Device rows already bind a session to one browser; "strong" protection would sign
     # phones out each time their address changes between networks.
     login_manager.session_protection = None
+
+
+@login_manager.unauthorized_handler
+def _unauthorized() -> Response:
+    """Not signed in (never, or no longer: signed out in another tab, the device signed out
+    from the profile): to the login page, and back here afterwards.
+
+    An htmx request (a plate check, a feed's poll) would follow a redirect and paste the
+    whole login page into the part it swaps. htmx is told instead to load the login page
+    (HX-Redirect), returning afterwards to the page the person was on, not to the partial.
+    """
+    flash(str(login_manager.login_message), login_manager.login_message_category)
+    if request.headers.get("HX-Request"):
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        here = page.path + (f"?{page.query}" if page.query else "") if page.path else "/"
+        response = Response(status=401)
+        response.headers["HX-Redirect"] = url_for("auth.login", next=here)
+        return response
+    here = request.path + (f"?{request.query_string.decode()}" if request.query_string else "")
+    return redirect(url_for("auth.login", next=here))
 
 
 @login_manager.user_loader

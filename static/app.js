@@ -67,7 +67,49 @@
     el.textContent = text || "";
     el.hidden = !text;
   }
-  document.addEventListener("htmx:beforeRequest", function () { banner(""); });
+  // Only a new action of the person's (a submit, a tap) clears the banner: the pollers (feed,
+  // gates, payment status) ask every second, and the suggestions while typing, and they wiped
+  // an error before anyone could read it.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const config = event.detail.requestConfig;
+    const cause = config && config.triggeringEvent;
+    if (cause && (cause.type === "submit" || cause.type === "click")) banner("");
+  });
+
+  // A request that replaces an answer (data-answer: the check's verdict) dims the old one
+  // at once, and a failed one takes it away: a guard must never read the last plate's
+  // «Въезд разрешён» under the plate just typed.
+  function answerBox(event) {
+    const box = event.detail.target;
+    return box && box.hasAttribute && box.hasAttribute("data-answer") ? box : null;
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const box = answerBox(event);
+    if (box) box.setAttribute("aria-busy", "true");
+  });
+  document.addEventListener("htmx:afterRequest", function (event) {
+    const box = answerBox(event);
+    if (!box) return;
+    box.removeAttribute("aria-busy");
+    if (!event.detail.successful) box.replaceChildren();
+  });
+
+  // A form answered with mistakes: take the person to the first one (on a phone it may be
+  // far below the fold), and put the cursor there.
+  function showFirstMistake(root) {
+    const field = root.querySelector("[aria-invalid='true']");
+    const mistake = field || root.querySelector(".form-error");
+    if (!mistake) return;
+    if (!field) mistake.setAttribute("tabindex", "-1");
+    mistake.focus({ preventScroll: true });
+    mistake.scrollIntoView({ block: "center" });
+  }
+  document.addEventListener("DOMContentLoaded", function () { showFirstMistake(document); });
+  document.addEventListener("htmx:afterSettle", function (event) {
+    const config = event.detail.requestConfig;
+    const cause = config && config.triggeringEvent;
+    if (cause && cause.type === "submit") showFirstMistake(document);
+  });
   document.addEventListener("htmx:responseError", function (event) {
     const el = document.getElementById("request-error");
     const answer = new DOMParser().parseFromString(event.detail.xhr.responseText || "", "text/html");

@@ -96,6 +96,30 @@ def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
     page.press("#plate", "Enter")
     page.wait_for_selector("#verdict >> text=Въезд запрещён")
     assert "Срок пропуска истёк" in page.inner_text("#verdict")
+    # A check that cannot reach the server: the last answer goes (it was for another plate)
+    # and the banner says why, and stays while the feed goes on polling.
+    page.route("**/check?plate=*", lambda route: route.abort())
+    page.fill("#plate", "а 777 аа 77")
+    page.press("#plate", "Enter")
+    page.wait_for_selector("#request-error:not([hidden])")
+    assert page.inner_text("#verdict").strip() == ""
+    page.wait_for_timeout(2500)  # two polls of the feed
+    assert page.is_visible("#request-error") and "Нет связи" in page.inner_text("#request-error")
+    page.unroute("**/check?plate=*")
+    # Signed out in another tab: the feed's next poll takes the whole page to the login form
+    # (it used to paste the login page into the feed and the verdict), to come back here.
+    other = browser.new_page()
+    other.goto(f"{demo['base']}/")
+    other.click("button:has-text('Выйти')")
+    other.wait_for_selector("text=Войти")
+    page.wait_for_url("**/login?next=/t/*/check*")
+    assert page.locator("h1").count() == 1 and page.locator("#login").count() == 1
+    login, password = demo["logins"]["operator"]
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/t/{tid}/check?plate=*")
+    assert "Въезд запрещён" in page.inner_text("#verdict")
     assert csp_violations(page) == []
 
 

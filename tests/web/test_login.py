@@ -127,3 +127,22 @@ def test_a_new_secret_key_ends_old_cookies_unless_kept_as_a_fallback(app, client
     app.config["SECRET_KEY_FALLBACKS"] = ["rotated-secret"]
     app.secret_key = "rotated-again"
     assert "Выйти" in client.get("/").get_data(as_text=True)
+
+
+def test_an_htmx_request_without_a_session_sends_the_whole_page_to_the_login(client):
+    # A plate check (or a feed's poll) after signing out in another tab: htmx would follow
+    # a redirect and paste the login page into the verdict. It is told to load it instead,
+    # coming back to the page the person was on, not to the partial.
+    response = client.get("/t/1/check?plate=A777AA77", headers={
+        "HX-Request": "true", "HX-Current-URL": "http://localhost/t/1/check?plate=B123BB77"})
+    assert response.status_code == 401
+    assert response.headers["HX-Redirect"] == "/login?next=/t/1/check?plate%3DB123BB77"
+    assert "<form" not in response.get_data(as_text=True)
+    page = client.get(response.headers["HX-Redirect"]).get_data(as_text=True)
+    assert "Войдите, чтобы продолжить" in page
+
+
+def test_a_page_without_a_session_redirects_to_the_login_and_back(client):
+    response = client.get("/t/1/passes?page=2")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/t/1/passes?page%3D2"

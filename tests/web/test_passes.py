@@ -408,11 +408,13 @@ def test_check_form_swaps_in_only_the_verdict(app, client, auth, world):
         _pass(world.resident, world.t, "A777AA77")
     auth.login("+79990000105")
     page = client.get(f"/t/{world.t}/check").get_data(as_text=True)
-    assert 'hx-target="#verdict"' in page and 'id="verdict"' in page  # the swap target
+    # The swap target: a live region that stays, its inside replaced (so each is read out).
+    assert 'hx-target="#verdict" hx-swap="innerHTML"' in page
+    assert '<div id="verdict" aria-live="polite" data-answer>' in page
     response = client.get(f"/t/{world.t}/check?plate=а777аа77", headers={"HX-Request": "true"})
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in body
-    assert body.lstrip().startswith("<article") and 'id="verdict"' in body
+    assert body.lstrip().startswith("<article") and 'id="verdict"' not in body
     assert "Въезд разрешён" in body and "Федоров" in body
     assert 'id="feed"' not in body and "gates" not in body
     unknown = client.get(f"/t/{world.t}/check?plate=B000BB00",
