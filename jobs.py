@@ -1,5 +1,6 @@
 """Housekeeping (`python app.py`, `python -m gatebridge`), hourly: the purge of deleted
-accounts and the gate events' retention (with PostgreSQL's coming monthly partitions)."""
+accounts, the expiry of abandoned payments and the gate events' retention (with
+PostgreSQL's coming monthly partitions)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import gevent
 from flask import Flask
 from gevent.pool import Group
 
-from domain import accounts, retention
+from domain import accounts, billing, retention
 from domain.db import db
 
 log = logging.getLogger("propusk.jobs")
@@ -18,7 +19,8 @@ PURGE_EVERY = 3600.0  # seconds
 
 
 class PurgeJob:
-    """Runs what `flask purge-deleted` and `flask events prune` do, every hour (first at start).
+    """Runs what `flask purge-deleted` and `flask events prune` do, and cancels payments
+    pending longer than billing.PENDING_LIFETIME, every hour (first at start).
 
     Web workers under gunicorn do not run it: the one bridge process does (docs/deploy.md).
     """
@@ -32,9 +34,12 @@ class PurgeJob:
         """One round, in an app context with its own connection; returns the accounts purged."""
         with self.app.app_context(), db.connection_context():
             count = accounts.purge_deleted()
+            expired = billing.expire_pending()
             pruned, created = retention.apply_policy()
         if count:
             log.info("purged %s deleted accounts", count)
+        if expired:
+            log.info("canceled %s payments pending too long", expired)
         if pruned or created:
             log.info("pruned %s gate events; created partitions %s", pruned, created)
         return count

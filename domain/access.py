@@ -37,6 +37,7 @@ REASONS = {
     "pin_unsupported": _l("PIN не поддерживается"),
     "card_valid": _l("Карта действует"),
     "card_expired": _l("Срок действия карты истёк"),
+    "card_not_approved": _l("Карта ожидает подтверждения управляющего"),
     "account_blocked": _l("Владелец заблокирован"),
     "not_member": _l("Владелец больше не состоит в территории"),
     "not_paid": _l("Доступ по приложению не оплачен"),
@@ -101,8 +102,8 @@ def decide(
       owned by a member in good standing (a membership exists, the account is not blocked);
     - an account (the phone's «Открыть») passes when it is a member in good standing whose
       app access is paid (or free in the territory);
-    - a card passes when it is bound in the territory, still valid, and its holder is a member
-      in good standing;
+    - a card passes when it is bound in the territory, covered by a purchase or approved by the
+      manager until a time still ahead, and its holder is a member in good standing;
     - a PIN is refused: GATE-CTL carries one, but nothing in Propusk issues or stores PINs.
 
     A caller that holds the Territory row already (a web request's scope) may pass it
@@ -167,11 +168,15 @@ def _decide_card(territory: Territory, value: str, now: dt.datetime) -> Decision
         return Decision(DENY_UNKNOWN, "unknown_card")
     found = billing.card_access(territory.id, number, now)
     if found is None:
-        if billing.Card.get_or_none(
+        card = billing.Card.get_or_none(
             (billing.Card.territory == territory.id) & (billing.Card.number == number)
-        ):
-            return Decision(DENY_EXPIRED, "card_expired")
-        return Decision(DENY_UNKNOWN, "unknown_card")
+        )
+        if card is None:
+            return Decision(DENY_UNKNOWN, "unknown_card")
+        if card.valid_until is None:
+            # Bound, but no purchase covers it and the manager has not approved it yet.
+            return Decision(DENY_NO_PASS, "card_not_approved")
+        return Decision(DENY_EXPIRED, "card_expired")
     account_id, valid_until = found
     member, problem = _standing(territory, account_id)
     if member is None:

@@ -727,6 +727,9 @@ def purge_account(account: Account) -> None:
     from domain import billing, codes, versions
 
     with db.atomic():
+        # Nobody will use what a payment still open would buy: cancel it (its promo use goes
+        # back). Paid at the bank after all, it is refunded (billing.apply_success, PayerGone).
+        billing.cancel_pending_of(account.id)
         codes.forget([account.phone or "", account.email or ""])
         # Accounting keeps amount, date and territory; the payer and the receipt address go.
         billing.Payment.update(email="").where(billing.Payment.account == account).execute()

@@ -2,10 +2,11 @@
 
 Money is integer kopecks everywhere; a float never holds an amount. Time is aware UTC.
 
-A payment moves pending → succeeded → refunded, or pending → canceled. Each move is one
-conditional UPDATE (`… WHERE status = 'pending'`) inside the transaction that also records
-the provider's event in PaymentEvent, whose (payment, event) pair is unique: however often
-and however concurrently a provider announces a payment, exactly one transaction applies it.
+A payment moves pending → succeeded → refunded, or pending → canceled (→ succeeded, when the
+bank took the money after we gave up on it). Each move is one conditional or locked UPDATE
+inside the transaction that also records the provider's event in PaymentEvent, whose
+(payment, event) pair is unique: however often and however concurrently a provider announces
+a payment, exactly one transaction applies it.
 """
 
 from __future__ import annotations
@@ -318,6 +319,10 @@ class Payment(BaseModel):
     email = CharField(max_length=254)
     period_start = UtcDateTimeField(null=True)
     paid_until = UtcDateTimeField(null=True)
+    # A card purchase's binding: the card it went to and that card's end before it (None:
+    # the card was new or waited for approval), so that a refund undoes exactly that.
+    card_number = CardNumberField(null=True)
+    card_until_before = UtcDateTimeField(null=True)
     created_at = UtcDateTimeField(default=utcnow, index=True)
     paid_at = UtcDateTimeField(null=True)
     closed_at = UtcDateTimeField(null=True)  # canceled or refunded
@@ -344,8 +349,10 @@ class Payment(BaseModel):
 
     @property
     def awaits_card(self) -> bool:
-        """A paid card purchase whose card number has not been entered yet."""
-        return self.kind == "card" and self.status == "succeeded" and self.paid_until is None
+        """A paid card purchase whose card number its payer has yet to enter (a deleted
+        account's purchase awaits nothing: nobody can enter it)."""
+        return (self.kind == "card" and self.status == "succeeded" and self.paid_until is None
+                and self.account_id is not None)
 
     @classmethod
     def registry(cls):
@@ -387,7 +394,9 @@ class Card(BaseModel):
     account = ForeignKeyField(Account, backref="cards", on_delete="CASCADE")
     number = CardNumberField()  # the integer a reader sends
     bound_at = UtcDateTimeField(default=utcnow)
-    # None: a card handed out by the territory, not bought here; it has no end in the app.
+    # Set by a purchase bound to the card or by the manager's approval. None: nothing covers
+    # the card yet, it waits for the manager and opens no gate. Cards bound before migration 6
+    # with no end (then: valid for good) read the same way and wait for approval too.
     valid_until = UtcDateTimeField(null=True)
     payment = ForeignKeyField(Payment, null=True, backref="cards", on_delete="SET NULL")
 
@@ -399,6 +408,16 @@ class Card(BaseModel):
         """The number as printed on the card."""
         return format_card_number(self.number)
 
+    def status(self, now: dt.datetime) -> str:
+        """«waiting» for the manager, «valid» or «expired» at `now`."""
+        if self.valid_until is None:
+            return "waiting"
+        return "valid" if self.valid_until > now else "expired"
+
+    def status_label(self, now: dt.datetime) -> str:
+        """The status in the reader's language."""
+        return str(CARD_STATUSES[self.status(now)])
+
     @classmethod
     def of(cls, account_id: int, territory_id: int):
         """The account's cards in a territory."""
@@ -407,6 +426,23 @@ class Card(BaseModel):
             .where((cls.account == account_id) & (cls.territory == territory_id))
             .order_by(cls.bound_at)
         )
+
+    @classmethod
+    def in_territory(cls, territory_id: int):
+        """Every card bound in a territory with its holder: those waiting first, then newest."""
+        return (
+            cls.select(cls, Account)
+            .join(Account)
+            .where(cls.territory == territory_id)
+            .order_by(cls.valid_until.is_null(False), cls.bound_at.desc(), cls.id.desc())
+        )
+
+
+CARD_STATUSES = {
+    "waiting": _l("Ожидает подтверждения управляющего"),
+    "valid": _l("Действует"),
+    "expired": _l("Срок действия истёк"),
+}
 
 
 def models() -> list[type[BaseModel]]:
@@ -421,13 +457,11 @@ def models() -> list[type[BaseModel]]:
 
 def card_access(
     territory_id: int, number: int, now: dt.datetime
-) -> tuple[int, dt.datetime | None] | None:
-    """(account id, valid until) of the card a reader sent, if it is bound here and valid now.
-
-    valid_until is None for a card the territory handed out (no end in the app).
-    """
+) -> tuple[int, dt.datetime] | None:
+    """(account id, valid until) of the card a reader sent, if it is bound here and valid now:
+    covered by a purchase or approved by the manager, until a known end."""
     card = Card.get_or_none((Card.territory == territory_id) & (Card.number == int(number)))
-    if card is None or (card.valid_until is not None and card.valid_until <= now):
+    if card is None or card.status(now) != "valid":
         return None
     return card.account_id, card.valid_until
 
@@ -753,6 +787,10 @@ class AmountMismatch(DomainError):
     """A provider reports a different amount than we asked for; nothing is applied."""
 
 
+class PayerGone(DomainError):
+    """Money came in for a payment whose account was deleted: recorded, nothing bought."""
+
+
 def _writing():
     """A transaction that takes SQLite's write lock at BEGIN (IMMEDIATE).
 
@@ -795,7 +833,11 @@ def apply_success(
 ) -> bool:
     """The provider says the payment succeeded: apply it once; True if this call applied it.
 
-    The amount must be what we asked for, else AmountMismatch and nothing changes.
+    The amount must be what we asked for, else AmountMismatch and nothing changes. The bank
+    is the truth about money: a payment we canceled ourselves (the payer's «Отменить», the
+    hourly expiry) and then paid after all still succeeds and buys what it was for. One whose
+    payer's account is gone is recorded as succeeded but buys nothing: PayerGone is raised
+    after the commit, and the caller gives the money back.
     """
     now = now or utcnow()
     payment = payment_by_provider_id(provider_payment_id)
@@ -804,17 +846,24 @@ def apply_success(
     with _writing():
         if not _record(payment.id, "payment.succeeded", amount_kopecks, now):
             return False
-        moved = (
-            Payment.update(status="succeeded", paid_at=now, amount_kopecks=amount_kopecks)
-            .where((Payment.id == payment.id) & (Payment.status == "pending"))
-            .execute()
-        )
-        if not moved:
-            return False  # canceled meanwhile: the event is logged, nothing bought
-        payment = Payment.get_by_id(payment.id)
-        if payment.kind == "app" and payment.account_id is not None:
+        # Locked, so a cancel at the same moment goes wholly before or after this.
+        payment = _for_update(Payment.select().where(Payment.id == payment.id)).get()
+        if payment.status not in ("pending", "canceled"):
+            return False
+        if payment.status == "canceled" and payment.promo_id is not None:
+            # Its use was released on cancel; paid at that discount, it counts again.
+            PromoCode.update(used_count=PromoCode.used_count + 1).where(
+                PromoCode.id == payment.promo_id).execute()
+        Payment.update(
+            status="succeeded", paid_at=now, amount_kopecks=amount_kopecks, closed_at=None
+        ).where(Payment.id == payment.id).execute()
+        payment.paid_at = now
+        orphan = payment.account_id is None
+        if payment.kind == "app" and not orphan:
             _extend_app_access(payment, now)
             versions.bump(payment.territory_id)  # a bridge may hold a cached "not paid"
+    if orphan:
+        raise PayerGone(_l("Аккаунт плательщика удалён: платёж нужно вернуть"))
     return True
 
 
@@ -854,6 +903,32 @@ def _cancel(payment_id: int, event: str, now: dt.datetime) -> bool:
         return bool(moved)
 
 
+def cancel_by_payer(payment: Payment, now: dt.datetime | None = None) -> bool:
+    """«Отменить» on the checkout: the payer gives up; False if it is no longer pending."""
+    return _cancel(payment.id, "payment.canceled_by_payer", now or utcnow())
+
+
+# An SBP QR code or a card form is used within minutes; an hour later the payer is gone, and
+# the promo use the payment holds should go back. A payment paid even later still applies.
+PENDING_LIFETIME = dt.timedelta(hours=1)
+
+
+def expire_pending(now: dt.datetime | None = None) -> int:
+    """Cancel the payments pending longer than PENDING_LIFETIME; returns how many."""
+    now = now or utcnow()
+    stale = Payment.select(Payment.id).where(
+        (Payment.status == "pending") & (Payment.created_at <= now - PENDING_LIFETIME))
+    return sum(_cancel(p.id, "payment.expired", now) for p in list(stale))
+
+
+def cancel_pending_of(account_id: int, now: dt.datetime | None = None) -> int:
+    """Cancel an account's pending payments (it is being deleted); returns how many."""
+    now = now or utcnow()
+    pending = Payment.select(Payment.id).where(
+        (Payment.account == account_id) & (Payment.status == "pending"))
+    return sum(_cancel(p.id, "payment.account_deleted", now) for p in list(pending))
+
+
 def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bool:
     """The money went back: mark the payment refunded and take back the time it bought."""
     now = now or utcnow()
@@ -879,13 +954,26 @@ def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bo
                     AccessGrant.update(paid_until=grant.paid_until - bought).where(
                         AccessGrant.id == grant.id
                     ).execute()
-            for card in _for_update(Card.select().where(Card.payment == payment.id)):
-                if card.valid_until is not None:
-                    Card.update(valid_until=card.valid_until - bought).where(
-                        Card.id == card.id
-                    ).execute()
+            if payment.kind == "card":
+                _take_back_card(payment, bought)
             versions.bump(payment.territory_id)
     return True
+
+
+def _take_back_card(payment: Payment, bought: dt.timedelta) -> None:
+    """Undo what a refunded purchase did to its card: the end it had before, when nothing
+    extended the card since; else the purchase's span off the current end."""
+    card = _for_update(Card.select().where(
+        (Card.territory == payment.territory_id) & (Card.number == payment.card_number)
+        & (Card.account == payment.account_id)
+    )).first()
+    if card is None or card.valid_until is None:
+        return  # unbound since (or bound anew, waiting): nothing of this purchase is left
+    if card.valid_until == payment.paid_until:
+        end = payment.card_until_before
+    else:
+        end = card.valid_until - bought
+    Card.update(valid_until=end).where(Card.id == card.id).execute()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -899,7 +987,9 @@ def bind_card(account: Account, territory: Territory, printed: str,
 
     A card bought and paid in the app becomes valid from its payment for the territory's
     validity; a card bound again by its owner after a new purchase is extended from the
-    later of that payment and its current end. A number bound to someone else is refused.
+    later of that payment and its current end. A card no purchase covers (bought earlier,
+    e.g. at the office) waits for the manager's approval. A number bound to someone else is
+    refused: the manager unbinds it if it changed hands.
     """
     now = now or utcnow()
     number = parse_card_number(printed)
@@ -920,10 +1010,12 @@ def bind_card(account: Account, territory: Territory, printed: str,
                 territory=territory, account=account, number=number, bound_at=now
             )
             if purchase is not None:
-                start = max(purchase.paid_at, card.valid_until or purchase.paid_at)
+                before = card.valid_until
+                start = max(purchase.paid_at, before or purchase.paid_at)
                 end = add_months(start, purchase.months, territory.timezone)
                 Card.update(valid_until=end, payment=purchase).where(Card.id == card.id).execute()
-                Payment.update(period_start=start, paid_until=end).where(
+                Payment.update(period_start=start, paid_until=end, card_number=number,
+                               card_until_before=before).where(
                     Payment.id == purchase.id
                 ).execute()
                 card.valid_until, card.payment = end, purchase
@@ -933,6 +1025,45 @@ def bind_card(account: Account, territory: Territory, printed: str,
         # Someone bound the same number in the same instant.
         raise DomainError(_l("Эта карта уже привязана к другому аккаунту. Если это ваша карта, "
                              "обратитесь к управляющему."), field="card_number") from None
+
+
+def card_of(territory: Territory, card_id: int) -> Card:
+    """One of the territory's cards; NotFound for any other id."""
+    card = Card.get_or_none((Card.id == card_id) & (Card.territory == territory))
+    if card is None:
+        raise NotFound(_l("Карта не найдена"))
+    return card
+
+
+def approve_card(territory: Territory, card_id: int, until: dt.datetime,
+                 now: dt.datetime | None = None) -> Card:
+    """The manager's word that a card was paid outside the app: it opens the gate until `until`.
+
+    Never shortens a card: the time a purchase gave it is the payer's.
+    """
+    now = now or utcnow()
+    if until <= now:
+        raise DomainError(_l("Эта дата уже прошла"), field="until")
+    with _writing():
+        card = _for_update(Card.select().where(
+            (Card.id == card_id) & (Card.territory == territory))).first()
+        if card is None:
+            raise NotFound(_l("Карта не найдена"))
+        if card.valid_until is not None and card.valid_until >= until:
+            raise DomainError(_l("Карта уже действует дольше: выберите дату позже"),
+                              field="until")
+        Card.update(valid_until=until).where(Card.id == card.id).execute()
+        versions.bump(territory.id)
+        card.valid_until = until
+        return card
+
+
+def unbind_card(territory: Territory, card_id: int) -> None:
+    """Remove a card from its holder; its number can then be bound again by anyone."""
+    with db.atomic():
+        if not Card.delete().where((Card.id == card_id) & (Card.territory == territory)).execute():
+            raise NotFound(_l("Карта не найдена"))
+        versions.bump(territory.id)
 
 
 DEMO_TARIFFS = {

@@ -84,7 +84,23 @@ MIGRATIONS: list[Migration] = [
     (5, "gate_status.error_kind, gate_command.failure: what went wrong, as a key the web words",
      lambda s: (s.add_columns(_model("gates", "GateStatus"), "error_kind"),
                 s.add_columns(_model("gates", "GateCommand"), "failure"))),
+    # Cards bound with no end were valid for good; from here such a card waits for the
+    # manager's approval (Card.valid_until) and the «Карты» page lists it first.
+    (6, "payment.card_number, card_until_before: what a card purchase's binding changed",
+     lambda s: _record_card_bindings(s)),
 ]
+
+
+def _record_card_bindings(s: Steps) -> None:
+    """Add the columns; a purchase bound before them gets its card's number, and the card's
+    earlier end where the binding shows one (it extended a card still valid at payment)."""
+    payment, card = _model("billing", "Payment"), _model("billing", "Card")
+    s.add_columns(payment, "card_number", "card_until_before")
+    with s.database.bind_ctx([payment, card]):
+        for row in card.select(card.number, card.payment).where(card.payment.is_null(False)):
+            payment.update(card_number=row.number).where(payment.id == row.payment_id).execute()
+        payment.update(card_until_before=payment.period_start).where(
+            (payment.kind == "card") & (payment.period_start > payment.paid_at)).execute()
 
 
 def _territory() -> type[Model]:

@@ -72,6 +72,13 @@ class CardOfferForm(FlaskForm):
     )
 
 
+class ApproveCardForm(FlaskForm):
+    """The manager approves a card paid outside the app, up to a last day."""
+
+    until = DateField(_l("Действует по (включительно)"),
+                      validators=[InputRequired(_l("Укажите дату"))])
+
+
 class TariffForm(FlaskForm):
     """A new tariff."""
 

@@ -1,4 +1,5 @@
-"""The manager's billing settings: card price and validity, tariffs and periods, promo codes."""
+"""The manager's billing pages: card price and validity, tariffs and periods, promo codes;
+the territory's cards, approved or unbound."""
 
 from __future__ import annotations
 
@@ -8,12 +9,19 @@ from zoneinfo import ZoneInfo
 from flask import Response, abort, flash, g, redirect, url_for
 from flask_babel import gettext as _
 
-from blueprints.billing.forms import CardOfferForm, PeriodForm, PromoForm, TariffForm
+from blueprints.billing.forms import (
+    ApproveCardForm,
+    CardOfferForm,
+    PeriodForm,
+    PromoForm,
+    TariffForm,
+)
 from blueprints.billing.routes import bp
 from blueprints.scope import territory_route
 from blueprints.ui import EmptyForm, form_error, page
 from domain import billing
-from domain.billing import PromoCode, Tariff, TariffPeriod
+from domain.billing import Card, PromoCode, Tariff, TariffPeriod
+from domain.db import utcnow
 from domain.errors import DomainError, NotFound
 
 MANAGER = ["manager"]
@@ -184,11 +192,7 @@ def add_promo(tid: int) -> Response:
 
 def _promo_terms(form: PromoForm) -> dict:
     """The form's discount and limits as the domain takes them."""
-    expires_at = None
-    if form.expires_on.data:
-        # «по 31.12» includes the whole last day in the territory's zone.
-        next_day = form.expires_on.data + dt.timedelta(days=1)
-        expires_at = dt.datetime.combine(next_day, dt.time(), ZoneInfo(g.territory.timezone))
+    expires_at = _after(form.expires_on.data) if form.expires_on.data else None
     terms = {"expires_at": expires_at, "usage_limit": form.usage_limit.data}
     if form.discount_kind.data == "percent":
         value = (form.value.data or "").strip().rstrip("%").strip()
@@ -198,3 +202,75 @@ def _promo_terms(form: PromoForm) -> dict:
     else:
         terms["fixed_kopecks"] = billing.parse_rubles(form.value.data, field="value")
     return terms
+
+
+def _after(last_day: dt.date) -> dt.datetime:
+    """The end of a last day: «по 31.12» includes all of it, in the territory's zone."""
+    next_day = last_day + dt.timedelta(days=1)
+    return dt.datetime.combine(next_day, dt.time(), ZoneInfo(g.territory.timezone))
+
+
+def _kindergarten() -> None:
+    if g.territory.kind != "kindergarten":
+        abort(404)
+
+
+@bp.get("/t/<int:tid>/billing/cards")
+@territory_route(roles=MANAGER)
+def cards(tid: int) -> Response:
+    """«Карты»: every card bound here, with its holder and status; approve or unbind."""
+    _kindergarten()
+    now = utcnow()
+    # Approval proposes what buying a card here gives: the territory's validity from today.
+    until = billing.add_months(now, g.territory.card_validity_months, g.territory.timezone)
+    form = ApproveCardForm(formdata=None,
+                           until=until.astimezone(ZoneInfo(g.territory.timezone)).date())
+    return page("billing/cards.html", cards=list(Card.in_territory(tid)), form=form, now=now)
+
+
+@bp.get("/t/<int:tid>/billing/cards/<int:card_id>/approve")
+@bp.get("/t/<int:tid>/billing/cards/<int:card_id>/unbind")
+@territory_route(roles=MANAGER)
+def card_form(tid: int, card_id: int) -> Response:
+    """A card action's address opened by GET: the cards page."""
+    return _to_cards()
+
+
+def _to_cards() -> Response:
+    return redirect(url_for("billing.cards", tid=g.territory.id))
+
+
+@bp.post("/t/<int:tid>/billing/cards/<int:card_id>/approve")
+@territory_route(roles=MANAGER)
+def approve_card(tid: int, card_id: int) -> Response:
+    """«Подтвердить»: the card opens the gate up to the chosen day, inclusive."""
+    _kindergarten()
+    try:
+        billing.card_of(g.territory, card_id)  # another territory's card: 404, whatever posted
+    except NotFound:
+        abort(404)
+    form = ApproveCardForm()
+    if not form.validate_on_submit():
+        flash(next(iter(form.errors.values()))[-1], "error")
+        return _to_cards()
+    try:
+        card = billing.approve_card(g.territory, card_id, _after(form.until.data))
+    except DomainError as error:  # a past date, a shorter one, the card unbound meanwhile
+        flash(error.message, "error")
+    else:
+        flash(_("Карта %(number)s подтверждена", number=card.printed), "success")
+    return _to_cards()
+
+
+@bp.post("/t/<int:tid>/billing/cards/<int:card_id>/unbind")
+@territory_route(roles=MANAGER)
+def unbind_card(tid: int, card_id: int) -> Response:
+    """«Отвязать»: the card leaves its holder and can be bound again."""
+    _kindergarten()
+    if EmptyForm().validate_on_submit():
+        try:
+            billing.unbind_card(g.territory, card_id)
+        except NotFound:
+            abort(404)
+        flash(_("Карта отвязана"), "success")
+    return _to_cards()

@@ -15,6 +15,7 @@ from blueprints.scope import territory_route
 from blueprints.ui import EmptyForm, form_error, page
 from domain import billing
 from domain.billing import Card, Payment, TariffPeriod
+from domain.db import utcnow
 from domain.errors import DomainError, NotFound
 from extensions import csrf
 from providers.payments import (
@@ -42,6 +43,7 @@ def billing_summary(account_id: int, territory_id: int) -> dict:
         "paid_until": billing.paid_until(account_id, territory_id),
         "cards": list(Card.of(account_id, territory_id)),
         "awaiting_card": billing.cards_awaiting_number(account_id, territory_id).count(),
+        "now": utcnow(),
     }
 
 
@@ -77,7 +79,11 @@ def bind_card(tid: int) -> Response:
         except DomainError as error:
             form_error(form, error)
         else:
-            flash(_("Карта %(number)s привязана", number=card.printed), "success")
+            if card.valid_until is None:
+                flash(_("Карта %(number)s привязана и ожидает подтверждения управляющего",
+                        number=card.printed), "success")
+            else:
+                flash(_("Карта %(number)s привязана", number=card.printed), "success")
             return redirect(url_for("billing.home", tid=tid))
     return page("billing/bind_card.html", form=form, status=422 if form.errors else 200)
 
@@ -158,6 +164,16 @@ def checkout(tid: int, pid: int) -> Response:
     return page("billing/checkout.html", payment=payment, qr=qr)
 
 
+@bp.post("/t/<int:tid>/billing/payments/<int:pid>/cancel")
+@territory_route()
+def cancel_payment(tid: int, pid: int) -> Response:
+    """«Отменить»: the payer gives up a pending payment; its promo code's use comes back."""
+    payment = _own_payment(tid, pid)
+    if EmptyForm().validate_on_submit() and not billing.cancel_by_payer(payment):
+        flash(_("Платёж уже не ожидает оплаты"), "error")
+    return redirect(url_for("billing.checkout", tid=tid, pid=pid))
+
+
 @bp.get("/t/<int:tid>/billing/payments/<int:pid>/status")
 @territory_route()
 def payment_status(tid: int, pid: int) -> Response:
@@ -234,8 +250,7 @@ def webhook() -> Response:
         return Response(status=rejected.status)
     try:
         if event.event == SUCCEEDED:
-            if billing.apply_success(event.provider_payment_id, event.amount_kopecks):
-                flows.send_receipt(billing.payment_by_provider_id(event.provider_payment_id))
+            flows.settle_success(event.provider_payment_id, event.amount_kopecks)
         elif event.event == CANCELED:
             billing.apply_cancel(event.provider_payment_id)
         elif event.event == REFUNDED:

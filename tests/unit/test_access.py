@@ -56,13 +56,14 @@ def world(app, make_account):
         # App access: the resident paid until NOW + 2H, the manager never did.
         AccessGrant.create(account=resident, territory=territory, paid_until=NOW + 2 * H)
         AccessGrant.create(account=blocked, territory=territory, paid_until=NOW + 2 * H)
-        # Cards: valid, without an end, expired, of a blocked holder, of a former member.
+        # Cards: valid, waiting for the manager (no end), expired, of a blocked holder, of a
+        # former member.
         Card.create(territory=territory, account=resident, number=8106606, valid_until=NOW + H)
         Card.create(territory=territory, account=resident, number=42, valid_until=None)
         Card.create(territory=territory, account=resident, number=43, valid_until=NOW - H)
-        Card.create(territory=territory, account=blocked, number=44, valid_until=None)
-        Card.create(territory=territory, account=gone, number=45, valid_until=None)
-        Card.create(territory=other, account=resident, number=46, valid_until=None)
+        Card.create(territory=territory, account=blocked, number=44, valid_until=NOW + H)
+        Card.create(territory=territory, account=gone, number=45, valid_until=NOW + H)
+        Card.create(territory=other, account=resident, number=46, valid_until=NOW + H)
         yield {
             "t": territory, "other": other, "ids": ids, "resident": resident.id,
             "blocked": blocked.id, "gone": gone.id, "manager": manager.id,
@@ -118,7 +119,8 @@ CASES = [
     ("phone, exit is free", "account", "gone", OUT, {}, 1, "exit_free", None, None, None),
     ("card bound and valid", "card", "8106606", IN, {}, 1, "card_valid", "resident", None,
      NOW + H),
-    ("card without an end", "card", "42", IN, {}, 1, "card_valid", "resident", None, None),
+    ("card bound unpaid waits for the manager", "card", "42", IN, {}, 2, "card_not_approved",
+     None, None, None),
     ("card expired", "card", "43", IN, {}, 3, "card_expired", None, None, None),
     ("card of a blocked holder", "card", "44", IN, {}, 5, "account_blocked", "blocked", None,
      None),
@@ -193,5 +195,12 @@ def test_billing_changes_raise_the_territory_version(app, make_account):
         manager = make_account()
         territory = create_territory(manager, name="Сад", kind="kindergarten")
         before = versions.versions().get(territory.id, 0)
-        billing.bind_card(manager, territory, "123,45678")
-        assert versions.versions()[territory.id] > before
+        card = billing.bind_card(manager, territory, "123,45678")
+        bound = versions.versions()[territory.id]
+        assert bound > before
+        # The manager's approval and unbinding reach the gate the same way.
+        billing.approve_card(territory, card.id, NOW.replace(year=2999))
+        approved = versions.versions()[territory.id]
+        assert approved > bound
+        billing.unbind_card(territory, card.id)
+        assert versions.versions()[territory.id] > approved

@@ -120,3 +120,44 @@ def test_promo_usage_limit_holds_under_concurrency(tmp_path, database_url):
         assert PromoCode.get().used_count == 3
         assert Payment.select().where(Payment.promo.is_null(False)).count() == 3
     db.close()
+
+
+def test_a_cancel_racing_the_banks_success_never_leaves_paid_money_canceled(tmp_path,
+                                                                           database_url):
+    app = _app_on(tmp_path, database_url)
+    with app.test_request_context(), db.connection_context():
+        upgrade()
+        from domain import accounts
+
+        manager = accounts.create_account(phone="+79990001001", password="secret2024pass")
+        parent = accounts.create_account(phone="+79990001002", password="secret2024pass")
+        territory = kindergarten(manager)
+        join(parent, territory)
+        billing.add_promo(territory, "RACE", percent=10)
+        offer = billing.app_offer(territory, billing.TariffPeriod.of(territory.id).first().id)
+        payments = []
+        for i in range(6):
+            payment = billing.start_purchase(parent, territory, offer, email="a@example.com",
+                                             method="sbp", provider="sandbox",
+                                             promo_code="race")
+            billing.attach_provider(payment, f"sbx-{i}", None)
+            payments.append(payment)
+
+    for payment in payments:
+        def work(i, payment=payment):
+            with app.app_context(), db.connection_context():
+                if i == 0:
+                    return billing.cancel_by_payer(payment)
+                return billing.apply_success(payment.provider_payment_id,
+                                             payment.expected_kopecks)
+
+        results = _race(2, work)
+        assert not [r for r in results if isinstance(r, Exception)], results
+        assert results[1] is True  # the money always buys, whoever came first
+
+    with db.connection_context():
+        assert {p.status for p in Payment.select()} == {"succeeded"}
+        assert PromoCode.get().used_count == 6
+        last = Payment.select().order_by(Payment.paid_until.desc()).get()
+        assert AccessGrant.get().paid_until == last.paid_until
+    db.close()

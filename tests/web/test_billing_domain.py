@@ -8,7 +8,7 @@ import pytest
 
 from domain import billing
 from domain.billing import AccessGrant, Card, Payment
-from domain.errors import DomainError
+from domain.errors import DomainError, NotFound
 from tests.billing_fixtures import join, kindergarten
 
 NOW = dt.datetime(2024, 3, 10, 9, 0, tzinfo=dt.UTC)
@@ -70,11 +70,41 @@ def test_refund_takes_back_exactly_what_it_bought(ctx):
     assert Payment.get_by_id(first.id).status == "refunded"
 
 
-def test_card_bound_without_purchase_has_no_end(ctx):
-    card = billing.bind_card(ctx["parent"], ctx["territory"], "123,45678", now=NOW)
-    assert card.valid_until is None
-    assert billing.card_access(ctx["territory"].id, 8_106_606, NOW) == (ctx["parent"].id, None)
-    assert billing.card_access(ctx["territory"].id, 8_106_607, NOW) is None
+def test_card_bound_without_purchase_waits_for_the_manager(ctx):
+    from domain.access import Credential, decide
+
+    territory = ctx["territory"]
+    card = billing.bind_card(ctx["parent"], territory, "123,45678", now=NOW)
+    assert card.valid_until is None and card.status(NOW) == "waiting"
+    assert billing.card_access(territory.id, 8_106_606, NOW) is None
+    refused = decide(territory.id, Credential("card", "8106606"), 1, NOW)
+    assert (refused.granted, refused.reason) == (False, "card_not_approved")
+    assert billing.card_access(territory.id, 8_106_607, NOW) is None
+
+    until = NOW + dt.timedelta(days=30)
+    with pytest.raises(DomainError, match="уже прошла"):
+        billing.approve_card(territory, card.id, NOW, now=NOW)
+    billing.approve_card(territory, card.id, until, now=NOW)
+    assert billing.card_access(territory.id, 8_106_606, NOW) == (ctx["parent"].id, until)
+    assert decide(territory.id, Credential("card", "8106606"), 1, NOW).reason == "card_valid"
+    with pytest.raises(DomainError, match="уже действует дольше"):
+        billing.approve_card(territory, card.id, until - dt.timedelta(days=1), now=NOW)
+    assert billing.card_access(territory.id, 8_106_606, until) is None  # its end is an end
+
+    billing.unbind_card(territory, card.id)
+    assert billing.card_access(territory.id, 8_106_606, NOW) is None
+    assert billing.bind_card(ctx["other"], territory, "0008106606", now=NOW).account_id == \
+        ctx["other"].id
+
+
+def test_another_territorys_card_is_not_found(ctx, make_account):
+    card = billing.bind_card(ctx["parent"], ctx["territory"], "5,5", now=NOW)
+    elsewhere = kindergarten(make_account(), name="Другой сад")
+    with pytest.raises(NotFound):
+        billing.approve_card(elsewhere, card.id, NOW + dt.timedelta(days=1), now=NOW)
+    with pytest.raises(NotFound):
+        billing.unbind_card(elsewhere, card.id)
+    assert Card.get_by_id(card.id).valid_until is None
 
 
 def test_card_bought_then_bound_is_valid_from_purchase(ctx):
@@ -103,12 +133,53 @@ def test_card_refusals(ctx):
     assert Card.select().count() == 2
 
 
-def test_card_refund_shortens_the_card(ctx):
+def test_card_refund_takes_back_the_purchase_from_a_new_card(ctx):
     payment = _buy(ctx, kind="card")
     billing.bind_card(ctx["parent"], ctx["territory"], "7,7", now=NOW)
     billing.apply_refund(payment.provider_payment_id, now=NOW)
-    assert Card.get().valid_until == NOW
+    # Nothing covers the card any more: it waits for the manager, as if bound unpaid.
+    assert Card.get().valid_until is None
     assert billing.card_access(ctx["territory"].id, 7 * 65536 + 7, NOW) is None
+
+
+def test_card_refund_restores_the_end_the_card_had(ctx):
+    territory = ctx["territory"]
+    card = billing.bind_card(ctx["parent"], territory, "7,7", now=NOW)
+    approved = NOW + dt.timedelta(days=100)
+    billing.approve_card(territory, card.id, approved, now=NOW)
+    payment = _buy(ctx, kind="card", at=NOW + dt.timedelta(days=1))
+    extended = billing.bind_card(ctx["parent"], territory, "7,7", now=NOW + dt.timedelta(days=1))
+    assert extended.valid_until == billing.add_months(approved, 48, territory.timezone)
+    billing.apply_refund(payment.provider_payment_id, now=NOW + dt.timedelta(days=2))
+    assert Card.get().valid_until == approved
+    assert billing.card_access(territory.id, 7 * 65536 + 7, NOW + dt.timedelta(days=2)) == (
+        ctx["parent"].id, approved)
+
+
+def test_card_refund_of_an_expired_cards_renewal_gives_back_its_old_end(ctx):
+    territory = ctx["territory"]
+    card = billing.bind_card(ctx["parent"], territory, "7,7", now=NOW)
+    old_end = NOW + dt.timedelta(days=1)
+    billing.approve_card(territory, card.id, old_end, now=NOW)
+    later = NOW + dt.timedelta(days=10)
+    payment = _buy(ctx, kind="card", at=later)
+    billing.bind_card(ctx["parent"], territory, "7,7", now=later)
+    billing.apply_refund(payment.provider_payment_id, now=later)
+    assert Card.get().valid_until == old_end
+
+
+def test_refund_of_an_earlier_card_purchase_takes_back_only_its_span(ctx):
+    territory = ctx["territory"]
+    first = _buy(ctx, kind="card")
+    billing.bind_card(ctx["parent"], territory, "7,7", now=NOW)
+    second = _buy(ctx, kind="card", at=NOW + dt.timedelta(days=5))
+    billing.bind_card(ctx["parent"], territory, "7,7", now=NOW + dt.timedelta(days=5))
+    second = Payment.get_by_id(second.id)
+    first = Payment.get_by_id(first.id)
+    billing.apply_refund(first.provider_payment_id, now=NOW + dt.timedelta(days=6))
+    assert Card.get().valid_until == second.paid_until - (first.paid_until - first.period_start)
+    billing.apply_refund(second.provider_payment_id, now=NOW + dt.timedelta(days=6))
+    assert Card.get().valid_until < NOW + dt.timedelta(days=6)
 
 
 def test_promo_math_and_limit(ctx):
@@ -140,7 +211,8 @@ def test_amount_mismatch_applies_nothing(ctx):
 
 def test_card_numbers_beyond_bigint_are_exact(ctx):
     huge = 2**64 - 1
-    billing.bind_card(ctx["parent"], ctx["territory"], str(huge), now=NOW)
+    card = billing.bind_card(ctx["parent"], ctx["territory"], str(huge), now=NOW)
+    billing.approve_card(ctx["territory"], card.id, NOW + dt.timedelta(days=1), now=NOW)
     assert Card.get().number == huge
     assert billing.card_access(ctx["territory"].id, huge, NOW)[0] == ctx["parent"].id
 

@@ -1,0 +1,146 @@
+"""Pending payments end: the payer's «Отменить», the hourly expiry, the account's deletion —
+and money the bank takes after that is never left «Отменен»."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from domain import accounts, billing
+from domain.accounts import Account
+from domain.billing import AccessGrant, Payment, PromoCode
+from domain.db import db, utcnow
+from jobs import PurgeJob
+from tests.billing_fixtures import join, kindergarten, wire_sandbox
+from tests.web.territory_kit import post, signed_in
+
+
+@pytest.fixture
+def shop(app, make_account):
+    """A kindergarten with a 10 % promo code good for one use, a signed-in parent."""
+    with app.test_request_context():
+        manager, parent = make_account(), make_account()
+        admin = make_account(is_admin=True)
+        territory = kindergarten(manager)
+        join(parent, territory)
+        billing.add_promo(territory, "LETO", percent=10, usage_limit=1)
+    wire_sandbox(app)
+    return {"tid": territory.id, "t": territory, "parent": signed_in(app, parent),
+            "parent_id": parent.id, "admin": signed_in(app, admin)}
+
+
+def _checkout(shop, kind="app"):
+    """Open a payment with the promo code; the payment and its checkout page's address."""
+    tid = shop["tid"]
+    if kind == "card":
+        response = post(shop["parent"], f"/t/{tid}/billing/card/buy",
+                        {"email": "p@example.com", "method": "sbp", "promo": "leto"})
+    else:
+        period = billing.TariffPeriod.of(tid).where(billing.TariffPeriod.months == 3).get()
+        response = post(shop["parent"], f"/t/{tid}/billing/access", {
+            "period": period.id, "email": "p@example.com", "method": "sbp", "promo": "leto"})
+    assert response.status_code == 302
+    return Payment.select().order_by(Payment.id.desc()).get(), response.headers["Location"]
+
+
+def _bank_pays(client, payment):
+    bank = payment.confirmation_url.replace("http://localhost", "")
+    return post(client, bank + "/pay")
+
+
+def _promo_uses():
+    return PromoCode.get().used_count
+
+
+def test_the_payer_cancels_a_pending_payment(shop):
+    payment, checkout = _checkout(shop)
+    assert _promo_uses() == 1
+    page = shop["parent"].get(checkout).get_data(as_text=True)
+    cancel = f"/t/{shop['tid']}/billing/payments/{payment.id}/cancel"
+    assert f'action="{cancel}"' in page and 'data-confirm="Отменить платёж?' in page
+
+    assert shop["parent"].post(cancel).status_code == 400  # no CSRF token, nothing happens
+    assert Payment.get_by_id(payment.id).status == "pending"
+    response = post(shop["parent"], cancel)
+    assert response.status_code == 302 and response.headers["Location"].endswith(checkout)
+    assert Payment.get_by_id(payment.id).status == "canceled"
+    assert _promo_uses() == 0
+    assert "Отменен" in shop["parent"].get("/payments").get_data(as_text=True)
+    assert "Отменить платёж?" not in shop["parent"].get(checkout).get_data(as_text=True)
+
+
+def test_nobody_else_cancels_it_and_a_paid_one_stays_paid(app, shop, make_account):
+    payment, _checkout_page = _checkout(shop)
+    with app.test_request_context():
+        stranger = make_account()
+        join(stranger, shop["t"])
+    cancel = f"/t/{shop['tid']}/billing/payments/{payment.id}/cancel"
+    assert post(signed_in(app, stranger), cancel).status_code == 404
+    _bank_pays(shop["parent"], payment)
+    answer = post(shop["parent"], cancel, follow_redirects=True)
+    assert "Платёж уже не ожидает оплаты" in answer.get_data(as_text=True)
+    assert Payment.get_by_id(payment.id).status == "succeeded"
+    assert _promo_uses() == 1
+
+
+def test_paid_at_the_bank_after_the_cancel_it_still_buys(shop):
+    payment, _page = _checkout(shop)
+    post(shop["parent"], f"/t/{shop['tid']}/billing/payments/{payment.id}/cancel")
+    assert _promo_uses() == 0
+    assert _bank_pays(shop["parent"], payment).status_code == 302
+    paid = Payment.get_by_id(payment.id)
+    assert (paid.status, paid.amount_kopecks, paid.closed_at) == ("succeeded", 7650, None)
+    assert AccessGrant.get().paid_until == paid.paid_until
+    assert _promo_uses() == 1  # paid at the discount: the use counts again
+
+
+def test_the_hourly_job_cancels_payments_pending_too_long(app, shop):
+    old, _page = _checkout(shop)
+    long_ago = utcnow() - billing.PENDING_LIFETIME - dt.timedelta(minutes=1)
+    Payment.update(created_at=long_ago).where(Payment.id == old.id).execute()
+    period = billing.TariffPeriod.of(shop["tid"]).first()
+    recent = post(shop["parent"], f"/t/{shop['tid']}/billing/access", {
+        "period": period.id, "email": "p@example.com", "method": "sbp"})
+    assert recent.status_code == 302
+    PurgeJob(app).run_once()
+    assert Payment.get_by_id(old.id).status == "canceled"
+    assert _promo_uses() == 0
+    assert Payment.select().where(Payment.status == "pending").count() == 1
+    # The link still works at the bank; paid now, it still buys what it was for.
+    _bank_pays(shop["parent"], old)
+    assert Payment.get_by_id(old.id).status == "succeeded"
+
+
+# -- deletion of the payer's account -----------------------------------------------------------
+
+
+def _purge(app, account_id):
+    with app.test_request_context(), db.connection_context():
+        Account.update(deletion_due_at=utcnow() - dt.timedelta(seconds=1)).where(
+            Account.id == account_id).execute()
+        assert accounts.purge_deleted() == 1
+
+
+def test_deletion_cancels_open_payments_and_money_paid_later_goes_back(app, shop):
+    payment, _page = _checkout(shop)
+    _purge(app, shop["parent_id"])
+    gone = Payment.get_by_id(payment.id)
+    assert (gone.status, gone.account_id, gone.email) == ("canceled", None, "")
+    assert _promo_uses() == 0
+    # Someone pays the old link: the money comes back at once, nobody gets anything.
+    bank = app.test_client()
+    assert _bank_pays(bank, payment).status_code == 302
+    refunded = Payment.get_by_id(payment.id)
+    assert (refunded.status, refunded.amount_kopecks) == ("refunded", 7650)
+    assert AccessGrant.select().count() == 0
+
+
+def test_a_deleted_payers_card_purchase_awaits_no_card(app, shop):
+    payment, _page = _checkout(shop, kind="card")
+    _bank_pays(shop["parent"], payment)
+    registry = shop["admin"].get("/payments").get_data(as_text=True)
+    assert "Требуется ввод карты" in registry
+    _purge(app, shop["parent_id"])
+    registry = shop["admin"].get("/payments").get_data(as_text=True)
+    assert "Требуется ввод карты" not in registry and "Завершен" in registry
