@@ -190,3 +190,11 @@ def test_the_language_chosen_before_signing_in_stays_and_becomes_the_account_s(
 
     Auth(other).login("+79990001122")
     assert '<html lang="en">' in other.get("/").get_data(as_text=True)
+
+
+def test_the_menu_marks_the_page_shown(client, auth, make_account):
+    make_account(phone="+79990001122")
+    auth.login("+79990001122")
+    html = client.get("/profile").get_data(as_text=True)
+    assert '<a href="/profile" aria-current="page">Профиль</a>' in html
+    assert '<a href="/">Главная</a>' in html
