@@ -67,7 +67,9 @@ def test_the_payer_cancels_a_pending_payment(shop):
     assert Payment.get_by_id(payment.id).status == "canceled"
     assert _promo_uses() == 0
     assert "Отменен" in shop["parent"].get("/payments").get_data(as_text=True)
-    assert "Отменить платёж?" not in shop["parent"].get(checkout).get_data(as_text=True)
+    after = shop["parent"].get(checkout).get_data(as_text=True)
+    assert "Отменить платёж?" not in after
+    assert "Платёж отменён, деньги не списаны." in after and "отклонён" not in after
 
 
 def test_nobody_else_cancels_it_and_a_paid_one_stays_paid(app, shop, make_account):
