@@ -944,20 +944,40 @@ def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bo
         if not moved:
             return False
         if payment.paid_until is not None and payment.period_start is not None:
-            bought = payment.paid_until - payment.period_start
             if payment.kind == "app" and payment.account_id is not None:
-                grant = _for_update(AccessGrant.select().where(
-                    (AccessGrant.account == payment.account_id)
-                    & (AccessGrant.territory == payment.territory_id)
-                )).first()
-                if grant is not None:
-                    AccessGrant.update(paid_until=grant.paid_until - bought).where(
-                        AccessGrant.id == grant.id
-                    ).execute()
+                _take_back_app_time(payment)
             if payment.kind == "card":
-                _take_back_card(payment, bought)
+                _take_back_card(payment, payment.paid_until - payment.period_start)
             versions.bump(payment.territory_id)
     return True
+
+
+def _take_back_app_time(payment: Payment) -> None:
+    """Undo a refunded app purchase: the purchases made after it, which extended from its
+    end, are laid out again from where it started, each for its own calendar months from
+    the later of its payment and the end before it (as buying did), so that their «Оплачено
+    до» and the access end agree. A fixed span taken off would not: 3 months bought in
+    December are 90 days, the 12 after them 366, and the rest would end a day late."""
+    grant = _for_update(AccessGrant.select().where(
+        (AccessGrant.account == payment.account_id)
+        & (AccessGrant.territory == payment.territory_id)
+    )).first()
+    later = Payment.select().where(
+        (Payment.account == payment.account_id) & (Payment.territory == payment.territory_id)
+        & (Payment.kind == "app") & (Payment.status == "succeeded") & (Payment.id != payment.id)
+        & (Payment.period_start >= payment.period_start)
+    ).order_by(Payment.period_start, Payment.id)
+    end, old_end = payment.period_start, payment.paid_until
+    for other in list(later):
+        old_end = max(old_end, other.paid_until)
+        start = extend_from(end, other.paid_at)
+        end = add_months(start, other.months, payment.territory.timezone)
+        Payment.update(period_start=start, paid_until=end).where(Payment.id == other.id).execute()
+    if grant is not None:
+        # The grant ends where the purchases ended, unless something else moved it too
+        # (an admin's grant): then it loses the same time.
+        until = end if grant.paid_until == old_end else grant.paid_until - (old_end - end)
+        AccessGrant.update(paid_until=until).where(AccessGrant.id == grant.id).execute()
 
 
 def _take_back_card(payment: Payment, bought: dt.timedelta) -> None:

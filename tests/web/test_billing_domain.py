@@ -64,10 +64,22 @@ def test_refund_takes_back_exactly_what_it_bought(ctx):
     first = _buy(ctx, months=3)
     second = _buy(ctx, months=12)
     assert billing.apply_refund(first.provider_payment_id, now=NOW)
-    grant = AccessGrant.get()
-    assert grant.paid_until == second.paid_until - (first.paid_until - first.period_start)
+    # The 12 months bought after it now run from when they were bought, in calendar months:
+    # a fixed 3-month span (92 days here) taken off would end them a day or two off.
+    later = Payment.get_by_id(second.id)
+    assert later.period_start == NOW
+    assert later.paid_until == billing.add_months(NOW, 12, "Europe/Moscow")
+    assert AccessGrant.get().paid_until == later.paid_until  # the registry and access agree
     assert not billing.apply_refund(first.provider_payment_id, now=NOW)  # once
     assert Payment.get_by_id(first.id).status == "refunded"
+
+
+def test_refund_of_the_last_purchase_ends_access_where_it_began(ctx):
+    first = _buy(ctx, months=3)
+    second = _buy(ctx, months=12)
+    assert billing.apply_refund(second.provider_payment_id, now=NOW)
+    assert AccessGrant.get().paid_until == first.paid_until
+    assert Payment.get_by_id(first.id).paid_until == first.paid_until
 
 
 def test_card_bound_without_purchase_waits_for_the_manager(ctx):
