@@ -94,6 +94,35 @@
     if (!event.detail.successful) box.replaceChildren();
   });
 
+  // A poll that replaces a part of the page (the gates table every second, a join request's
+  // status) must not take the keyboard's place away: the element that had the focus is
+  // found again in what came in, by its id, its link or its form, and gets it back.
+  let refocus = null;
+  function selectorFor(el) {
+    if (el.id) return "#" + CSS.escape(el.id);
+    const tag = el.tagName.toLowerCase();
+    const href = el.getAttribute("href");
+    if (href) return tag + '[href="' + CSS.escape(href) + '"]';
+    const action = el.form && el.form.getAttribute("action");
+    if (action) return 'form[action="' + CSS.escape(action) + '"] ' + tag;
+    return null;
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const config = event.detail.requestConfig;
+    const active = document.activeElement;
+    const target = event.detail.target;
+    const polled = !(config && config.triggeringEvent);
+    refocus = polled && active && active !== document.body && target && target.contains(active)
+      ? selectorFor(active) : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    const wanted = refocus;
+    refocus = null;
+    if (!wanted || (document.activeElement && document.activeElement !== document.body)) return;
+    const again = document.querySelector(wanted);
+    if (again) again.focus({ preventScroll: true });
+  });
+
   // A form answered with mistakes: take the person to the first one (on a phone it may be
   // far below the fold), and put the cursor there.
   function showFirstMistake(root) {

@@ -1,0 +1,32 @@
+"""Real Chromium, desktop: a keyboard user keeps their place while a poll replaces the page part."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.database import query, url_for
+from tests.e2e.conftest import csp_violations, sign_in_as
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_the_focus_survives_the_gates_table_being_polled(browser, demo):
+    [(tid,)] = query(url_for(demo["instance"]), "select id from territory where kind = 'residential'")
+    page = browser.new_page()
+    sign_in_as(page, demo, "manager")
+    page.goto(f"{demo['base']}/t/{tid}/gates")
+    link = page.locator("#gate-states a", has_text="Въезд")
+    link.focus()
+    # Mark the table shown now: the poll (every second) replaces it with a new one.
+    page.evaluate("document.getElementById('gate-states').dataset.old = '1'")
+    # (No wait_for_function: the strict CSP forbids the eval it uses.)
+    for _ in range(50):
+        page.wait_for_timeout(100)
+        if not page.evaluate("document.getElementById('gate-states').dataset.old"):
+            break
+    else:
+        pytest.fail("the gates table was not polled")
+    page.wait_for_timeout(300)  # the swap has settled
+    focused = page.evaluate("[document.activeElement.tagName, document.activeElement.textContent]")
+    assert focused == ["A", "Въезд"]
+    assert csp_violations(page) == []
