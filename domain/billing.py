@@ -618,24 +618,11 @@ def add_promo(
     that would leave less than MIN_CHARGE to pay even for the dearest thing the territory
     sells (one that fits only the dearer things is fine: checkout refuses it on the rest).
     """
+    problems = promo_problems(territory, code, percent=percent, fixed_kopecks=fixed_kopecks,
+                              expires_at=expires_at, usage_limit=usage_limit, now=now)
+    if problems:
+        raise problems[0]
     code = normalize_promo(code)
-    if not re.fullmatch(r"[0-9A-ZА-ЯЁ_-]{3,40}", code):
-        raise DomainError(_l("Промокод — от 3 до 40 букв и цифр"), field="code")
-    if (percent is None) == (fixed_kopecks is None):
-        raise DomainError(_l("Укажите скидку в процентах или в рублях — одно из двух"),
-                          field="value")
-    if percent is not None and not 1 <= percent <= 99:
-        raise DomainError(_l("Скидка — от 1 до 99 %"), field="value")
-    # Today's prices: they may change later, and check_promo at checkout stays the last word;
-    # this only keeps a code from being useless the day it is made.
-    dearest = dearest_price(territory) if fixed_kopecks is not None else None
-    if dearest is not None and dearest - fixed_kopecks < MIN_CHARGE:
-        raise DomainError(_l("Скидка слишком большая: с ней даже самое дорогое здесь стоило "
-                             "бы меньше 1,00 ₽"), field="value")
-    if expires_at is not None and expires_at <= (now or utcnow()):
-        raise DomainError(_l("Эта дата уже прошла"), field="expires_on")
-    if usage_limit is not None and usage_limit < 1:
-        raise DomainError(_l("Лимит использований — не меньше 1"), field="usage_limit")
     try:
         with db.atomic():
             return PromoCode.create(
@@ -644,6 +631,40 @@ def add_promo(
             )
     except IntegrityError:
         raise DomainError(_l("Такой промокод уже есть"), field="code") from None
+
+
+def promo_problems(
+    territory: Territory,
+    code: str,
+    *,
+    percent: int | None = None,
+    fixed_kopecks: int | None = None,
+    expires_at: dt.datetime | None = None,
+    usage_limit: int | None = None,
+    now: dt.datetime | None = None,
+) -> list[DomainError]:
+    """Everything wrong with a new promo code's terms, one problem per field, so that a form
+    shows them all at once (add_promo refuses the first)."""
+    problems = []
+    if not re.fullmatch(r"[0-9A-ZА-ЯЁ_-]{3,40}", normalize_promo(code)):
+        problems.append(DomainError(_l("Промокод — от 3 до 40 букв и цифр"), field="code"))
+    if (percent is None) == (fixed_kopecks is None):
+        problems.append(DomainError(
+            _l("Укажите скидку в процентах или в рублях — одно из двух"), field="value"))
+    elif percent is not None and not 1 <= percent <= 99:
+        problems.append(DomainError(_l("Скидка — от 1 до 99 %"), field="value"))
+    elif fixed_kopecks is not None:
+        # Today's prices: they may change later, and check_promo at checkout stays the last
+        # word; this only keeps a code from being useless the day it is made.
+        dearest = dearest_price(territory)
+        if dearest is not None and dearest - fixed_kopecks < MIN_CHARGE:
+            problems.append(DomainError(_l("Скидка слишком большая: с ней даже самое дорогое "
+                                           "здесь стоило бы меньше 1,00 ₽"), field="value"))
+    if expires_at is not None and expires_at <= (now or utcnow()):
+        problems.append(DomainError(_l("Эта дата уже прошла"), field="expires_on"))
+    if usage_limit is not None and usage_limit < 1:
+        problems.append(DomainError(_l("Лимит использований — не меньше 1"), field="usage_limit"))
+    return problems
 
 
 def delete_promo(territory: Territory, promo_id: int) -> None:

@@ -179,21 +179,40 @@ def _delete(operation, object_id: int) -> Response:
 def add_promo(tid: int) -> Response:
     """Add a promo code: percent or roubles off, optional last day and usage limit."""
     form = PromoForm()
-    if form.validate_on_submit():
+    if form.is_submitted():
+        # Every field's mistake in one answer: the form's own checks, then the domain's for
+        # the fields those let through.
+        valid = form.validate()
+        problems = []
         try:
-            billing.add_promo(g.territory, form.code.data, **_promo_terms(form))
+            terms = _promo_terms(form)
         except DomainError as error:
-            form_error(form, error)
-        else:
-            flash(_("Промокод добавлен"), "success")
-            return _back()
+            problems.append(error)
+            terms = _promo_limits(form)
+        problems += billing.promo_problems(g.territory, form.code.data or "", **terms)
+        for problem in problems:
+            if not getattr(form, problem.field).errors:  # one mistake a field, the first
+                form_error(form, problem)
+        if valid and not problems:
+            try:
+                billing.add_promo(g.territory, form.code.data, **terms)
+            except DomainError as error:
+                form_error(form, error)
+            else:
+                flash(_("Промокод добавлен"), "success")
+                return _back()
     return _settings(422, promo_form=form)
+
+
+def _promo_limits(form: PromoForm) -> dict:
+    """The form's last day and usage limit as the domain takes them."""
+    expires_at = _after(form.expires_on.data) if form.expires_on.data else None
+    return {"expires_at": expires_at, "usage_limit": form.usage_limit.data}
 
 
 def _promo_terms(form: PromoForm) -> dict:
     """The form's discount and limits as the domain takes them."""
-    expires_at = _after(form.expires_on.data) if form.expires_on.data else None
-    terms = {"expires_at": expires_at, "usage_limit": form.usage_limit.data}
+    terms = _promo_limits(form)
     if form.discount_kind.data == "percent":
         value = (form.value.data or "").strip().rstrip("%").strip()
         if not value.isdecimal() or len(value) > 3:

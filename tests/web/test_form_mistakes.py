@@ -322,3 +322,16 @@ def test_get_of_admin_attach_goes_to_the_account(app):
     assert client.get("/admin/accounts/999999/attach").status_code == 404
     assert signed_in(app, someone).get(f"/admin/accounts/{someone.id}/attach").status_code == 404
     assert Territory.select().count() == 0
+
+
+def test_a_promo_code_s_mistakes_come_all_at_once(garden):
+    response = _promo(garden["client"], garden["t"].id, code="Л", value="сто",
+                      expires_on="2020-01-01", usage_limit="0")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert field_error(page, "code") == "Промокод — от 3 до 40 букв и цифр"
+    assert "целое число от 1 до 99" in field_error(page, "value")
+    assert field_error(page, "expires_on") == "Эта дата уже прошла"
+    assert field_error(page, "usage_limit")
+    assert input_value(page, "value") == "сто" and input_value(page, "code") == "Л"
+    assert PromoCode.select().count() == 0
