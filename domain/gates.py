@@ -22,6 +22,7 @@ from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
 from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory
+from domain.text import in_quotes
 
 DIRECTIONS = {"entry": _l("Въезд"), "exit": _l("Выезд"), "both": _l("Въезд и выезд")}
 WORD_ORDERS = ("big", "little")
@@ -320,13 +321,19 @@ def gate_problems(
     if poll_ms is None or not 20 <= poll_ms <= 60000:
         problems["poll_ms"] = _l("Опрос — от 20 до 60000 мс")
     if "host" not in problems:
-        # One controller answers one gate: two would each answer its events.
-        twin = next((g for g in Gate.of(territory_id)
-                     if g.id != gate_id and (_same_host(g.host), g.port, g.unit_id)
-                     == (_same_host(host), port, unit_id)), None)
-        if twin is not None:
+        # One controller answers one gate, in the whole installation: two gates would each
+        # answer its events, and the first answer wins, so a manager who pointed a gate of
+        # theirs at another territory's controller could open that territory's barrier
+        # with passes of their own. Another territory's gate is not named.
+        twin = next((g for g in Gate.select().where(
+                         (Gate.port == port) & (Gate.unit_id == unit_id))
+                     if g.id != gate_id and _same_host(g.host) == _same_host(host)), None)
+        if twin is not None and twin.territory_id == territory_id:
             problems["host"] = _l("Этот контроллер (адрес, порт и номер устройства) уже "
-                                  "у ворот «%(name)s»", name=twin.name)
+                                  "у ворот «%(name)s»", name=in_quotes(twin.name))
+        elif twin is not None:
+            problems["host"] = _l("Этот контроллер (адрес, порт и номер устройства) уже "
+                                  "подключён к другим воротам")
     return problems
 
 

@@ -300,10 +300,15 @@ def test_gate_form_wants_a_real_address_and_one_gate_per_controller(app, client,
                 word_order="big").status_code == 422
     with app.app_context():
         assert Gate.select().where(Gate.territory == world.t).count() == 2
-    # Another unit behind the same address, another territory's controller, a host name and
-    # an IPv6 address are all fine.
+    # Another territory's controller is refused too (both gates would answer its events, and
+    # the first answer wins: passes here would open the barrier there), without its name.
+    theirs = post(name="Третий", host="127.0.0.1", port="5021", unit_id="1")
+    html = theirs.get_data(as_text=True)
+    assert theirs.status_code == 422 and "уже подключён к другим воротам" in html
+    assert "Чужие" not in html
+    # Another unit behind the same address, a host name and an IPv6 address are all fine.
     assert post(name="Второй", host="127.0.0.1", port="5020", unit_id="2").status_code == 302
-    assert post(name="Третий", host="127.0.0.1", port="5021", unit_id="1").status_code == 302
+    assert post(name="Третий", host="127.0.0.1", port="5029", unit_id="1").status_code == 302
     assert post(name="Четвёртый", host="Gate-4.local").status_code == 302
     assert post(name="Пятый", host="fe80::1").status_code == 302
     # Editing a gate keeps its own controller; moving it onto another's is refused.
