@@ -29,4 +29,9 @@ def test_the_focus_survives_the_gates_table_being_polled(browser, demo):
     page.wait_for_timeout(300)  # the swap has settled
     focused = page.evaluate("[document.activeElement.tagName, document.activeElement.textContent]")
     assert focused == ["A", "Въезд"]
+    # Enter opens the gate's page as a page: the poller's hx-target="this" is not inherited
+    # by the link inside it, which used to paste the whole edit page into the table.
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/t/{tid}/gates/*/edit")
+    assert page.locator("header").count() == 1 and page.locator("h1").count() == 1
     assert csp_violations(page) == []
