@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, RadioField, SelectField, StringField
@@ -14,9 +16,20 @@ from wtforms.validators import (
     Length,
     NumberRange,
     Optional,
+    ValidationError,
 )
 
 from domain.billing import KINDS, METHODS, STATUSES
+
+# A last day beyond this is a slip (31.12.9999 ended in a server error: the day after it
+# does not exist).
+LAST_DAY = dt.date(2099, 12, 31)
+
+
+def not_too_far(form: FlaskForm, field: DateField) -> None:
+    """Validator: a last day no later than LAST_DAY."""
+    if field.data and field.data > LAST_DAY:
+        raise ValidationError(_l("Не позже 31.12.2099"))
 
 
 def _choices(labels: dict) -> list[SelectChoice]:
@@ -76,7 +89,7 @@ class ApproveCardForm(FlaskForm):
     """The manager approves a card paid outside the app, up to a last day."""
 
     until = DateField(_l("Действует по (включительно)"),
-                      validators=[InputRequired(_l("Укажите дату"))])
+                      validators=[InputRequired(_l("Укажите дату")), not_too_far])
 
 
 class TariffForm(FlaskForm):
@@ -110,7 +123,8 @@ class PromoForm(FlaskForm):
     value = StringField(_l("Размер скидки"),
                         validators=[DataRequired(_l("Введите размер скидки"))],
                         render_kw={"inputmode": "decimal", "placeholder": "10"})
-    expires_on = DateField(_l("Действует по (включительно)"), validators=[Optional()])
+    expires_on = DateField(_l("Действует по (включительно)"),
+                           validators=[Optional(), not_too_far])
     usage_limit = IntegerField(
         _l("Лимит использований"),
         validators=[Optional(), NumberRange(1, 1_000_000, _l("Не меньше 1"))],

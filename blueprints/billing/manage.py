@@ -206,8 +206,8 @@ def add_promo(tid: int) -> Response:
 
 def _promo_limits(form: PromoForm) -> dict:
     """The form's last day and usage limit as the domain takes them."""
-    expires_at = _after(form.expires_on.data) if form.expires_on.data else None
-    return {"expires_at": expires_at, "usage_limit": form.usage_limit.data}
+    day = form.expires_on.data if not form.expires_on.errors else None
+    return {"expires_at": _after(day) if day else None, "usage_limit": form.usage_limit.data}
 
 
 def _promo_terms(form: PromoForm) -> dict:

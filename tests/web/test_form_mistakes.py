@@ -335,3 +335,18 @@ def test_a_promo_code_s_mistakes_come_all_at_once(garden):
     assert field_error(page, "usage_limit")
     assert input_value(page, "value") == "сто" and input_value(page, "code") == "Л"
     assert PromoCode.select().count() == 0
+
+
+def test_deleting_a_period_or_a_promo_code_asks_first(garden):
+    client, tid = garden["client"], garden["t"].id
+    assert _promo(client, tid, code="LETO10").status_code == 302
+    page = client.get(f"/t/{tid}/billing/settings").get_data(as_text=True)
+    assert 'data-confirm="Удалить промокод LETO10?"' in page
+    assert 'data-confirm="Удалить период 3 мес.?"' in page
+
+
+def test_a_last_day_far_in_the_future_is_a_mistake_not_a_server_error(garden):
+    # 31.12.9999 ended in a 500: the day after it does not exist.
+    response = _promo(garden["client"], garden["t"].id, expires_on="9999-12-31")
+    assert response.status_code == 422
+    assert field_error(response.get_data(as_text=True), "expires_on") == "Не позже 31.12.2099"
