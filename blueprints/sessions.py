@@ -92,11 +92,14 @@ def start_session(account: accounts.Account) -> None:
 
 
 def end_session(account: accounts.Account | None) -> None:
-    """Sign this browser out and forget its device for good."""
+    """Sign this browser out and forget its device for good; its language stays."""
     if account is not None and account.is_authenticated:
         accounts.sign_out(account.get_id())
     logout_user()
+    chosen = session.get("lang")
     session.clear()
+    if chosen in LANGUAGES:
+        session["lang"] = chosen
 
 
 def device_label(user_agent: str) -> str:

@@ -163,7 +163,10 @@ def issue(
     with db.atomic():
         last = latest(purpose, target)
         if last is not None and last.resend_in(now) > 0:
-            raise DomainError(_l("Новый код можно запросить через %(s)s с", s=last.resend_in(now)))
+            wait = last.resend_in(now)
+            if purpose in LINK_PURPOSES:  # an e-mail carries a link, not a code
+                raise DomainError(_l("Новую ссылку можно запросить через %(s)s с", s=wait))
+            raise DomainError(_l("Новый код можно запросить через %(s)s с", s=wait))
         check_limits(target, ip, channel, now)
         _log_send(target, ip, channel, now)
         Code.update(used_at=now).where(

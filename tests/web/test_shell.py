@@ -184,6 +184,10 @@ def test_the_language_chosen_before_signing_in_stays_and_becomes_the_account_s(
         from domain.accounts import Account
 
         assert Account.get_by_id(account.id).locale == "en"
+    # Signing out keeps this browser's language for its login page.
+    token = csrf_token(client, "/")
+    client.post("/logout", data={"csrf_token": token})
+    assert '<html lang="en">' in client.get("/login").get_data(as_text=True)
     # Another browser of the same person: English from the account.
     other = app.test_client()
     from tests.conftest import Auth

@@ -263,7 +263,7 @@ def test_email_signup_and_recovery_wait_alike_for_known_and_unknown_addresses(
                                    **TWICE, "consent": "y"}}
         assert post(client, first, forms[first]).status_code in (200, 302)
         response = post(client, second, forms[second])
-        answers[email] = response.status_code, "Новый код можно запросить" in response.get_data(
+        answers[email] = response.status_code, "Новую ссылку можно запросить" in response.get_data(
             as_text=True)
     assert answers["taken@example.ru"] == answers["nobody@example.ru"] == (422, True)
 
