@@ -141,6 +141,15 @@ def _public_address(app: Flask) -> None:
         app.config["SERVER_NAME"] = parts.netloc
         app.config["PREFERRED_URL_SCHEME"] = parts.scheme
         hosts.append(parts.hostname)
+        # The scheme too: inside a request Flask builds links with the request's scheme, and
+        # a proxy that sends no X-Forwarded-Proto would have tokens mailed as http:// links.
+        inner = app.wsgi_app
+
+        def public_scheme(environ: dict, start_response: Any) -> Any:
+            environ["wsgi.url_scheme"] = parts.scheme
+            return inner(environ, start_response)
+
+        app.wsgi_app = public_scheme
     if app.config.get("TRUSTED_HOSTS") is None:
         app.config["TRUSTED_HOSTS"] = hosts
 
