@@ -16,6 +16,7 @@ import datetime as dt
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask_babel import lazy_gettext as _l
@@ -602,33 +603,21 @@ def normalize_promo(code: str) -> str:
     return re.sub(r"\s+", "", code or "").upper()
 
 
-def add_promo(
-    territory: Territory,
-    code: str,
-    *,
-    percent: int | None = None,
-    fixed_kopecks: int | None = None,
-    expires_at: dt.datetime | None = None,
-    usage_limit: int | None = None,
-    now: dt.datetime | None = None,
-) -> PromoCode:
-    """Create a promo code with exactly one of a percent or a fixed discount.
+def add_promo(territory: Territory, code: str, **terms: Any) -> PromoCode:
+    """Create a promo code with exactly one of a percent or a fixed discount; `terms` as
+    promo_problems takes them (percent, fixed_kopecks, expires_at, usage_limit, now).
 
     A code that could never be used is refused: one already expired, or a fixed discount
     that would leave less than MIN_CHARGE to pay even for the dearest thing the territory
     sells (one that fits only the dearer things is fine: checkout refuses it on the rest).
     """
-    problems = promo_problems(territory, code, percent=percent, fixed_kopecks=fixed_kopecks,
-                              expires_at=expires_at, usage_limit=usage_limit, now=now)
+    problems = promo_problems(territory, code, **terms)
     if problems:
         raise problems[0]
-    code = normalize_promo(code)
+    terms.pop("now", None)
     try:
         with db.atomic():
-            return PromoCode.create(
-                territory=territory, code=code, percent=percent, fixed_kopecks=fixed_kopecks,
-                expires_at=expires_at, usage_limit=usage_limit,
-            )
+            return PromoCode.create(territory=territory, code=normalize_promo(code), **terms)
     except IntegrityError:
         raise DomainError(_l("Такой промокод уже есть"), field="code") from None
 
