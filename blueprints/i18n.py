@@ -89,6 +89,17 @@ def format_date(value: dt.date | dt.datetime | None, tz: str | None = None) -> s
     return value.strftime("%d.%m.%Y")
 
 
+def format_until(value: dt.datetime | None, tz: str | None = None) -> str:
+    """An end as people read it: a day's end (midnight after it) is that day, DD.MM.YYYY («по
+    02.12.2030» ends as 03.12 begins); any other moment DD.MM.YYYY HH:MM."""
+    if value is None:
+        return "-"
+    local = value.astimezone(ZoneInfo(tz or select_timezone()))
+    if local.time() == dt.time():
+        return (local - dt.timedelta(days=1)).strftime("%d.%m.%Y")
+    return local.strftime("%d.%m.%Y %H:%M")
+
+
 def format_money(kopecks: int | None) -> str:
     """An amount kept in kopecks as 1 380,00 ₽ (1,380.00 ₽ in English)."""
     if kopecks is None:
@@ -113,6 +124,7 @@ def init_i18n(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     app.jinja_env.filters["dt"] = format_datetime
     app.jinja_env.filters["date"] = format_date
+    app.jinja_env.filters["until"] = format_until
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["phone"] = format_phone
     app.jinja_env.filters["tel"] = lambda e164: Markup.escape(f"tel:{e164 or ''}")

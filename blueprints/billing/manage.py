@@ -239,12 +239,17 @@ def _kindergarten() -> None:
 def cards(tid: int) -> Response:
     """«Карты»: every card bound here, with its holder and status; approve or unbind."""
     _kindergarten()
-    now = utcnow()
-    # Approval proposes what buying a card here gives: the territory's validity from today.
-    until = billing.add_months(now, g.territory.card_validity_months, g.territory.timezone)
-    form = ApproveCardForm(formdata=None,
-                           until=until.astimezone(ZoneInfo(g.territory.timezone)).date())
-    return page("billing/cards.html", cards=list(Card.in_territory(tid)), form=form, now=now)
+    now, zone = utcnow(), g.territory.timezone
+    cards = list(Card.in_territory(tid))
+    # Each card's form proposes what buying a card here gives: the territory's validity,
+    # from today or, for a card still valid, from its end (a «Продлить» that extends it).
+    proposed = {}
+    for card in cards:
+        start = max(now, card.valid_until) if card.valid_until else now
+        end = billing.add_months(start, g.territory.card_validity_months, zone)
+        proposed[card.id] = end.astimezone(ZoneInfo(zone)).date()
+    return page("billing/cards.html", cards=cards, form=ApproveCardForm(formdata=None),
+                proposed=proposed, now=now)
 
 
 @bp.get("/t/<int:tid>/billing/cards/<int:card_id>/approve")

@@ -80,7 +80,13 @@ def test_the_manager_lists_approves_and_unbinds_cards(sad):
         True, "card_valid", card.valid_until)
     page = sad["manager"].get(f"/t/{sad['tid']}/billing/cards").get_data(as_text=True)
     assert "Действует" in page and "Продлить" in page
-    assert "действует до" in sad["parent"].get(
+    # Its end reads as the day chosen, not as the midnight after it; «Продлить» proposes
+    # the validity from that end, which it would accept.
+    shown = last_day.strftime("%d.%m.%Y")
+    assert f">{shown}</td>" in page and "00:00" not in page
+    longer = billing.add_months(card.valid_until, 48, sad["t"].timezone).astimezone(zone).date()
+    assert f'value="{longer.isoformat()}"' in page
+    assert f"действует до {shown}" in sad["parent"].get(
         f"/t/{sad['tid']}/billing/").get_data(as_text=True)
 
     # A date already past is refused, and nothing changes.
