@@ -131,11 +131,17 @@ class GateEvent(BaseModel):
 
     @property
     def shown_credential(self) -> str:
-        """The credential as people read it (plates grouped, in Cyrillic)."""
+        """The credential as people read it: plates grouped, in Cyrillic; cards as printed on
+        them (123,45678), as the «Карты» page lists them, so a refused swipe can be found."""
         if self.kind == "plate" and self.credential:
             from domain.passes import format_plate
 
             return format_plate(self.credential)
+        if self.kind == "card" and self.credential.isdigit():
+            from domain.billing import CARD_VALUE_MAX, format_card_number
+
+            if int(self.credential) <= CARD_VALUE_MAX:
+                return format_card_number(int(self.credential))
         return self.credential
 
     @classmethod

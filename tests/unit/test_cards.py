@@ -127,3 +127,13 @@ def test_digit_soup_never_escapes_as_another_error(text: str) -> None:
         parse_card_number(text)
     except DomainError:
         pass
+
+
+def test_the_log_shows_a_card_as_printed_like_the_cards_page():
+    from domain.gates import GateEvent
+
+    assert GateEvent(kind="card", credential="8106606").shown_credential == "123,45678"
+    assert GateEvent(kind="card", credential="18446744073709551000").shown_credential == \
+        "18446744073709551000"
+    assert GateEvent(kind="card", credential="99999999999999999999999").shown_credential == \
+        "99999999999999999999999"  # out of range: as the reader sent it
