@@ -123,6 +123,22 @@
     if (again) again.focus({ preventScroll: true });
   });
 
+  // A menu made of <details data-menu> (the territory switcher) closes as menus do: on
+  // Escape, giving the focus back to its summary, and on a tap anywhere else.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
+      menu.open = false;
+      const summary = menu.querySelector("summary");
+      if (summary && menu.contains(document.activeElement)) summary.focus();
+    });
+  });
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.open = false;
+    });
+  });
+
   // A form answered with mistakes: take the person to the first one (on a phone it may be
   // far below the fold), and put the cursor there.
   function showFirstMistake(root) {

@@ -10,6 +10,24 @@ from tests.e2e.conftest import csp_violations, sign_in_as
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+def test_the_territory_switcher_closes_like_a_menu(browser, demo):
+    page = browser.new_page()
+    sign_in_as(page, demo, "manager")  # two territories: the switcher is there
+    switcher = page.locator("#switcher")
+    page.click("#switcher summary")
+    assert switcher.get_attribute("open") is not None
+    page.keyboard.press("Escape")
+    assert switcher.get_attribute("open") is None
+    assert page.evaluate("document.activeElement.tagName") == "SUMMARY"
+    page.click("#switcher summary")
+    page.mouse.click(10, 600)  # a tap elsewhere, away from the open menu
+    assert switcher.get_attribute("open") is None
+    page.click("#switcher summary")
+    page.click("#switcher summary")  # its own summary still toggles it
+    assert switcher.get_attribute("open") is None
+    assert csp_violations(page) == []
+
+
 def test_the_focus_survives_the_gates_table_being_polled(browser, demo):
     [(tid,)] = query(url_for(demo["instance"]), "select id from territory where kind = 'residential'")
     page = browser.new_page()
