@@ -926,17 +926,19 @@ PENDING_LIFETIME = dt.timedelta(hours=1)
 def expire_pending(now: dt.datetime | None = None) -> int:
     """Cancel the payments pending longer than PENDING_LIFETIME; returns how many."""
     now = now or utcnow()
-    stale = Payment.select(Payment.id).where(
-        (Payment.status == "pending") & (Payment.created_at <= now - PENDING_LIFETIME))
-    return sum(_cancel(p.id, "payment.expired", now) for p in list(stale))
+    return _cancel_pending(Payment.created_at <= now - PENDING_LIFETIME, "payment.expired", now)
 
 
 def cancel_pending_of(account_id: int, now: dt.datetime | None = None) -> int:
     """Cancel an account's pending payments (it is being deleted); returns how many."""
-    now = now or utcnow()
-    pending = Payment.select(Payment.id).where(
-        (Payment.account == account_id) & (Payment.status == "pending"))
-    return sum(_cancel(p.id, "payment.account_deleted", now) for p in list(pending))
+    return _cancel_pending(Payment.account == account_id, "payment.account_deleted",
+                           now or utcnow())
+
+
+def _cancel_pending(which, event: str, now: dt.datetime) -> int:
+    """Cancel the pending payments matching `which`, each as `event`; returns how many."""
+    pending = Payment.select(Payment.id).where((Payment.status == "pending") & which)
+    return sum(_cancel(p.id, event, now) for p in list(pending))
 
 
 def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bool:
@@ -957,7 +959,7 @@ def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bo
             if payment.kind == "app" and payment.account_id is not None:
                 _take_back_app_time(payment)
             if payment.kind == "card":
-                _take_back_card(payment, payment.paid_until - payment.period_start)
+                _take_back_card(payment)
             versions.bump(payment.territory_id)
     return True
 
@@ -990,7 +992,7 @@ def _take_back_app_time(payment: Payment) -> None:
         AccessGrant.update(paid_until=until).where(AccessGrant.id == grant.id).execute()
 
 
-def _take_back_card(payment: Payment, bought: dt.timedelta) -> None:
+def _take_back_card(payment: Payment) -> None:
     """Undo what a refunded purchase did to its card: the end it had before, when nothing
     extended the card since; else the purchase's span off the current end."""
     card = _for_update(Card.select().where(
@@ -1002,7 +1004,7 @@ def _take_back_card(payment: Payment, bought: dt.timedelta) -> None:
     if card.valid_until == payment.paid_until:
         end = payment.card_until_before
     else:
-        end = card.valid_until - bought
+        end = card.valid_until - (payment.paid_until - payment.period_start)
     Card.update(valid_until=end).where(Card.id == card.id).execute()
 
 

@@ -67,15 +67,6 @@
     el.textContent = text || "";
     el.hidden = !text;
   }
-  // Only a new action of the person's (a submit, a tap) clears the banner: the pollers (feed,
-  // gates, payment status) ask every second, and the suggestions while typing, and they wiped
-  // an error before anyone could read it.
-  document.addEventListener("htmx:beforeRequest", function (event) {
-    const config = event.detail.requestConfig;
-    const cause = config && config.triggeringEvent;
-    if (cause && (cause.type === "submit" || cause.type === "click")) banner("");
-  });
-
   // A request that replaces an answer (data-answer: the check's verdict) dims the old one
   // at once, and a failed one takes it away: a guard must never read the last plate's
   // «Въезд разрешён» under the plate just typed.
@@ -83,7 +74,13 @@
     const box = event.detail.target;
     return box && box.hasAttribute && box.hasAttribute("data-answer") ? box : null;
   }
+  // Only a new action of the person's (a submit, a tap) clears the banner: the pollers (feed,
+  // gates, payment status) ask every second, and the suggestions while typing, and they wiped
+  // an error before anyone could read it.
   document.addEventListener("htmx:beforeRequest", function (event) {
+    const config = event.detail.requestConfig;
+    const cause = config && config.triggeringEvent;
+    if (cause && (cause.type === "submit" || cause.type === "click")) banner("");
     const box = answerBox(event);
     if (box) box.setAttribute("aria-busy", "true");
   });
