@@ -1,5 +1,5 @@
 """Every kind of page each demo role reaches, on a 360 px phone: nothing wider than the screen,
-no CSP violation, no script error."""
+every control big enough for a thumb, no CSP violation, no script error."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ OVERFLOW = """() => {
     .filter(e => e.getBoundingClientRect().right > width + 1)
     .slice(-3).map(e => `${e.tagName.toLowerCase()}.${e.className} → ${Math.round(e.getBoundingClientRect().right)} px`);
 }"""
+# Controls a thumb must hit: buttons, fields, the menu and the tabs, at least 44 × 44 px
+# (WCAG 2.5.5). Links inside running text are exempt, as the guideline allows, and a tick box
+# or a radio button is measured by its label, which a tap on works the same.
+SMALL_TARGETS = """() => [...document.querySelectorAll(
+    'button, .button, input:not([type=hidden]), select, summary, .nav a, .tabs a')]
+  .filter(e => e.offsetParent !== null)
+  .map(e => [e, ((e.type === 'checkbox' || e.type === 'radio') && e.labels.length
+                 ? e.labels[0] : e).getBoundingClientRect()])
+  .filter(([e, r]) => r.height < 43.5 || r.width < 43.5)
+  .map(([e, r]) => `${e.tagName.toLowerCase()}.${e.className} «${(e.innerText || e.value || e.name || '').trim().slice(0, 20)}» ${Math.round(r.width)}×${Math.round(r.height)}`)"""
 
 
 def _kind(path: str) -> str:
@@ -35,7 +45,7 @@ def test_every_kind_of_page_fits_a_phone(browser, demo, role):
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     sign_in_as(page, demo, role)
     base = demo["base"]
-    queue, kinds, problems = ["/"], set(), {}
+    queue, kinds, problems, small = ["/"], set(), {}, {}
     while queue:
         path = queue.pop(0)
         if _kind(path) in kinds:
@@ -46,6 +56,8 @@ def test_every_kind_of_page_fits_a_phone(browser, demo, role):
         sticking_out = page.evaluate(OVERFLOW)
         if sticking_out:
             problems[path] = sticking_out
+        if page.evaluate(SMALL_TARGETS):
+            small[path] = page.evaluate(SMALL_TARGETS)
         for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)"):
             parts = urlsplit(href)
             if parts.netloc != urlsplit(base).netloc or parts.path.startswith(SKIP) \
@@ -56,5 +68,6 @@ def test_every_kind_of_page_fits_a_phone(browser, demo, role):
                 queue.append(target)
     assert len(kinds) >= 10, sorted(kinds)
     assert not problems, problems
+    assert not small, small
     assert csp_violations(page) == []
     assert not errors, errors
