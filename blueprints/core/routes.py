@@ -31,6 +31,32 @@ SHELL = ["core.offline", "static:app.css", "static:app.js", "static:vendor/htmx.
          "static:icons/icon-192.png", "static:icons/icon.svg"]
 
 
+# The menu's sections and the pages under each, by endpoint (else by blueprint): a page under
+# a section marks its menu item, so a manager on «Участники» still sees where they are.
+# Manager pages that live in other blueprints belong to «Управление»: their tabs are there.
+_SECTION_OF_ENDPOINT = {
+    "core.home": "home",
+    "billing.payments_registry": "payments",
+    "billing.cards": "manage", "billing.card_form": "manage", "billing.settings": "manage",
+    "billing.settings_form": "manage", "billing.period_form": "manage",
+}
+_SECTION_OF_BLUEPRINT = {"manage": "manage", "gates": "manage", "admin": "admin",
+                         "profile": "profile"}
+
+
+@bp.app_template_global("nav_section")
+def nav_section() -> str | None:
+    """The menu item the page shown belongs to: home, territory, manage, admin, payments,
+    profile; None for pages under none (sign-in, help)."""
+    endpoint = request.endpoint or ""
+    section = _SECTION_OF_ENDPOINT.get(endpoint)
+    if section is None:
+        section = _SECTION_OF_BLUEPRINT.get(request.blueprint or "")
+    if section is None and request.view_args and "tid" in request.view_args:
+        section = "territory"
+    return section
+
+
 @bp.get("/")
 def home() -> Response:
     """The start page: the signed-in home, or a welcome with sign-in for visitors."""

@@ -463,3 +463,22 @@ def test_admin_console_is_404_for_everyone_else(world):
         assert client.get(url).status_code == 404
     assert post(client, f"/admin/accounts/{world['applicant'].id}/block").status_code == 404
     assert not world["applicant"].__class__.get_by_id(world["applicant"].id).blocked
+
+
+def test_the_menu_marks_the_section_of_a_page_under_it(world):
+    """A page under a menu item marks that item ("true"); the item's own page is "page"."""
+    app, t = world["app"], world["t"]
+    client = signed_in(app, world["manager"])
+
+    def marked(path: str) -> dict[str, str]:
+        nav = client.get(path).get_data(as_text=True).split('<nav', 1)[1].split("</nav>", 1)[0]
+        return {label: how for how, label in re.findall(r'aria-current="(\w+)">([^<]+)</a>', nav)}
+
+    assert marked(f"/t/{t.id}/manage/") == {"Управление": "page"}
+    for under_manage in ("manage/members", "manage/settings", "gates", "billing/settings"):
+        assert marked(f"/t/{t.id}/{under_manage}") == {"Управление": "true"}, under_manage
+    assert marked(f"/t/{t.id}/") == {"Территория": "page"}
+    assert marked(f"/t/{t.id}/passes") == {"Территория": "true"}
+    assert marked("/profile/devices") == {"Профиль": "true"}
+    assert marked("/") == {"Главная": "page"}
+    assert marked("/help/install") == {}
