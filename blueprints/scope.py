@@ -18,9 +18,15 @@ def current_membership(tid: int) -> Membership:
 
     A platform admin who is not a member acts as a manager of any territory.
     """
-    try:
-        found = membership(current_user, tid)
-    except NotFound:
+    loaded = g.get("loaded_membership")
+    if loaded is not None and loaded[:2] == (tid, current_user.get_id()):
+        found = loaded[2]  # found with the signed-in device, in one query (sessions._load)
+    else:
+        try:
+            found = membership(current_user, tid)
+        except NotFound:
+            found = None
+    if found is None:
         if not current_user.is_admin:
             abort(404)
         territory = Territory.get_or_none(Territory.id == tid)

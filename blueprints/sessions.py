@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, flash, redirect, request, session, url_for
+from flask import Flask, Response, flash, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import lazy_gettext as _l
 from flask_login import login_user, logout_user
 from itsdangerous import URLSafeTimedSerializer
 
 from blueprints.i18n import LANGUAGES
-from domain import accounts
+from domain import accounts, territories
 from extensions import login_manager
 
 
@@ -66,7 +66,15 @@ def _unauthorized() -> Response:
 
 @login_manager.user_loader
 def _load(token: str) -> accounts.Account | None:
-    device = accounts.device_for_token(token)
+    """The signed-in account; on a territory page (/t/<tid>/…) its membership there comes in
+    the same query and waits in g for blueprints/scope.current_membership."""
+    tid = (request.view_args or {}).get("tid")
+    if isinstance(tid, int):
+        device, member = territories.device_with_membership(token, tid)
+        if device is not None:
+            g.loaded_membership = (tid, token, member)
+    else:
+        device = accounts.device_for_token(token)
     return device.account if device else None
 
 

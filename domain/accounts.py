@@ -121,7 +121,7 @@ class Device(BaseModel):
         )
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -254,7 +254,7 @@ def sign_in(account: Account, label: str, ip: str | None) -> str:
         Device.delete().where((Device.account == account) & (Device.expires_at <= now)).execute()
         Device.create(
             account=account,
-            token_hash=_digest(token),
+            token_hash=token_digest(token),
             label=label[:200],
             ip=ip,
             created_at=now,
@@ -284,7 +284,12 @@ def device_for_token(token: str | None) -> Device | None:
     if not token:
         return None
     now = utcnow()
-    device = _LIVE_DEVICE.first(token_hash=_digest(token), now=now)
+    return live_device(_LIVE_DEVICE.first(token_hash=token_digest(token), now=now), token, now)
+
+
+def live_device(device: Device | None, token: str, now: dt.datetime) -> Device | None:
+    """A device row found by its token's digest, if its account may still sign in (its last
+    use recorded now and then); None otherwise."""
     if device is None or device.account.blocked:
         return None
     if now - device.last_seen_at > TOUCH_EVERY:
@@ -297,7 +302,7 @@ def device_for_token(token: str | None) -> Device | None:
 def sign_out(token: str | None) -> None:
     """End the session of this token for good."""
     if token:
-        Device.delete().where(Device.token_hash == _digest(token)).execute()
+        Device.delete().where(Device.token_hash == token_digest(token)).execute()
 
 
 def sign_out_device(account: Account, device_id: int) -> bool:
@@ -310,7 +315,7 @@ def sign_out_others(account: Account, keep_token: str | None) -> int:
     """Sign out every device of the account but the current one; returns how many."""
     query = Device.delete().where(Device.account == account)
     if keep_token:
-        query = query.where(Device.token_hash != _digest(keep_token))
+        query = query.where(Device.token_hash != token_digest(keep_token))
     return query.execute()
 
 

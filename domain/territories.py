@@ -357,6 +357,40 @@ def memberships_of(account: Account) -> list[Membership]:
     return list(_OF_ACCOUNT(account=account))
 
 
+# Every territory page needs who is signed in and their membership there: one query for
+# both (Flask-Login's user loader asks it on those pages, blueprints/sessions.py), where
+# the device and the membership took a round trip to the database each.
+_DEVICE_IN = Prepared(lambda: (
+    Device.select(Device.id, Device.last_seen_at, Device.territory_id, Account, Membership,
+                  Territory)
+    .join(Account)
+    .join(Membership, JOIN.LEFT_OUTER, attr="member", on=(
+        (Membership.account == Account.id) & (Membership.territory == Slot("territory"))))
+    .join(Territory, JOIN.LEFT_OUTER, on=(Membership.territory == Territory.id))
+    .where((Device.token_hash == Slot("token_hash")) & (Device.expires_at > Slot("now")))
+    .limit(1)
+))
+
+
+def device_with_membership(
+    token: str | None, territory_id: int
+) -> tuple[Device | None, Membership | None]:
+    """The live device behind a session token (as accounts.device_for_token) and its
+    account's membership in the territory (as membership(), None for a non-member)."""
+    if not token:
+        return None, None
+    now = utcnow()
+    found = _DEVICE_IN.first(token_hash=accounts.token_digest(token), now=now,
+                             territory=territory_id)
+    device = accounts.live_device(found, token, now)
+    if device is None:
+        return None, None
+    member = device.account.member
+    if member is not None:
+        member.account = device.account
+    return device, member
+
+
 def membership(account: Account, territory_id: int) -> Membership:
     """The account's membership in a territory; NotFound when they do not belong there."""
     found = _MEMBERSHIP.first(account=account, territory=territory_id)

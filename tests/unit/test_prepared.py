@@ -148,8 +148,12 @@ def test_the_app_s_prepared_queries_build_rows_as_peewee_does(app, world):
             (access.PLATE_PASSES, {"territory": territory, "plate": "A111AA77"}),
             (access.PLATE_PASSES, {"territory": territory, "plate": "E444EE77"}),  # no member
             (access.PLATE_PASSES, {"territory": territory, "plate": "C333CC77"}),
-            (accounts._LIVE_DEVICE, {"token_hash": accounts._digest(token), "now": NOW}),
+            (accounts._LIVE_DEVICE, {"token_hash": accounts.token_digest(token), "now": NOW}),
             (territories._MEMBERSHIP, {"account": resident, "territory": territory}),
+            (territories._DEVICE_IN, {"token_hash": accounts.token_digest(token), "now": NOW,
+                                      "territory": territory}),
+            (territories._DEVICE_IN, {"token_hash": accounts.token_digest(token), "now": NOW,
+                                      "territory": 0}),  # not a member there
             (territories._OF_ACCOUNT, {"account": resident}),
             (territories._OF_ACCOUNT, {"account": gone}),
             (passes.OWN_LIVE, {"territory": territory, "account": resident, "now": NOW}),
@@ -165,6 +169,11 @@ def test_the_app_s_prepared_queries_build_rows_as_peewee_does(app, world):
             assert bool(got) == (values.get("account") is not gone)
             assert [_state(r) for r in got] == [_state(r) for r in expected]
         assert access.PLATE_PASSES(territory=territory, plate="E444EE77")[0].member is None
+        digest = accounts.token_digest(token)
+        here = territories._DEVICE_IN.first(token_hash=digest, now=NOW, territory=territory)
+        assert here.account.member.territory.id == territory.id
+        assert territories._DEVICE_IN.first(token_hash=digest, now=NOW,
+                                            territory=0).account.member is None
 
 
 def test_rows_peewee_alone_can_build_keep_its_wrapper(app, world):

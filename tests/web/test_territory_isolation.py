@@ -210,3 +210,28 @@ def test_outsiders_get_404_from_every_territory_route_of_every_area(world, endpo
     for role in ("other-manager", "non-member"):
         response = _call(_client(world, role), method, url)
         assert response.status_code == 404, (role, method, url, response.status_code)
+
+
+def test_the_person_and_their_membership_come_in_one_query(world, caplog):
+    """Every territory page needs both: one round trip to the database, not two. The answer
+    is the same as two lookups give: a member's role counts, a non-member gets 404, and an
+    admin who is not a member still acts as a manager."""
+    import logging
+
+    a = world["a"]
+
+    def lookups(role: str, path: str) -> tuple[int, list[str]]:
+        client = _client(world, role)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="peewee"):
+            status = client.get(path, headers={"HX-Request": "true"}).status_code
+        asked = [r.msg[0] for r in caplog.records if r.name == "peewee"]
+        return status, [sql for sql in asked if re.search(r'FROM "(device|membership)"', sql)]
+
+    # The check's verdict alone (htmx): the person, then the plate.
+    status, asked = lookups("operator", f"/t/{a.id}/check?plate=A777AA77")
+    assert status == 200
+    assert len(asked) == 1 and 'JOIN "membership"' in asked[0], asked
+    assert lookups("resident", f"/t/{a.id}/manage/")[0] == 404
+    assert lookups("non-member", f"/t/{a.id}/")[0] == 404
+    assert lookups("admin", f"/t/{a.id}/manage/")[0] == 200
