@@ -46,7 +46,9 @@ CARD_VALUE_MAX = (1 << 64) - 1
 
 # ASCII digits only: str.isdigit() also takes «²» and other scripts' digits, which are not
 # what is printed on a card and which int() partly rejects.
-_PAIR = re.compile(r"([0-9]+)\s*[,/]\s*([0-9]+)|([0-9]+)\s+([0-9]+)")
+# A full stop separates the pair too: a phone's decimal keypad (inputmode="decimal", the one
+# that offers a separator at all on iOS) shows «.» instead of «,» in English.
+_PAIR = re.compile(r"([0-9]+)\s*[,./]\s*([0-9]+)|([0-9]+)\s+([0-9]+)")
 _DECIMAL = re.compile(r"[0-9]+")
 # u64 has 20 decimal digits; longer input is too big whatever it says, and checking the
 # length first keeps int() away from huge strings.
@@ -57,7 +59,7 @@ def parse_card_number(text: str) -> int:
     """Return the value a reader sends for the number printed on a card.
 
     Two forms are printed on cards. The EM-Marine pair «facility,number» (also written with
-    «/» or a space, with or without leading zeros: 123,45678, 012/00345, 123 45678) is the
+    «/», «.» or a space, with or without leading zeros: 123,45678, 012/00345, 123 45678) is the
     Wiegand 26 payload: an 8-bit facility code (0–255) and a 16-bit card number (0–65535),
     so the value is ``facility * 65536 + number`` (123,45678 → 8106606). A plain decimal
     (8106606, or the ten-digit 0008106606 also printed on EM-Marine cards) is that value
