@@ -14,6 +14,7 @@ from peewee import (
     CharField,
     ForeignKeyField,
     IntegerField,
+    IntegrityError,
     SmallIntegerField,
 )
 
@@ -62,6 +63,12 @@ class Gate(BaseModel):
     word_order = CharField(default="big")  # big, little (multi-register integers)
     enabled = BooleanField(default=True)
     created_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        # One controller, one gate, in the whole installation (gate_problems says why); the
+        # database holds it against two saves at once. `host` is stored as normal_host()
+        # spells it, so equal columns are the same controller (migration 7).
+        indexes = ((("host", "port", "unit_id"), True),)
 
     @property
     def direction_label(self) -> str:
@@ -293,12 +300,49 @@ def valid_host(host: str) -> bool:
     return all(_HOST_LABEL.fullmatch(label) for label in labels)
 
 
-def _same_host(host: str) -> str:
-    """The form two spellings of one controller's address share."""
+def normal_host(host: str) -> str:
+    """The one spelling of a controller's address that every other spelling of it shares (an
+    IP address in its standard form; a host name in lower case, without the root's dot): the
+    form it is stored in, so the unique index on (host, port, unit_id) sees one controller."""
+    host = host.strip()
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
         return host.lower().removesuffix(".")
+
+
+# Where migration 7 moved a gate that shared its controller with another gate: «#<gate id>
+# <address>». No address has that shape, so its form wants the address entered again.
+_MOVED_OFF = re.compile(r"#\d+ (.+)", re.DOTALL)
+
+
+def moved_off(host: str) -> str | None:
+    """The address a gate had before migration 7 moved it off a controller another gate kept,
+    or None for any other gate."""
+    found = _MOVED_OFF.fullmatch(host or "")
+    return found.group(1) if found else None
+
+
+def _controller_problem(
+    territory_id: int, host: str, port: int | None, unit_id: int | None, gate_id: int | None,
+) -> str | None:
+    """Why this controller cannot be the gate's, if another gate has it."""
+    # One controller answers one gate, in the whole installation: two gates would each
+    # answer its events, and the first answer wins, so a manager who pointed a gate of
+    # theirs at another territory's controller could open that territory's barrier
+    # with passes of their own. Another territory's gate is not named.
+    # Stored hosts are in normal_host's spelling (migration 7): the unique index finds it.
+    twin = (Gate.select(Gate.id, Gate.territory, Gate.name)
+            .where((Gate.host == normal_host(host)) & (Gate.port == port)
+                   & (Gate.unit_id == unit_id) & (Gate.id != (gate_id or 0)))
+            .first())
+    if twin is None:
+        return None
+    if twin.territory_id == territory_id:
+        return _l("Этот контроллер (адрес, порт и номер устройства) уже "
+                  "у ворот «%(name)s»", name=in_quotes(twin.name))
+    return _l("Этот контроллер (адрес, порт и номер устройства) уже "
+              "подключён к другим воротам")
 
 
 def gate_problems(
@@ -315,11 +359,16 @@ def gate_problems(
         problems["direction"] = _l("Направление: entry, exit или both")
     if word_order not in WORD_ORDERS:
         problems["word_order"] = _l("Порядок слов: big или little")
+    shape = _l("Адрес контроллера — IP-адрес или имя хоста, "
+               "например 192.168.1.10 или gate-1.local")
     if not host:
         problems["host"] = _l("Укажите адрес контроллера")
+    elif (earlier := moved_off(host)) is not None:
+        # Still taken: say so, as for anyone choosing it; free again: enter it anew.
+        problems["host"] = _controller_problem(
+            territory_id, earlier, port, unit_id, gate_id) or shape
     elif not valid_host(host):
-        problems["host"] = _l("Адрес контроллера — IP-адрес или имя хоста, "
-                              "например 192.168.1.10 или gate-1.local")
+        problems["host"] = shape
     if port is None or not 1 <= port <= 65535:
         problems["port"] = _l("Порт — от 1 до 65535")
     if unit_id is None or not 0 <= unit_id <= 255:
@@ -327,20 +376,22 @@ def gate_problems(
     if poll_ms is None or not 20 <= poll_ms <= 60000:
         problems["poll_ms"] = _l("Опрос — от 20 до 60000 мс")
     if "host" not in problems:
-        # One controller answers one gate, in the whole installation: two gates would each
-        # answer its events, and the first answer wins, so a manager who pointed a gate of
-        # theirs at another territory's controller could open that territory's barrier
-        # with passes of their own. Another territory's gate is not named.
-        twin = next((g for g in Gate.select().where(
-                         (Gate.port == port) & (Gate.unit_id == unit_id))
-                     if g.id != gate_id and _same_host(g.host) == _same_host(host)), None)
-        if twin is not None and twin.territory_id == territory_id:
-            problems["host"] = _l("Этот контроллер (адрес, порт и номер устройства) уже "
-                                  "у ворот «%(name)s»", name=in_quotes(twin.name))
-        elif twin is not None:
-            problems["host"] = _l("Этот контроллер (адрес, порт и номер устройства) уже "
-                                  "подключён к другим воротам")
+        taken = _controller_problem(territory_id, host, port, unit_id, gate_id)
+        if taken is not None:
+            problems["host"] = taken
     return problems
+
+
+def saved_host_problem(gate: Gate) -> str | None:
+    """What is wrong with a gate's saved address when its form opens: a gate migration 7
+    moved off a shared controller is told the controller is taken before anything is sent."""
+    if moved_off(gate.host) is None:
+        return None
+    return gate_problems(
+        gate.territory_id, name=gate.name, host=gate.host, port=gate.port, unit_id=gate.unit_id,
+        direction=gate.direction, poll_ms=gate.poll_ms, word_order=gate.word_order,
+        gate_id=gate.id,
+    ).get("host")
 
 
 def _check_gate(territory_id: int, gate_id: int | None = None, **values) -> None:
@@ -348,6 +399,22 @@ def _check_gate(territory_id: int, gate_id: int | None = None, **values) -> None
     if problems:
         field, message = next(iter(problems.items()))
         raise DomainError(message, field=field)
+
+
+def _claiming_controller(territory_id: int, gate_id: int | None, host: str, port: int,
+                         unit_id: int, write):
+    """Run `write` (the check and the row) as one transaction. Two managers saving the same
+    controller at once both pass the check; the unique index refuses the second row, and
+    they are told what the check tells anyone who comes later, at the same field."""
+    try:
+        with db.atomic():
+            return write()
+    except IntegrityError:
+        # Rolled back: the gate that won is committed now, and the check sees it.
+        problem = _controller_problem(territory_id, host, port, unit_id, gate_id)
+        if problem is None:
+            raise
+        raise DomainError(problem, field="host") from None
 
 
 def add_gate(
@@ -363,20 +430,23 @@ def add_gate(
     enabled: bool = True,
 ) -> Gate:
     """Configure a gate and its controller (GATE_PROTOCOL.md «Configuring a gate»)."""
-    with db.atomic():
+
+    def write() -> Gate:
         _check_gate(territory.id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order)
         return Gate.create(
             territory=territory,
             name=name.strip(),
             direction=direction,
-            host=host.strip(),
+            host=normal_host(host),
             port=port,
             unit_id=unit_id,
             poll_ms=poll_ms,
             word_order=word_order,
             enabled=enabled,
         )
+
+    return _claiming_controller(territory.id, None, host, port, unit_id, write)
 
 
 def update_gate(
@@ -393,15 +463,18 @@ def update_gate(
     enabled: bool,
 ) -> Gate:
     """Change a gate of the territory; the bridge picks the change up within seconds."""
-    with db.atomic():
+
+    def write() -> Gate:
         gate = territory_gate(territory_id, gate_id)
         _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order)
-        gate.name, gate.host, gate.port = name.strip(), host.strip(), port
+        gate.name, gate.host, gate.port = name.strip(), normal_host(host), port
         gate.unit_id, gate.direction, gate.poll_ms = unit_id, direction, poll_ms
         gate.word_order, gate.enabled = word_order, bool(enabled)
         gate.save()
-    return gate
+        return gate
+
+    return _claiming_controller(territory_id, gate_id, host, port, unit_id, write)
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ table added since. Steps are idempotent, so a database created between two relea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,8 @@ from peewee import CharField, IntegerField, Model, PostgresqlDatabase, SqliteDat
 from playhouse.migrate import SchemaMigrator, migrate
 
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+
+log = logging.getLogger("propusk.schema")
 
 
 class SchemaVersion(BaseModel):
@@ -88,6 +91,8 @@ MIGRATIONS: list[Migration] = [
     # manager's approval (Card.valid_until) and the «Карты» page lists it first.
     (6, "payment.card_number, card_until_before: what a card purchase's binding changed",
      lambda s: _record_card_bindings(s)),
+    (7, "gate: one gate per controller, held by a unique index on (host, port, unit_id)",
+     lambda s: _one_gate_per_controller(s)),
 ]
 
 
@@ -101,6 +106,49 @@ def _record_card_bindings(s: Steps) -> None:
             payment.update(card_number=row.number).where(payment.id == row.payment_id).execute()
         payment.update(card_until_before=payment.period_start).where(
             (payment.kind == "card") & (payment.period_start > payment.paid_at)).execute()
+
+
+def _one_gate_per_controller(s: Steps) -> None:
+    """Store every gate's address in its one spelling (gates.normal_host: an IP address in
+    standard form, a host name in lower case without the root's dot), settle the controllers
+    that more than one gate shares, then add the unique index on (host, port, unit_id).
+
+    The check in gates.gate_problems came after some databases were made, and two saves at
+    once could both pass it, so a controller may have several gates. The same controller
+    answered for all of them, so only one of them ever worked as configured. Of each such
+    group one gate keeps the controller: an enabled one before a disabled one, the oldest
+    (lowest id) among those. Every other gate of the group is disabled (the bridge polls only
+    enabled gates) and its address becomes «#<its id> <the address>»: no address has that
+    shape, so the gate stays off the index's identity, the gates page shows it, and its form
+    tells its manager the controller is taken (naming the gate that kept it only within the
+    same territory) until another address is entered. Nothing is deleted: the gate, its name
+    and settings, its events, status and commands all stay. Each moved gate is logged.
+    """
+    from domain.gates import Gate, normal_host
+
+    table = Gate._meta.table_name
+    if not s.database.table_exists(table):
+        return  # created whole, with its index, at the end of the upgrade
+    limit = Gate.host.max_length or 255
+    with s.database.bind_ctx([Gate]):
+        groups: dict[tuple[str, int, int], list[Any]] = {}
+        for gate in Gate.select(Gate.id, Gate.territory, Gate.host, Gate.port, Gate.unit_id,
+                                Gate.enabled).order_by(Gate.id):
+            host = normal_host(gate.host or "")
+            groups.setdefault((host, gate.port, gate.unit_id), []).append(gate)
+            if host != gate.host:
+                Gate.update(host=host).where(Gate.id == gate.id).execute()
+        for (host, port, unit_id), sharing in groups.items():
+            keeper, *others = sorted(sharing, key=lambda g: (not g.enabled, g.id))
+            for gate in others:
+                moved = f"#{gate.id} {host}"[:limit]
+                Gate.update(host=moved, enabled=False).where(Gate.id == gate.id).execute()
+                log.warning(
+                    "gate %s (territory %s) shared the controller %s:%s unit %s with gate %s "
+                    "(territory %s), which keeps it: disabled, address now %r",
+                    gate.id, gate.territory_id, host, port, unit_id, keeper.id,
+                    keeper.territory_id, moved)
+    s.add_index(Gate, "host", "port", "unit_id", unique=True)
 
 
 def _territory() -> type[Model]:

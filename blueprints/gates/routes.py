@@ -142,4 +142,6 @@ def edit(tid: int, gid: int) -> Response:
             flash(_("Сохранено"), "success")
             return redirect(url_for(".index", tid=tid))
     failed = bool(form.errors or form.form_errors)
+    if not form.is_submitted() and (problem := gates.saved_host_problem(gate)):
+        form.host.errors = [problem]  # moved off a shared controller: enter another one
     return page("gates/form.html", form=form, gate=gate, status=422 if failed else 200)

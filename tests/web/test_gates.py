@@ -15,6 +15,7 @@ from domain.errors import DomainError
 from domain.gates import Gate, GateCommand, GateEvent
 from domain.territories import Membership, Unit, create_territory
 from tests.conftest import csrf_token
+from tests.gate_race import insert_gate, race
 
 HX = {"HX-Request": "true"}
 
@@ -446,3 +447,66 @@ def test_every_access_change_bumps_the_territory_version(app, world):
                                                         == world.operator), plate="А777АА77",
                              valid_to=utcnow() + dt.timedelta(days=1))
         assert version() == before + 7
+
+
+def test_two_managers_adding_one_controller_at_once_see_the_field_error(
+        app, client, auth, world):
+    # The other territory's manager saves «10.0.0.7:502, 3» first; this form's check ran
+    # before that committed (PostgreSQL: its INSERT then meets the unique index).
+    auth.login("+79990000202")
+    url = f"/t/{world.t}/gates/new"
+    token = csrf_token(client, url)
+    form = _gate_form(name="Въезд 2", host="10.0.0.7")
+
+    def second():
+        return client.post(url, data={"csrf_token": token, **form})
+
+    outcome = race(app, insert_gate(world.other, "Чужие 2", "10.0.0.7", 502, 3), second)
+    response = outcome["result"]
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422 and 'value="Въезд 2"' in html
+    assert re.search(r'id="host-error">Этот контроллер \(адрес, порт и номер устройства\) '
+                     r"уже подключён к другим воротам<", html)
+    assert "Чужие" not in html
+    with app.app_context():
+        assert Gate.select().where(Gate.host == "10.0.0.7").count() == 1
+    # The same, in English, when moving a gate of ours onto a controller taken meanwhile.
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
+    edit = f"/t/{world.t}/gates/{world.gate}/edit"
+    moved = _gate_form(name="Въезд", host="10.0.0.8", port="502", unit_id="3")
+
+    def second_edit():
+        return client.post(edit, data={"csrf_token": token, **moved})
+
+    outcome = race(app, insert_gate(world.t, "Калитка", "10.0.0.8", 502, 3), second_edit)
+    html = outcome["result"].get_data(as_text=True)
+    assert outcome["result"].status_code == 422
+    assert ('id="host-error">This controller (address, port and unit id) is already used by '
+            "the gate “Калитка”<") in html
+    with app.app_context():
+        assert Gate.get_by_id(world.gate).host == "127.0.0.1"
+
+
+def test_a_gate_moved_off_a_shared_controller_asks_for_another(app, client, auth, world):
+    # Migration 7 leaves such a gate disabled, its address marked «#<id> <address>».
+    with app.app_context():
+        moved = Gate.create(territory=world.t, name="Калитка", host="#99 127.0.0.1",
+                            port=5020, enabled=False)
+    auth.login("+79990000202")
+    edit = f"/t/{world.t}/gates/{moved.id}/edit"
+    opened = client.get(edit)
+    html = opened.get_data(as_text=True)
+    assert opened.status_code == 200
+    assert re.search(r'id="host-error">[^<]*уже у ворот «Въезд»', html)
+    index = client.get(f"/t/{world.t}/gates").get_data(as_text=True)
+    assert "#99 127.0.0.1:5020" in index
+    token = csrf_token(client, edit)
+    again = _gate_form(name="Калитка", host="#99 127.0.0.1", port="5020", unit_id="1")
+    refused = client.post(edit, data={"csrf_token": token, **again})
+    assert refused.status_code == 422
+    assert re.search(r'id="host-error">[^<]*уже у ворот «Въезд»', refused.get_data(as_text=True))
+    saved = client.post(edit, data={"csrf_token": token, **dict(again, host="127.0.0.2")})
+    assert saved.status_code == 302
+    with app.app_context():
+        gate = Gate.get_by_id(moved.id)
+        assert (gate.host, gate.enabled) == ("127.0.0.2", True)
