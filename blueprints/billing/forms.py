@@ -91,6 +91,12 @@ class ApproveCardForm(FlaskForm):
     until = DateField(_l("Действует по (включительно)"),
                       validators=[InputRequired(_l("Укажите дату")), not_too_far])
 
+    def __init__(self, *args, card_id: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # One form a row of «Карты»: the field keeps its name, its id names the card (the
+        # label, the mistake and aria-describedby follow it).
+        self.until.id = self.until.label.field_id = f"until-{card_id}"
+
 
 class TariffForm(FlaskForm):
     """A new tariff."""

@@ -239,17 +239,25 @@ def _kindergarten() -> None:
 def cards(tid: int) -> Response:
     """«Карты»: every card bound here, with its holder and status; approve or unbind."""
     _kindergarten()
+    return _cards()
+
+
+def _cards(failed: dict[int, ApproveCardForm] | None = None) -> Response:
+    """The cards page; a card's approval form that failed is kept as typed, with its mistake."""
     now, zone = utcnow(), g.territory.timezone
-    cards = list(Card.in_territory(tid))
-    # Each card's form proposes what buying a card here gives: the territory's validity,
-    # from today or, for a card still valid, from its end (a «Продлить» that extends it).
-    proposed = {}
+    cards = list(Card.in_territory(g.territory.id))
+    forms = dict(failed or {})
     for card in cards:
+        if card.id in forms:
+            continue
+        # Each card's form proposes what buying a card here gives: the territory's validity,
+        # from today or, for a card still valid, from its end (a «Продлить» that extends it).
         start = max(now, card.valid_until) if card.valid_until else now
         end = billing.add_months(start, g.territory.card_validity_months, zone)
-        proposed[card.id] = end.astimezone(ZoneInfo(zone)).date()
-    return page("billing/cards.html", cards=cards, form=ApproveCardForm(formdata=None),
-                proposed=proposed, now=now)
+        forms[card.id] = ApproveCardForm(formdata=None, card_id=card.id,
+                                         until=end.astimezone(ZoneInfo(zone)).date())
+    return page("billing/cards.html", cards=cards, forms=forms, now=now,
+                status=422 if failed else 200)
 
 
 @bp.get("/t/<int:tid>/billing/cards/<int:card_id>/approve")
@@ -273,17 +281,19 @@ def approve_card(tid: int, card_id: int) -> Response:
         billing.card_of(g.territory, card_id)  # another territory's card: 404, whatever posted
     except NotFound:
         abort(404)
-    form = ApproveCardForm()
-    if not form.validate_on_submit():
-        flash(next(iter(form.errors.values()))[-1], "error")
-        return _to_cards()
-    try:
-        card = billing.approve_card(g.territory, card_id, _after(form.until.data))
-    except DomainError as error:  # a past date, a shorter one, the card unbound meanwhile
-        flash(error.message, "error")
-    else:
-        flash(_("Карта %(number)s подтверждена", number=card.printed), "success")
-    return _to_cards()
+    form = ApproveCardForm(card_id=card_id)
+    if form.validate_on_submit():
+        try:
+            card = billing.approve_card(g.territory, card_id, _after(form.until.data))
+        except NotFound as gone:  # unbound meanwhile: its row, and the form, are gone
+            flash(gone.message, "error")
+            return _to_cards()
+        except DomainError as error:  # a past date, or one sooner than the card's own end
+            form_error(form, error)
+        else:
+            flash(_("Карта %(number)s подтверждена", number=card.printed), "success")
+            return _to_cards()
+    return _cards(failed={card_id: form})
 
 
 @bp.post("/t/<int:tid>/billing/cards/<int:card_id>/unbind")

@@ -4,6 +4,8 @@ approves or unbinds it; a refund takes back only what its purchase added."""
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -89,9 +91,10 @@ def test_the_manager_lists_approves_and_unbinds_cards(sad):
     assert f"действует до {shown}" in sad["parent"].get(
         f"/t/{sad['tid']}/billing/").get_data(as_text=True)
 
-    # A date already past is refused, and nothing changes.
-    past = post(sad["manager"], approve, {"until": "2020-01-01"}, follow_redirects=True)
-    assert "Эта дата уже прошла" in past.get_data(as_text=True)
+    # A date already past is refused at its field, and nothing changes.
+    past = post(sad["manager"], approve, {"until": "2020-01-01"})
+    assert past.status_code == 422
+    assert _mistake(past.get_data(as_text=True), card.id) == ("2020-01-01", "Эта дата уже прошла")
     assert Card.get().valid_until == card.valid_until
 
     unbind = f"/t/{sad['tid']}/billing/cards/{card.id}/unbind"
@@ -100,6 +103,49 @@ def test_the_manager_lists_approves_and_unbinds_cards(sad):
     assert _gate(sad["tid"]).reason == "unknown_card"
     # The number is free again.
     assert _bind(sad["parent"], sad["tid"], "0008106606").status_code == 302
+
+
+def _mistake(page: str, card_id: int) -> tuple[str | None, str | None]:
+    """The value a card's «Действует по» field shows and the mistake said under it."""
+    field = re.search(rf'<input[^>]* id="until-{card_id}"[^>]*>', page).group(0)
+    value = re.search(r'value="([^"]*)"', field)
+    said = re.search(rf'<p class="error" id="until-{card_id}-error">([^<]*)</p>', page)
+    if said:  # the field points at its mistake, as render_field does
+        assert 'aria-invalid="true"' in field
+        assert f'aria-describedby="until-{card_id}-error"' in field
+    return (html.unescape(value.group(1)) if value else None,
+            html.unescape(said.group(1)) if said else None)
+
+
+@pytest.mark.parametrize(("typed", "said"), [
+    ("2020-01-01", "Эта дата уже прошла"),
+    ("2100-01-01", "Не позже 31.12.2099"),
+    ("", "Укажите дату"),
+    ("31.02.2030", "Неверное значение даты."),
+])
+def test_an_approval_mistake_is_said_at_the_date_as_typed(sad, typed, said):
+    _bind(sad["parent"], sad["tid"])
+    _bind(sad["parent"], sad["tid"], "124,00001")
+    first, second = Card.select().order_by(Card.id)
+    approve = f"/t/{sad['tid']}/billing/cards/{second.id}/approve"
+    for headers in ({}, {"HX-Request": "true", "HX-Boosted": "true"}):  # hx-boost sends it so
+        response = post(sad["manager"], approve, {"until": typed}, headers=headers)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 422 and "<html" in page
+        assert _mistake(page, second.id) == (typed, said)
+        # The other card's form is as it was: its proposal, no mistake; nothing flashed.
+        assert _mistake(page, first.id)[1] is None and _mistake(page, first.id)[0]
+        assert 'class="flashes"' not in page
+    assert Card.select().where(Card.valid_until.is_null(False)).count() == 0
+
+
+def test_an_approval_mistake_is_said_in_english_too(sad):
+    post(sad["manager"], "/lang/en")
+    _bind(sad["parent"], sad["tid"])
+    card = Card.get()
+    page = post(sad["manager"], f"/t/{sad['tid']}/billing/cards/{card.id}/approve",
+                {"until": "2020-01-01"}).get_data(as_text=True)
+    assert _mistake(page, card.id) == ("2020-01-01", "This date has already passed")
 
 
 def test_cards_page_is_the_managers_of_this_territory_only(app, sad, make_account):
