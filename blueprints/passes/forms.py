@@ -25,7 +25,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from domain.passes import QUICK_PERIODS, local_moment, quick_period
+from domain.passes import QUICK_PERIODS, local_moment, normalize_plate, quick_period
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 # Enough for any plate with the separators people type; the domain says what is wrong.
@@ -114,13 +114,32 @@ class PassFilterForm(FlaskForm):
     )
 
 
+def could_be_plate(text: str) -> bool:
+    """False for what no plate is made of («$$$», «---»); True for empty input.
+
+    Cheap on purpose: the check calls it before its query. Any letter passes: a plate with a
+    letter no plate has is still the operator's plate, answered «Номер не найден».
+    """
+    if not text or text.isspace():
+        return True
+    norm = normalize_plate(text)
+    return bool(norm) and all(ch.isalpha() or "0" <= ch <= "9" for ch in norm)
+
+
+def plate_like(form: FlaskForm, field: StringField) -> None:
+    """Validator: letters and digits (with the separators people type), or nothing."""
+    if not could_be_plate(field.data or ""):
+        raise ValidationError(
+            _l("Это не номер автомобиля: в номере только буквы и цифры (например: А777АА999)"))
+
+
 class CheckForm(FlaskForm):
     """«Проверить номер» (GET, no CSRF: it changes nothing)."""
 
     class Meta:
         csrf = False
 
-    plate = StringField(_l("Номер автомобиля"), render_kw=PLATE_INPUT)
+    plate = StringField(_l("Номер автомобиля"), validators=[plate_like], render_kw=PLATE_INPUT)
 
 
 DECISION_FILTERS = [

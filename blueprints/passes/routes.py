@@ -11,7 +11,14 @@ from flask import Blueprint, Response, abort, flash, g, redirect, request, url_f
 from flask_babel import gettext as _
 from wtforms import SelectChoice
 
-from blueprints.passes.forms import CheckForm, EventFilterForm, LimitForm, PassFilterForm, PassForm
+from blueprints.passes.forms import (
+    CheckForm,
+    EventFilterForm,
+    LimitForm,
+    PassFilterForm,
+    PassForm,
+    could_be_plate,
+)
 from blueprints.scope import territory_route
 from blueprints.ui import EmptyForm, form_error, page, page_number, paged, wants_partial
 from domain import gates, passes
@@ -32,6 +39,9 @@ CSV_LIMIT = 100_000
 FEED_ON_CHECK = 10
 FILERS = ["resident", "manager"]
 WATCHERS = ["operator", "manager"]
+# Sent by the check form while its field shows a mistake (passes/_check_form.html), so that
+# the next answer takes the mistake away.
+MISTAKE_SHOWN = "X-Plate-Mistake"
 
 
 @bp.app_template_filter("plate")
@@ -157,11 +167,17 @@ def _check_result(plate: str) -> dict | None:
 @territory_route(roles=WATCHERS)
 def check(tid: int) -> Response:
     """«Проверить номер»: may this plate enter now, whose is it, whom to call."""
-    result = _check_result(request.args.get("plate", ""))
-    if wants_partial():
+    plate = request.args.get("plate", "")
+    if wants_partial() and could_be_plate(plate) and not request.headers.get(MISTAKE_SHOWN):
         # The check form's own request: only the verdict, no form, feed or gates to build.
-        return page("passes/check.html", "passes/_verdict.html", result=result)
+        return page("passes/check.html", "passes/_verdict.html", result=_check_result(plate))
     form = CheckForm(request.args)
+    # No plate at all («$$$», «---»): said at the field, and no decision taken.
+    result = _check_result(plate) if form.validate() else None
+    if wants_partial():
+        # The field's mistake comes or goes: the form comes with the verdict, out of band.
+        return page("passes/check.html", "passes/_verdict.html", result=result, form=form,
+                    form_out_of_band=True)
     recent = GateEvent.with_people(GateEvent.feed(tid).limit(FEED_ON_CHECK))
     return page(
         "passes/check.html",

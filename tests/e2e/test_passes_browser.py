@@ -96,6 +96,19 @@ def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
     page.press("#plate", "Enter")
     page.wait_for_selector("#verdict >> text=Въезд запрещён")
     assert "Срок пропуска истёк" in page.inner_text("#verdict")
+    # Nothing a plate is made of: said at the field, which keeps the text and the focus, and
+    # the last answer goes; the next plate takes the mistake away.
+    page.fill("#plate", "$$$")
+    page.press("#plate", "Enter")
+    page.wait_for_selector("#plate[aria-invalid=true]")
+    assert "Это не номер автомобиля" in page.inner_text("#plate-error")
+    assert page.input_value("#plate") == "$$$" and page.inner_text("#verdict").strip() == ""
+    page.wait_for_function("document.activeElement.id === 'plate'")
+    page.fill("#plate", "к 456 мн 50")
+    page.press("#plate", "Enter")
+    page.wait_for_selector("#verdict >> text=Срок пропуска истёк")
+    assert page.locator("#plate-error, #plate[aria-invalid]").count() == 0
+    page.wait_for_function("document.activeElement.id === 'plate'")
     # A check that cannot reach the server: the last answer goes (it was for another plate)
     # and the banner says why, and stays while the feed goes on polling.
     page.route("**/check?plate=*", lambda route: route.abort())

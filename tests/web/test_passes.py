@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import re
 from types import SimpleNamespace
+from urllib.parse import urlencode
 
 import pytest
 
+from blueprints.passes import routes as passes_routes
 from domain import gates
 from domain.access import Credential, decide
 from domain.db import utcnow
@@ -420,6 +423,74 @@ def test_check_form_swaps_in_only_the_verdict(app, client, auth, world):
     unknown = client.get(f"/t/{world.t}/check?plate=B000BB00",
                          headers={"HX-Request": "true"}).get_data(as_text=True)
     assert "Въезд запрещён" in unknown and "<html" not in unknown
+
+
+NOT_A_PLATE = "Это не номер автомобиля: в номере только буквы и цифры (например: А777АА999)"
+
+
+def _plate_field(body: str) -> str:
+    return re.search(r'<input[^>]* id="plate"[^>]*>', body).group(0)
+
+
+@pytest.mark.parametrize("typed", ["$$$", "---", "а 777 аа 77!", "🚗"])
+def test_what_no_plate_is_made_of_is_said_at_the_field_and_decides_nothing(
+        app, client, auth, world, monkeypatch, typed):
+    def decided(*args):
+        raise AssertionError("the check decided on something that is no plate")
+
+    monkeypatch.setattr(passes_routes, "check_plate", decided)
+    auth.login("+79990000105")
+    url = f"/t/{world.t}/check?{urlencode({'plate': typed})}"
+    page = client.get(url).get_data(as_text=True)
+    field = _plate_field(page)
+    assert 'aria-invalid="true"' in field and 'aria-describedby="plate-error"' in field
+    assert f'value="{html.escape(typed)}"' in field
+    assert f'<p class="error" id="plate-error">{NOT_A_PLATE}</p>' in page
+    assert "Номер не найден" not in page and "<article" not in page
+    # The check form's own request: an empty verdict (the last answer goes) and the form, out
+    # of band, with the mistake at the field and the header that takes it away next time.
+    response = client.get(url, headers={"HX-Request": "true"})
+    body = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in body and "<article" not in body
+    form = re.search(r"<form[^>]*>", body).group(0)
+    assert 'id="check-form"' in form and 'hx-swap-oob="true"' in form
+    assert """hx-headers='{"X-Plate-Mistake": "shown"}'""" in form
+    assert 'aria-invalid="true"' in _plate_field(body)
+    assert f'value="{html.escape(typed)}"' in _plate_field(body)
+    assert f'<p class="error" id="plate-error">{NOT_A_PLATE}</p>' in body
+
+
+@pytest.mark.parametrize("query", ["", "?plate=", "?plate=%20%20"])
+def test_an_empty_plate_is_no_mistake_and_no_answer(client, auth, world, query):
+    auth.login("+79990000105")
+    page = client.get(f"/t/{world.t}/check{query}").get_data(as_text=True)
+    assert "aria-invalid" not in _plate_field(page) and "plate-error" not in page
+    assert "<article" not in page and "autofocus" in _plate_field(page)
+    body = client.get(f"/t/{world.t}/check{query}",
+                      headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert body.strip() == ""
+
+
+def test_the_next_plate_takes_the_field_s_mistake_away(app, client, auth, world):
+    with app.app_context():
+        _pass(world.resident, world.t, "A777AA77")
+    auth.login("+79990000105")
+    body = client.get(f"/t/{world.t}/check?plate=а777аа77",
+                      headers={"HX-Request": "true", "X-Plate-Mistake": "shown"}
+                      ).get_data(as_text=True)
+    assert body.lstrip().startswith("<article") and "Въезд разрешён" in body
+    form = re.search(r"<form[^>]*>", body).group(0)
+    assert 'hx-swap-oob="true"' in form and "X-Plate-Mistake" not in form
+    assert "aria-invalid" not in _plate_field(body) and "plate-error" not in body
+    assert 'value="а777аа77"' in _plate_field(body)
+
+
+def test_no_plate_is_said_in_english_too(client, auth, world):
+    auth.login("+79990000105")
+    _post(client, "/lang/en")
+    page = client.get(f"/t/{world.t}/check?plate=$$$").get_data(as_text=True)
+    assert ("This is not a plate: a plate has only letters and digits (for example: A777AA999)"
+            in page)
 
 
 def test_residents_do_not_check_or_watch(client, auth, world):
