@@ -42,7 +42,7 @@ class BindCardForm(FlaskForm):
     card_number = StringField(
         _l("Номер карты"),
         validators=[DataRequired(_l("Введите номер карты")), Length(max=40)],
-        render_kw={"placeholder": "123,45678", "inputmode": "numeric", "autocomplete": "off"},
+        render_kw={"placeholder": "123,45678", "inputmode": "decimal", "autocomplete": "off"},
     )
 
 
