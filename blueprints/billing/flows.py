@@ -11,11 +11,12 @@ import logging
 import qrcode
 import qrcode.image.svg
 from flask import url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from markupsafe import Markup
 
 import providers
-from blueprints.i18n import format_datetime, format_money
+from blueprints.i18n import LANGUAGES, format_datetime, format_money
 from domain import billing
 from domain.accounts import Account
 from domain.billing import Offer, Payment
@@ -80,8 +81,24 @@ def settle_success(provider_payment_id: str, amount_kopecks: int) -> None:
 
 
 def send_receipt(payment: Payment) -> None:
-    """E-mail the receipt for a payment that has just been applied."""
+    """E-mail the receipt for a payment that has just been applied, in its payer's language.
+
+    Whoever reports the payment settles it (the provider's webhook, in nobody's language),
+    and the title was written in the payer's at purchase: a receipt in the request's
+    language mixed the two."""
     payment = Payment.get_by_id(payment.id)
+    locale = payment.account.locale if payment.account else None
+    with force_locale(locale if locale in LANGUAGES else "ru"):
+        subject, text = _receipt(payment)
+    try:
+        providers.mailer().send(payment.email, subject, text)
+    except providers.MailError as error:
+        # The payment stands; a lost receipt must not make the provider retry the webhook.
+        log.warning("receipt for payment %s not sent: %s", payment.id, error)
+
+
+def _receipt(payment: Payment) -> tuple[str, str]:
+    """The receipt's subject and text, in the current language."""
     tz = payment.territory.timezone
     lines = [
         _("Пропуск — %(territory)s", territory=payment.territory.name),
@@ -101,15 +118,8 @@ def send_receipt(payment: Payment) -> None:
         lines.append(_("Оплачено до: %(when)s", when=format_datetime(payment.paid_until, tz)))
     elif payment.kind == "card":
         lines.append(_("Введите номер карты в приложении: «У меня есть карта»."))
-    try:
-        providers.mailer().send(
-            payment.email,
-            _("Чек об оплате: %(amount)s", amount=format_money(payment.amount_kopecks)),
-            "\n".join(lines),
-        )
-    except providers.MailError as error:
-        # The payment stands; a lost receipt must not make the provider retry the webhook.
-        log.warning("receipt for payment %s not sent: %s", payment.id, error)
+    subject = _("Чек об оплате: %(amount)s", amount=format_money(payment.amount_kopecks))
+    return subject, "\n".join(lines)
 
 
 def refund(payment: Payment) -> None:

@@ -264,3 +264,20 @@ def test_the_sandbox_bank_is_hidden_with_the_dev_pages(app, client, shop):
     assert client.get(bank).status_code == 404
     assert _bank_pay(client, payment).status_code == 404
     assert Payment.get().status == "pending"
+
+
+def test_the_receipt_is_in_the_payer_s_language_whoever_settles_it(app, client, shop):
+    """The payment is settled by whoever tells us it is paid (the bank's webhook, here its
+    page in another browser, in Russian): the receipt still speaks the payer's language,
+    the one its title was written in."""
+    with app.app_context():
+        billing.Account.update(locale="en").where(
+            billing.Account.id == shop["resident"].id).execute()
+    _buy_access(client, shop["tid"])
+    payment = Payment.get()
+    assert payment.title.startswith("App access")
+    assert _bank_pay(app.test_client(), payment).status_code == 302
+    with app.app_context():
+        receipt = providers.outbox().latest(to="parent@example.com", channel="email")
+    assert "Payment receipt: 85.00" in receipt["text"] and "Total: 85.00" in receipt["text"]
+    assert "Итого" not in receipt["text"] and "Способ оплаты" not in receipt["text"]
