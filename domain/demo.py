@@ -125,7 +125,8 @@ def _passes_and_gate(territory: Territory, people: dict[str, Account]) -> None:
             valid_to=None if end is None else now + dt.timedelta(days=end),
             created_by=owner,
         )
-    Gate.get_or_create(
-        territory=territory, name="Въезд",
-        defaults={"host": "127.0.0.1", "port": 5020, "unit_id": 1, "direction": "both"},
-    )
+    # The simulator's controller (`make run`) is found by its address, not by the gate's name:
+    # a manager may have renamed the gate, and one controller takes one gate (migration 7).
+    if Gate.get_or_none(host="127.0.0.1", port=5020, unit_id=1) is None:
+        Gate.create(territory=territory, name="Въезд", host="127.0.0.1", port=5020, unit_id=1,
+                    direction="both")

@@ -26,6 +26,19 @@ def test_seed_demo_prints_logins_and_is_idempotent(app):
     assert kinds == {"kindergarten", "residential"}
 
 
+def test_seed_demo_runs_again_after_the_demo_gate_was_renamed(app):
+    """`make run` seeds on every start; the gate on the simulator's controller is the demo's
+    whatever it is called now (a second gate on that controller would be refused)."""
+    from domain.gates import Gate
+
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    Gate.update(name="Главный въезд").where(Gate.name == "Въезд").execute()
+    again = runner.invoke(args=["seed-demo"])
+    assert again.exit_code == 0, again.output
+    assert [g.name for g in Gate.select()] == ["Главный въезд"]
+
+
 def test_seeded_logins_work(app, client, auth):
     lines = app.test_cli_runner().invoke(args=["seed-demo"]).output.strip().splitlines()
     for line in lines:
