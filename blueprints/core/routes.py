@@ -11,6 +11,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -31,17 +32,14 @@ SHELL = ["core.offline", "static:app.css", "static:app.js", "static:vendor/htmx.
          "static:icons/icon-192.png", "static:icons/icon.svg"]
 
 
-# The menu's sections and the pages under each, by endpoint (else by blueprint): a page under
-# a section marks its menu item, so a manager on «Участники» still sees where they are.
-# Manager pages that live in other blueprints belong to «Управление»: their tabs are there.
-_SECTION_OF_ENDPOINT = {
-    "core.home": "home",
-    "billing.payments_registry": "payments",
-    "billing.cards": "manage", "billing.card_form": "manage", "billing.settings": "manage",
-    "billing.settings_form": "manage", "billing.period_form": "manage",
-}
+# The menu's sections and the pages under each, by endpoint, else by blueprint, else by the
+# module of the view: a page under a section marks its menu item, so a manager on
+# «Участники» still sees where they are. The manager's billing pages (billing/manage.py)
+# live in the billing blueprint, but their tabs are under «Управление».
+_SECTION_OF_ENDPOINT = {"core.home": "home", "billing.payments_registry": "payments"}
 _SECTION_OF_BLUEPRINT = {"manage": "manage", "gates": "manage", "admin": "admin",
                          "profile": "profile"}
+_SECTION_OF_MODULE = {"blueprints.billing.manage": "manage"}
 
 
 @bp.app_template_global("nav_section")
@@ -49,11 +47,20 @@ def nav_section() -> str | None:
     """The menu item the page shown belongs to: home, territory, manage, admin, payments,
     profile; None for pages under none (sign-in, help)."""
     endpoint = request.endpoint or ""
-    section = _SECTION_OF_ENDPOINT.get(endpoint)
+    section = _SECTION_OF_ENDPOINT.get(endpoint) or _SECTION_OF_BLUEPRINT.get(
+        request.blueprint or "")
     if section is None:
-        section = _SECTION_OF_BLUEPRINT.get(request.blueprint or "")
-    if section is None and request.view_args and "tid" in request.view_args:
+        view = current_app.view_functions.get(endpoint)
+        section = _SECTION_OF_MODULE.get(getattr(view, "__module__", ""))
+    tid = (request.view_args or {}).get("tid")
+    if section is None and tid is not None:
         section = "territory"
+    if section in ("territory", "manage"):
+        # Those links lead to the territory in the header (here()): a page of another one,
+        # or a 404 answered before any membership was found, marks neither.
+        member = g.get("membership")
+        if member is None or member.territory_id != tid:
+            return None
     return section
 
 

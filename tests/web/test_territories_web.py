@@ -482,3 +482,14 @@ def test_the_menu_marks_the_section_of_a_page_under_it(world):
     assert marked("/profile/devices") == {"Профиль": "true"}
     assert marked("/") == {"Главная": "page"}
     assert marked("/help/install") == {}
+    # A manager's form answered with its mistakes (a POST, 422) is still under «Управление».
+    from tests.billing_fixtures import token
+
+    html = client.post(f"/t/{t.id}/billing/tariffs", data={
+        "csrf_token": token(client, f"/t/{t.id}/billing/settings"), "name": ""})
+    assert html.status_code == 422
+    nav = html.get_data(as_text=True).split("<nav", 1)[1].split("</nav>", 1)[0]
+    assert re.findall(r'aria-current="(\w+)">([^<]+)</a>', nav) == [("true", "Управление")]
+    # A territory of someone else's (404): the menu's territory links are the header's
+    # territory, so nothing is marked.
+    assert marked("/t/999999/manage/members") == {}
