@@ -120,6 +120,25 @@
     if (again) again.focus({ preventScroll: true });
   });
 
+  // A part swapped in out of band that held the keyboard's focus (the check form, when its
+  // mistake comes or goes on a tap of a suggestion) gives it to its field: what was
+  // pressed in it is gone, and the focus would fall back to the page itself.
+  let oobFocus = null;
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    const old = event.detail.target;
+    const active = document.activeElement;
+    if (old && old.id && active && active !== document.body && old.contains(active)) oobFocus = old.id;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    const id = oobFocus;
+    oobFocus = null;
+    if (!id || (document.activeElement && document.activeElement !== document.body)) return;
+    const part = document.getElementById(id);
+    const field = part && (part.querySelector("[aria-invalid='true']")
+      || part.querySelector("input:not([type=hidden]), select, textarea"));
+    if (field) field.focus({ preventScroll: true });
+  });
+
   // A menu made of <details data-menu> (the territory switcher) closes as menus do: on
   // Escape, giving the focus back to its summary, and on a tap anywhere else.
   document.addEventListener("keydown", function (event) {

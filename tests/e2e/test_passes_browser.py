@@ -6,6 +6,7 @@ import datetime as dt
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.database import query, url_for
 from tests.e2e.conftest import csp_violations, sign_in_as
@@ -103,12 +104,24 @@ def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
     page.wait_for_selector("#plate[aria-invalid=true]")
     assert "Это не номер автомобиля" in page.inner_text("#plate-error")
     assert page.input_value("#plate") == "$$$" and page.inner_text("#verdict").strip() == ""
-    page.wait_for_function("document.activeElement.id === 'plate'")
+    expect(page.locator("#plate")).to_be_focused()
+    assert page.get_attribute("#plate-error", "role") == "alert"  # read out as it comes
+    # A tap on a suggestion brings the form back without the mistake, and the keyboard is
+    # put back in the field (the tapped link went with the old form).
+    page.fill("#plate", "")
+    page.type("#plate", "а77", delay=60)
+    page.locator("#suggestions a", has_text="А 777 АА 77").click()
+    page.wait_for_selector("#verdict >> text=Въезд разрешён")
+    assert page.locator("#plate-error, #plate[aria-invalid]").count() == 0
+    expect(page.locator("#plate")).to_be_focused()
+    page.fill("#plate", "$$$")
+    page.press("#plate", "Enter")
+    page.wait_for_selector("#plate[aria-invalid=true]")
     page.fill("#plate", "к 456 мн 50")
     page.press("#plate", "Enter")
     page.wait_for_selector("#verdict >> text=Срок пропуска истёк")
     assert page.locator("#plate-error, #plate[aria-invalid]").count() == 0
-    page.wait_for_function("document.activeElement.id === 'plate'")
+    expect(page.locator("#plate")).to_be_focused()
     # A check that cannot reach the server: the last answer goes (it was for another plate)
     # and the banner says why, and stays while the feed goes on polling.
     page.route("**/check?plate=*", lambda route: route.abort())
