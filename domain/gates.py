@@ -71,6 +71,12 @@ class Gate(BaseModel):
         indexes = ((("host", "port", "unit_id"), True),)
 
     @property
+    def moved_off_host(self) -> str | None:
+        """The address this gate had before migration 7 moved it off a controller another
+        gate kept (moved_off); None for any other gate."""
+        return moved_off(self.host)
+
+    @property
     def direction_label(self) -> str:
         """The direction in the reader's language."""
         return str(DIRECTIONS.get(self.direction, self.direction))
@@ -383,15 +389,13 @@ def gate_problems(
 
 
 def saved_host_problem(gate: Gate) -> str | None:
-    """What is wrong with a gate's saved address when its form opens: a gate migration 7
-    moved off a shared controller is told the controller is taken before anything is sent."""
-    if moved_off(gate.host) is None:
+    """Why a gate migration 7 moved off a shared controller cannot have it back yet (the
+    other gate still has it), said when its form opens; None once it is free, or for any
+    other gate."""
+    earlier = moved_off(gate.host)
+    if earlier is None:
         return None
-    return gate_problems(
-        gate.territory_id, name=gate.name, host=gate.host, port=gate.port, unit_id=gate.unit_id,
-        direction=gate.direction, poll_ms=gate.poll_ms, word_order=gate.word_order,
-        gate_id=gate.id,
-    ).get("host")
+    return _controller_problem(gate.territory_id, earlier, gate.port, gate.unit_id, gate.id)
 
 
 def _check_gate(territory_id: int, gate_id: int | None = None, **values) -> None:

@@ -142,6 +142,10 @@ def edit(tid: int, gid: int) -> Response:
             flash(_("Сохранено"), "success")
             return redirect(url_for(".index", tid=tid))
     failed = bool(form.errors or form.form_errors)
-    if not form.is_submitted() and (problem := gates.saved_host_problem(gate)):
-        form.host.errors = [problem]  # moved off a shared controller: enter another one
+    if not form.is_submitted() and gate.moved_off_host is not None:
+        # Moved off a shared controller (migration 7): its address as it was, and why it
+        # cannot have it back while another gate does.
+        form.host.data = gate.moved_off_host
+        problem = gates.saved_host_problem(gate)
+        form.host.errors = [problem] if problem else []
     return page("gates/form.html", form=form, gate=gate, status=422 if failed else 200)

@@ -498,8 +498,10 @@ def test_a_gate_moved_off_a_shared_controller_asks_for_another(app, client, auth
     html = opened.get_data(as_text=True)
     assert opened.status_code == 200
     assert re.search(r'id="host-error">[^<]*уже у ворот «Въезд»', html)
+    assert 'value="127.0.0.1"' in html  # the address as it was, not «#99 …»
     index = client.get(f"/t/{world.t}/gates").get_data(as_text=True)
-    assert "#99 127.0.0.1:5020" in index
+    assert "127.0.0.1:5020" in index and "#99" not in index
+    assert "Контроллер был и у других ворот: укажите адрес заново" in index
     token = csrf_token(client, edit)
     again = _gate_form(name="Калитка", host="#99 127.0.0.1", port="5020", unit_id="1")
     refused = client.post(edit, data={"csrf_token": token, **again})
@@ -510,3 +512,20 @@ def test_a_gate_moved_off_a_shared_controller_asks_for_another(app, client, auth
     with app.app_context():
         gate = Gate.get_by_id(moved.id)
         assert (gate.host, gate.enabled) == ("127.0.0.2", True)
+
+
+def test_a_moved_off_gate_whose_controller_is_free_again_gets_it_back(app, client, auth, world):
+    """Once the gate that kept the controller is gone, the form offers the old address with
+    no mistake, and saving it brings the gate back."""
+    with app.app_context():
+        Gate.delete().where(Gate.territory == world.t).execute()
+        moved = Gate.create(territory=world.t, name="Калитка", host="#99 127.0.0.1",
+                            port=5020, enabled=False)
+    auth.login("+79990000202")
+    edit = f"/t/{world.t}/gates/{moved.id}/edit"
+    html = client.get(edit).get_data(as_text=True)
+    assert 'value="127.0.0.1"' in html and 'id="host-error"' not in html
+    form = _gate_form(name="Калитка", host="127.0.0.1", port="5020", unit_id="1")
+    assert client.post(edit, data={"csrf_token": csrf_token(client, edit), **form}).status_code == 302
+    with app.app_context():
+        assert Gate.get_by_id(moved.id).host == "127.0.0.1"
