@@ -445,7 +445,7 @@ def test_what_no_plate_is_made_of_is_said_at_the_field_and_decides_nothing(
     field = _plate_field(page)
     assert 'aria-invalid="true"' in field and 'aria-describedby="plate-error"' in field
     assert f'value="{html.escape(typed)}"' in field
-    assert f'<p class="error" id="plate-error">{NOT_A_PLATE}</p>' in page
+    assert f'<p class="error" id="plate-error" role="alert">{NOT_A_PLATE}</p>' in page
     assert "Номер не найден" not in page and "<article" not in page
     # The check form's own request: an empty verdict (the last answer goes) and the form, out
     # of band, with the mistake at the field and the header that takes it away next time.
@@ -457,7 +457,7 @@ def test_what_no_plate_is_made_of_is_said_at_the_field_and_decides_nothing(
     assert """hx-headers='{"X-Plate-Mistake": "shown"}'""" in form
     assert 'aria-invalid="true"' in _plate_field(body)
     assert f'value="{html.escape(typed)}"' in _plate_field(body)
-    assert f'<p class="error" id="plate-error">{NOT_A_PLATE}</p>' in body
+    assert f'<p class="error" id="plate-error" role="alert">{NOT_A_PLATE}</p>' in body
 
 
 @pytest.mark.parametrize("query", ["", "?plate=", "?plate=%20%20"])
