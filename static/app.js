@@ -91,10 +91,13 @@
     if (!event.detail.successful) box.replaceChildren();
   });
 
-  // A poll that replaces a part of the page (the gates table every second, a join request's
-  // status) must not take the keyboard's place away: the element that had the focus is
-  // found again in what came in, by its id, its link or its form, and gets it back.
-  let refocus = null;
+  // A swap must not take the keyboard's place away. A poll that replaces a part of the page
+  // (the gates table every second, a join request's status): the element that had the focus
+  // is found again in what came in, by its id, its link or its form. A part swapped in out
+  // of band (the check form, when its mistake comes or goes on a tap of a suggestion): what
+  // was pressed in it is gone, so its field gets the focus. Either way only when the focus
+  // has fallen back to the page itself.
+  let giveFocusBack = null;
   function selectorFor(el) {
     if (el.id) return "#" + CSS.escape(el.id);
     const tag = el.tagName.toLowerCase();
@@ -104,39 +107,31 @@
     if (action) return 'form[action="' + CSS.escape(action) + '"] ' + tag;
     return null;
   }
+  function holdsFocus(part) {
+    const active = document.activeElement;
+    return part && active && active !== document.body && part.contains(active);
+  }
   document.addEventListener("htmx:beforeSwap", function (event) {
     const config = event.detail.requestConfig;
-    const active = document.activeElement;
-    const target = event.detail.target;
     const polled = !(config && config.triggeringEvent);
-    refocus = polled && active && active !== document.body && target && target.contains(active)
-      ? selectorFor(active) : null;
+    const wanted = polled && holdsFocus(event.detail.target) ? selectorFor(document.activeElement) : null;
+    giveFocusBack = wanted ? function () { return document.querySelector(wanted); } : null;
   });
-  document.addEventListener("htmx:afterSettle", function () {
-    const wanted = refocus;
-    refocus = null;
-    if (!wanted || (document.activeElement && document.activeElement !== document.body)) return;
-    const again = document.querySelector(wanted);
-    if (again) again.focus({ preventScroll: true });
-  });
-
-  // A part swapped in out of band that held the keyboard's focus (the check form, when its
-  // mistake comes or goes on a tap of a suggestion) gives it to its field: what was
-  // pressed in it is gone, and the focus would fall back to the page itself.
-  let oobFocus = null;
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
-    const old = event.detail.target;
-    const active = document.activeElement;
-    if (old && old.id && active && active !== document.body && old.contains(active)) oobFocus = old.id;
+    const id = event.detail.target && event.detail.target.id;
+    if (!id || !holdsFocus(event.detail.target)) return;
+    giveFocusBack = function () {
+      const part = document.getElementById(id);
+      return part && (part.querySelector("[aria-invalid='true']")
+        || part.querySelector("input:not([type=hidden]), select, textarea"));
+    };
   });
   document.addEventListener("htmx:afterSettle", function () {
-    const id = oobFocus;
-    oobFocus = null;
-    if (!id || (document.activeElement && document.activeElement !== document.body)) return;
-    const part = document.getElementById(id);
-    const field = part && (part.querySelector("[aria-invalid='true']")
-      || part.querySelector("input:not([type=hidden]), select, textarea"));
-    if (field) field.focus({ preventScroll: true });
+    const find = giveFocusBack;
+    giveFocusBack = null;
+    if (!find || (document.activeElement && document.activeElement !== document.body)) return;
+    const again = find();
+    if (again) again.focus({ preventScroll: true });
   });
 
   // A menu made of <details data-menu> (the territory switcher) closes as menus do: on
