@@ -655,10 +655,25 @@ def confirm_phone_change(account: Account, code_id: int | None, typed: str) -> N
         account.save(only=[Account.phone])
 
 
+def check_current_password(account: Account, password: str) -> None:
+    """The account's own password, typed to change something; a DomainError at `current`
+    when it is wrong. Each try counts against the account's sign-in tries (limits.LOGIN,
+    keyed as the sign-in form keys it), so a borrowed session cannot guess it faster than
+    the login page allows.
+    """
+    from domain import limits
+
+    tried = limits.take(limits.LOGIN, account.phone or (account.email or "").lower())
+    if tried is None:
+        raise DomainError(_l("Слишком много попыток. Попробуйте через 15 минут"), "current")
+    if not verify_password(account, password or ""):
+        raise DomainError(_l("Неверный текущий пароль"), "current")
+    limits.give_back(tried)
+
+
 def change_password(account: Account, current: str, new: str, keep_token: str | None) -> int:
     """Change the password knowing the current one; signs out every other device."""
-    if not verify_password(account, current or ""):
-        raise DomainError(_l("Неверный текущий пароль"), "current")
+    check_current_password(account, current)
     check_password_rules(new, "password", personal=(account.phone or "", account.email or ""))
     password_hash = hash_password(new)
     with db.atomic():

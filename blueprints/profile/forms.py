@@ -3,10 +3,10 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from blueprints.auth.forms import PHONE_ATTRS, Checked, password_rules
-from domain.accounts import Account, parse_email, verify_password
+from domain.accounts import Account, parse_email
 from domain.phones import parse_phone
 
 
@@ -36,7 +36,8 @@ class PhoneChangeForm(FlaskForm):
 
 
 class PasswordChangeForm(FlaskForm):
-    """The current password, the new one twice, for `account`."""
+    """The current password, the new one twice, for `account` (the current one is checked by
+    the domain, once, with the sign-in limits: see profile.password)."""
 
     current = PasswordField(_l("Текущий пароль"),
                             validators=[DataRequired(_l("Введите пароль")), Length(max=256)],
@@ -52,14 +53,8 @@ class PasswordChangeForm(FlaskForm):
 
     def __init__(self, account: Account, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.account = account
         # The new password must not be made of them (password_rules).
         self.personal = (account.phone or "", account.email or "")
-
-    def validate_current(self, field: PasswordField) -> None:
-        """Checked here too, so that a wrong one shows with the new password's mistakes."""
-        if not verify_password(self.account, field.data):
-            raise ValidationError(_l("Неверный текущий пароль"))
 
 
 def _tick(label: str) -> BooleanField:

@@ -223,6 +223,14 @@ def password() -> Response:
         else:
             flash(_("Пароль изменён. Отключено других устройств: %(n)s", n=count), "success")
             return redirect(url_for("profile.index"))
+    elif form.is_submitted() and form.current.data and not form.current.errors \
+            and "csrf_token" not in form.errors:
+        # The new password has mistakes: say too whether the current one is right, so that
+        # every mistake shows at once. argon2 runs once a request either way.
+        try:
+            accounts.check_current_password(me, form.current.data)
+        except DomainError as error:
+            form_error(form, error)
     return page("profile/password.html", form=form, status=_status(form))
 
 

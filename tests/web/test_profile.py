@@ -145,6 +145,33 @@ def test_password_change_signs_out_all_other_devices(app, client, me):
     assert accounts.verify_password(reload(me), TWICE["password"])
 
 
+def test_current_password_guesses_share_the_sign_in_limit(app, client, me):
+    """A borrowed session cannot guess the current password faster than the login page."""
+    from domain import limits
+
+    for _ in range(limits.LOGIN.tries):
+        page = post(client, "/profile/password", {"current": "wrong1pass", **TWICE})
+        assert "Неверный текущий пароль" in page.get_data(as_text=True)
+    response = post(client, "/profile/password", {"current": PASSWORD, **TWICE})
+    assert response.status_code == 422
+    assert "Слишком много попыток. Попробуйте через 15 минут" in response.get_data(as_text=True)
+    assert accounts.verify_password(reload(me), PASSWORD)
+    # The same count holds at the login page.
+    other = app.test_client()
+    assert "Слишком много попыток входа" in Auth(other).login(PHONE).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("new", [TWICE, {"password": "short", "confirm": "short"}])
+def test_password_change_checks_the_current_password_once(client, me, monkeypatch, new):
+    """argon2 runs once a request, whether the new password is accepted or has mistakes."""
+    checked = []
+    real = accounts._matches
+    monkeypatch.setattr(accounts, "_matches",
+                        lambda stored, typed: checked.append(typed) or real(stored, typed))
+    post(client, "/profile/password", {"current": PASSWORD, **new})
+    assert checked == [PASSWORD]
+
+
 def _schedule_deletion(app, client):
     html = client.get("/profile/delete").get_data(as_text=True)
     assert "Удалить аккаунт и все доступы" in html
