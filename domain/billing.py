@@ -309,6 +309,9 @@ class Payment(BaseModel):
     status = CharField(max_length=12, default="pending", index=True)
     method = CharField(max_length=12)  # sbp | bank_card
     title = CharField(max_length=200)  # what was bought, as named at the time
+    # The language the payer bought in (the title is in it): the receipt is written in it,
+    # whoever reports the payment and whatever the account chose since. None before it.
+    locale = CharField(max_length=8, null=True)
     months = IntegerField()
     price_kopecks = IntegerField()  # the list price
     discount_kopecks = IntegerField(default=0)
@@ -747,9 +750,11 @@ def start_purchase(
     method: str,
     provider: str,
     promo_code: str = "",
+    locale: str | None = None,
     now: dt.datetime | None = None,
 ) -> Payment:
-    """Record a pending payment (reserving a promo code's use) before the provider is asked."""
+    """Record a pending payment (reserving a promo code's use) before the provider is asked;
+    `locale` is the language the offer's title is in."""
     now = now or utcnow()
     if method not in METHODS:
         raise DomainError(_l("Выберите способ оплаты"), field="method")
@@ -769,7 +774,7 @@ def start_purchase(
             title=offer.title, months=offer.months, price_kopecks=offer.price_kopecks,
             discount_kopecks=discount, expected_kopecks=offer.price_kopecks - discount,
             promo=promo, provider=provider, idempotence_key=str(uuid.uuid4()),
-            email=email.strip(), created_at=now,
+            email=email.strip(), locale=locale, created_at=now,
         )
 
 

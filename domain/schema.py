@@ -93,6 +93,9 @@ MIGRATIONS: list[Migration] = [
      lambda s: _record_card_bindings(s)),
     (7, "gate: one gate per controller, held by a unique index on (host, port, unit_id)",
      lambda s: _one_gate_per_controller(s)),
+    # Earlier payments keep None: their receipt follows the account's language, as before.
+    (8, "payment.locale: the language a payment was bought in, for its receipt",
+     lambda s: s.add_columns(_model("billing", "Payment"), "locale")),
 ]
 
 

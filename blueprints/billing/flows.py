@@ -11,7 +11,7 @@ import logging
 import qrcode
 import qrcode.image.svg
 from flask import url_for
-from flask_babel import force_locale
+from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 from markupsafe import Markup
 
@@ -33,7 +33,7 @@ def open_checkout(account: Account, territory: Territory, offer: Offer, *, email
     provider = payments()
     payment = billing.start_purchase(
         account, territory, offer, email=email, method=method, provider=provider.name,
-        promo_code=promo_code,
+        promo_code=promo_code, locale=str(get_locale() or "ru"),
     )
     charge = Charge(
         amount_kopecks=payment.expected_kopecks,
@@ -81,13 +81,15 @@ def settle_success(provider_payment_id: str, amount_kopecks: int) -> None:
 
 
 def send_receipt(payment: Payment) -> None:
-    """E-mail the receipt for a payment that has just been applied, in its payer's language.
+    """E-mail the receipt for a payment that has just been applied, in the language it was
+    bought in.
 
     Whoever reports the payment settles it (the provider's webhook, in nobody's language),
     and the title was written in the payer's at purchase: a receipt in the request's
-    language mixed the two."""
+    language mixed the two, and one in the account's latest choice could differ from the
+    page the payer bought on. Payments from before payment.locale follow the account."""
     payment = Payment.get_by_id(payment.id)
-    locale = payment.account.locale if payment.account else None
+    locale = payment.locale or (payment.account.locale if payment.account else None)
     with force_locale(locale if locale in LANGUAGES else "ru"):
         subject, text = _receipt(payment)
     try:

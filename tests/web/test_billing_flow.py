@@ -281,3 +281,21 @@ def test_the_receipt_is_in_the_payer_s_language_whoever_settles_it(app, client, 
         receipt = providers.outbox().latest(to="parent@example.com", channel="email")
     assert "Payment receipt: 85.00" in receipt["text"] and "Total: 85.00" in receipt["text"]
     assert "Итого" not in receipt["text"] and "Способ оплаты" not in receipt["text"]
+
+
+def test_the_receipt_keeps_the_language_bought_in_when_the_account_switches(app, client, shop):
+    """Bought in English, then Russian chosen on another device before the bank reports the
+    payment: the receipt is in English, as the page and the title were."""
+    with app.app_context():
+        billing.Account.update(locale="en").where(
+            billing.Account.id == shop["resident"].id).execute()
+    _buy_access(client, shop["tid"])
+    with app.app_context():
+        billing.Account.update(locale="ru").where(
+            billing.Account.id == shop["resident"].id).execute()
+    payment = Payment.get()
+    assert payment.locale == "en" and payment.title.startswith("App access")
+    assert _bank_pay(app.test_client(), payment).status_code == 302
+    with app.app_context():
+        receipt = providers.outbox().latest(to="parent@example.com", channel="email")
+    assert "Total: 85.00" in receipt["text"] and "Итого" not in receipt["text"]
