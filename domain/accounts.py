@@ -12,6 +12,7 @@ from pathlib import Path
 import gevent
 from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from peewee import BooleanField, CharField, ForeignKeyField, IntegerField
 
@@ -496,12 +497,16 @@ def start_email_signup(
     email = email.strip().lower()
     check_password_rules(password, personal=(phone, email))
     password_hash = hash_password(password)
-    if find_by_email(email) is not None:
+    owner = find_by_email(email)
+    if owner is not None:
         code, token = codes.issue(codes.EMAIL_RECOVERY, email, "email", ip=ip)
         link = link_for(codes.EMAIL_RECOVERY, token)
-        _mail(code, email, _l("Пропуск: вы уже зарегистрированы"),
-              _l("Кто-то (возможно, вы) пытался зарегистрироваться с этим адресом. Аккаунт уже "
-                 "есть. Если вы забыли пароль, задайте новый по ссылке (действует сутки):"), link)
+        # Written to the address's owner, who may not be the one signing up: in their language.
+        with force_locale(owner.locale if owner.locale in ("ru", "en") else "ru"):
+            _mail(code, email, _l("Пропуск: вы уже зарегистрированы"),
+                  _l("Кто-то (возможно, вы) пытался зарегистрироваться с этим адресом. Аккаунт "
+                     "уже есть. Если вы забыли пароль, задайте новый по ссылке (действует "
+                     "сутки):"), link)
         return
     surname, name, patronymic = split_full_name(full_name)
     payload = {"surname": surname, "name": name, "patronymic": patronymic, "phone": phone,

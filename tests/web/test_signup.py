@@ -236,6 +236,20 @@ def test_email_signup_of_a_registered_address_looks_the_same(app, client, make_a
     assert "/recover/email/" in mail["link"]
 
 
+def test_the_already_registered_note_speaks_the_owner_s_language(app, client, make_account):
+    """Someone signs up in Russian with the address of an English-speaking account: the
+    note goes to the owner, in English."""
+    with app.test_request_context():
+        owner = make_account(email="taken@example.ru")
+    with db.connection_context():
+        Account.update(locale="en").where(Account.id == owner.id).execute()
+    data = {"full_name": "Кто-то", "phone": "9990002233", "email": "taken@example.ru",
+            "password": NEW_PASSWORD, "confirm": NEW_PASSWORD, "consent": "y"}
+    assert "Проверьте почту" in post(client, "/signup/email", data).get_data(as_text=True)
+    mail = last_to(app, "taken@example.ru")
+    assert "Someone (possibly you)" in mail["text"] and "Кто-то" not in mail["text"]
+
+
 def test_an_email_signup_in_english_makes_an_english_account(app, client):
     client.post("/lang/en", data={"csrf_token": csrf_token(client, "/signup/email")})
     data = {"full_name": "Roman", "phone": "9990001122", "email": "roman@example.ru",
