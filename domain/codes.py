@@ -209,26 +209,33 @@ def check_shape(typed: str, field: str = "code") -> str:
 
 
 def verify(code_id: int | None, purpose: str, typed: str, field: str = "code") -> Code:
-    """Check a typed 4-digit code; marks it verified (not yet used). Wrong tries are counted."""
+    """Check a typed 4-digit code; marks it verified (not yet used). Wrong tries are counted.
+
+    The try is counted before the code is compared, by one guarded UPDATE, and given back
+    when it was right: guesses sent at the same moment each take a place first, so at most
+    MAX_ATTEMPTS of them are ever compared (comparing first let forty parallel guesses all
+    through a limit of three, as limits.take found for passwords).
+    """
     typed = check_shape(typed, field)
     now = utcnow()
     code = Code.get_or_none((Code.id == code_id) & (Code.purpose == purpose))
     if code is None or code.used_at is not None or code.expires_at <= now:
         raise DomainError(_l("Код устарел. Запросите новый."), field)
-    if code.attempts >= MAX_ATTEMPTS:
+    with db.atomic():
+        taken = Code.update(attempts=Code.attempts + 1).where(
+            (Code.id == code.id) & (Code.attempts < MAX_ATTEMPTS)
+        ).execute()
+    if not taken:
         raise DomainError(_l("Слишком много неверных попыток. Запросите новый код."), field)
     if not hmac.compare_digest(code.secret_hash, digest(typed)):
-        # Counted in the database with a guard, so parallel guesses cannot exceed the limit.
-        with db.atomic():
-            Code.update(attempts=Code.attempts + 1).where(
-                (Code.id == code.id) & (Code.attempts < MAX_ATTEMPTS)
-            ).execute()
-        left = MAX_ATTEMPTS - code.attempts - 1
-        if left <= 0:
+        used = Code.select(Code.attempts).where(Code.id == code.id).scalar() or MAX_ATTEMPTS
+        if used >= MAX_ATTEMPTS:
             raise DomainError(_l("Слишком много неверных попыток. Запросите новый код."), field)
-        raise DomainError(_l("Неверный код. Осталось попыток: %(n)s", n=left), field)
+        raise DomainError(_l("Неверный код. Осталось попыток: %(n)s", n=MAX_ATTEMPTS - used),
+                          field)
     with db.atomic():
-        Code.update(verified_at=now).where(Code.id == code.id).execute()
+        Code.update(verified_at=now, attempts=Code.attempts - 1).where(
+            Code.id == code.id).execute()
     code.verified_at = now
     return code
 

@@ -76,6 +76,39 @@ def test_three_wrong_tries_kill_the_code_even_for_the_right_one_after(ctx):
     assert Code.get_by_id(code.id).attempts == 3
 
 
+def test_forty_guesses_at_once_are_compared_no_more_than_three_times(ctx, monkeypatch):
+    """Each guess takes its place before it is compared: parallel guesses cannot go past the
+    limit, so the right code sent among them is not found by a burst."""
+    from tests.unit.test_limits import at_once
+
+    code, secret = issue()
+    wrong = []  # a right guess gives its place back, so only the wrong ones are bounded
+    real = codes.hmac.compare_digest
+    monkeypatch.setattr(codes.hmac, "compare_digest",
+                        lambda a, b: real(a, b) or wrong.append(1))
+    guesses = [f"{n:04d}" for n in range(40) if f"{n:04d}" != secret][:39] + [secret]
+
+    def guess(n):
+        try:
+            return codes.verify(code.id, codes.SIGNUP, guesses[n]) is not None
+        except DomainError:
+            return False
+
+    got = at_once(ctx, 40, guess)
+    assert len(wrong) <= codes.MAX_ATTEMPTS
+    assert Code.get_by_id(code.id).attempts <= codes.MAX_ATTEMPTS
+    assert sum(got) <= 1
+
+
+def test_a_right_code_gives_its_try_back(ctx):
+    code, secret = issue()
+    wrong = f"{(int(secret) + 1) % 10000:04d}"
+    with pytest.raises(DomainError, match="Осталось попыток: 2"):
+        codes.verify(code.id, codes.SIGNUP, wrong)
+    codes.verify(code.id, codes.SIGNUP, secret)
+    assert Code.get_by_id(code.id).attempts == 1
+
+
 def test_code_expires_after_five_minutes(ctx):
     code, secret = issue()
     assert code.expires_at - code.created_at == dt.timedelta(minutes=5)
