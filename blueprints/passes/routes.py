@@ -348,12 +348,13 @@ def events_csv(tid: int) -> Response:
     ])
     zone = ZoneInfo(g.timezone)
     for e in rows:
-        writer.writerow([
+        # Every cell goes through _csv_safe: names, plates and gates are typed by people.
+        writer.writerow([_csv_safe(str(cell)) for cell in (
             e.at.astimezone(zone).strftime("%d.%m.%Y %H:%M:%S"),
             e.gate.name if e.gate_id else "",
-            e.direction_label, e.kind_label, _csv_safe(e.shown_credential), e.code_label,
+            e.direction_label, e.kind_label, e.shown_credential, e.code_label,
             e.code, e.reason_label, _person(e.account), _person(e.actor), e.source,
-        ])
+        )])
     stamp = utcnow().astimezone(zone).strftime("%Y%m%d-%H%M")
     return Response(
         out.getvalue().encode("utf-8"),
@@ -365,10 +366,11 @@ def events_csv(tid: int) -> Response:
 def _person(account: Account | None) -> str:
     if account is None or account.id is None:
         return ""
-    return _csv_safe(account.full_name or account.login)
+    return account.full_name or account.login
 
 
 def _csv_safe(text: str) -> str:
-    """Keep a spreadsheet from running what a person typed as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+    """Keep a spreadsheet from running what a person typed as a formula (OWASP's list of
+    the characters a formula may start with)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 

@@ -652,6 +652,22 @@ def test_csv_export_for_russian_excel(app, client, auth, world):
     assert "Y1" not in raw.decode("utf-8-sig")
 
 
+def test_csv_export_runs_no_formula_typed_into_any_cell(app, client, auth, world):
+    """A gate name (or any typed text) starting with = + - @ reaches Excel as text."""
+    from domain.gates import Gate
+
+    with app.app_context():
+        Gate.update(name='=HYPERLINK("http://evil.example","x")').where(
+            Gate.id == world.gate).execute()
+        record_event(world.t, code=1, reason="pass_valid", kind="plate", credential="A777AA77",
+                     gate=world.gate, account=world.resident)
+    auth.login("+79990000105")
+    rows = client.get(f"/t/{world.t}/events.csv").get_data().decode("utf-8-sig").splitlines()
+    cells = rows[1].split(";")
+    assert cells[1].startswith("\"'=HYPERLINK") or cells[1].startswith("'=HYPERLINK")
+    assert not any(cell.lstrip('"').startswith(("=", "+", "-", "@")) for cell in cells)
+
+
 def test_home_actions_fit_the_role(app, world):
     from flask import render_template
 
