@@ -16,9 +16,26 @@ Choices worth knowing:
   (`event_age`, IR 39) it was captured EVENT_MAX_AGE_S or more ago. Someone who has waited
   that long has usually walked off or presented again, and opening for nobody lets the
   next person in; the controller's own offline policy (HR 201) covers such gaps.
-* The very first poll of a controller (bridge started, gate added or reconfigured) only
-  learns its current `event_seq`: with no seq seen yet rule 2 has nothing to compare, and
-  GATE_PROTOCOL says nothing about answering the event found there, so it is left alone.
+* The first poll of every connection — the very first one too (bridge started, gate added
+  or reconfigured) — answers the event found there when the controller has not applied a
+  decision for it (`applied_decision_seq`, IR 40) and it is younger than EVENT_MAX_AGE_S:
+  a card shown while the bridge restarted is answered like one shown during a dropped link.
+  An event this bridge already answered on the last connection is not answered again,
+  unless the controller restarted meanwhile (its heartbeat went back: a new event may reuse
+  the seq) or the decision's write was lost on the wire. A decision that reached the
+  controller although its reply was lost (the echo says so) is recorded, not re-sent.
+* A connection that fails before its first good poll (the controller accepts and closes,
+  answers garbage or nothing) counts as a failed connect: the same growing pauses follow
+  (GATE_PROTOCOL rule 5), not a tight reconnect loop.
+* One controller serves one gate. Each connection reads IR 0-3 once (map version, type,
+  serial) and claims the controller's identity: the address it actually reached (the
+  peer's IP, IPv4-mapped and loopback spellings folded) with its port and serial. Two
+  gates whose addresses are written differently but reach the same device (`localhost`
+  and `127.0.0.1`, a second DNS name, a unit id the device ignores) cannot both be served:
+  the older gate (lower id) keeps it and the other shows «controller_taken» and acts on
+  nothing. Without this, a manager of one territory could open another's barrier by
+  spelling its address differently. A controller with a map version other than 1 is
+  refused as unsupported.
 * A gate configured as `entry` treats every event as an entry (except the exit button);
   only `both` trusts the direction the controller reports. A misconfigured controller
   then costs a refusal, never a free pass.
@@ -33,6 +50,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import random
 import time
@@ -99,7 +117,7 @@ class ControllerConfig:
 # What can be wrong with a controller (ControllerState.error_kind): stable keys the console
 # puts in the reader's words (domain.gates.CONTROLLER_ERRORS); last_error keeps the detail.
 ErrorKind = Literal["unreachable", "no_answer", "device_error", "decision_refused", "stuck",
-                    "gate_fault"]
+                    "gate_fault", "controller_taken", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -217,6 +235,20 @@ class GeventModbusTcpClient(ModbusTcpClient):
         return b"".join(chunks)
 
 
+def reached_address(client: ModbusTcpClient, config: ControllerConfig) -> str:
+    """The IP address the client's connection actually reached, in one spelling: an
+    IPv4-mapped IPv6 address as IPv4, every loopback address as "loopback". Falls back to
+    the configured host for a client without a socket (test doubles)."""
+    sock = getattr(client, "socket", None)
+    try:
+        address = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
+    except (AttributeError, OSError, ValueError, IndexError):
+        return config.host.lower()
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return "loopback" if address.is_loopback else str(address)
+
+
 def make_client(config: ControllerConfig) -> ModbusTcpClient:
     """The default client: cooperative, short timeout, no retries of its own."""
     return GeventModbusTcpClient(
@@ -307,8 +339,14 @@ class _Controller:
         self.commands: deque[_PendingCommand] = deque()
         self.awaiting_echo: list[_PendingCommand] = []
         self.state = ControllerState(config.gate_id, since=_now())
-        # The last event_seq seen, kept across reconnects; None until the first poll.
+        # The last event_seq answered (or found answered), kept across reconnects; None
+        # until the first poll.
         self.last_seq: int | None = None
+        # A decision whose write was lost on the wire: (snapshot, code, latency), until the
+        # next connection's first poll tells whether the controller took it.
+        self.unconfirmed: tuple[p.Snapshot, p.DecisionCode, float] | None = None
+        # The controller's identity as claimed for this gate (Poller.claim), while connected.
+        self.identity: tuple | None = None
         # Polled since the current connection was made (command echo and heartbeat known).
         self.synced = False
         self.last_answer: float | None = None
@@ -329,6 +367,8 @@ class _Controller:
         next_poll = time.monotonic()
         while True:
             try:
+                if self.client is not None and not self.poller.holds(self):
+                    self._taken(self.poller.holder(self.identity))
                 if self.client is None and not self._connect():
                     self._wait_before_retry()
                     next_poll = time.monotonic()
@@ -343,7 +383,11 @@ class _Controller:
                     # Fixed rate, but never a burst of catch-up polls after a slow one.
                     next_poll = max(next_poll + poll_s, time.monotonic())
             except TransportError as exc:
+                synced = self.synced
                 self._transport_failed(str(exc))
+                if not synced:
+                    # Failed before its first good poll: as good as a failed connect.
+                    self._wait_before_retry()
                 next_poll = time.monotonic()
                 continue
             self.wake.clear()
@@ -357,18 +401,65 @@ class _Controller:
 
     def _connect(self) -> bool:
         client = self.poller.client_factory(self.config)
-        if client.connect():
-            self.client = client
-            # The first poll on this connection re-learns the command echo and heartbeat, and
-            # answers an event captured meanwhile (see the module's docstring).
-            self.synced = False
-            return True
-        client.close()
-        self._no_answer("unreachable", getattr(client, "last_error", None) or "connect failed")
-        return False
+        if not client.connect():
+            client.close()
+            self._no_answer("unreachable",
+                            getattr(client, "last_error", None) or "connect failed")
+            return False
+        self.client = client
+        # The first poll on this connection re-learns the command echo and heartbeat, and
+        # answers an event captured meanwhile (see the module's docstring).
+        self.synced = False
+        try:
+            info = self._read_info()
+        except TransportError as exc:
+            self._transport_failed(str(exc))
+            return False
+        if info is not None and info.map_version != p.MAP_VERSION:
+            self._drop("unsupported", f"map_version {info.map_version}, expected {p.MAP_VERSION}")
+            return False
+        serial = info.serial if info is not None else None
+        self.identity = (reached_address(client, self.config), self.config.port,
+                         serial if serial is not None else ("unit", self.config.unit))
+        holder = self.poller.claim(self)
+        if holder is not None:
+            self._taken(holder)
+            return False
+        return True
+
+    def _read_info(self) -> p.DeviceInfo | None:
+        """IR 0-3, once per connection; None when the device refuses the read (its polls
+        will show why)."""
+        client = self.client
+        if client is None:
+            raise TransportError("not connected")
+        try:
+            rr = self._call("read IR 0-3", lambda: client.read_input_registers(
+                p.IR_INFO_START, count=p.IR_INFO_COUNT, device_id=self.config.unit))
+        except DeviceError:
+            return None
+        if len(rr.registers) != p.IR_INFO_COUNT:
+            raise TransportError(f"read IR 0-3: {len(rr.registers)} registers")
+        return p.DeviceInfo.decode(rr.registers, self.config.word_order)
+
+    def _drop(self, kind: ErrorKind, message: str) -> None:
+        """Close a connection the bridge will not serve, as a fault: it answers, but no
+        event is read, decided or recorded and no command sent; retried with backoff."""
+        self.poller.release(self)
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        self._set_state(status="fault", error_kind=kind, last_error=message)
+        self._fail_commands("offline", message)
+
+    def _taken(self, holder: int | None) -> None:
+        log.warning("gate %s reaches the controller of gate %s (%s): not served",
+                    self.config.gate_id, holder, self.identity)
+        self._drop("controller_taken", f"the controller is served by gate {holder}")
 
     def _wait_before_retry(self) -> None:
-        if self.state.status == "offline":
+        if self.state.status == "offline" or self.state.error_kind in ("controller_taken",
+                                                                      "unsupported"):
             delay = backoff_delay(
                 self.attempt, self.poller.backoff_base, self.poller.backoff_cap, self.poller.rng
             )
@@ -380,6 +471,7 @@ class _Controller:
         gevent.sleep(delay)
 
     def _transport_failed(self, message: str) -> None:
+        self.poller.release(self)
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -446,29 +538,42 @@ class _Controller:
         self.poller.polls += 1
         self.last_answer = read_at
         self.attempt = 0
-        reconnected = not self.synced
-        if reconnected:
+        if not self.synced:
+            # The heartbeat counts up while the controller runs: lower now, it restarted.
+            restarted = self.heartbeat is not None and snap.heartbeat < self.heartbeat
             self.synced = True
             self.command_seq = snap.command_seq_echo
             self.heartbeat = snap.heartbeat
             self.heartbeat_moved = read_at
-        if self.last_seq is None:
-            # The very first poll: nothing seen to compare with (see the module's docstring).
-            self.last_seq = snap.event_seq
+            self._catch_up(snap, read_at, restarted)
         elif snap.event_seq != self.last_seq:
-            self.last_seq = snap.event_seq
-            if snap.event_seq != 0:
-                if reconnected and snap.event_age >= self.poller.event_max_age:
-                    log.info(
-                        "gate %s: event %s found after a reconnect is %s s old, not answered",
-                        self.config.gate_id,
-                        snap.event_seq,
-                        snap.event_age,
-                    )
-                else:
-                    self._answer(snap, read_at)
+            if snap.event_seq == 0:
+                self.last_seq = 0  # none since boot: it restarted
+            else:
+                self._answer(snap, read_at)
         self._check_commands(snap)
         self._observe(snap, read_at)
+
+    def _catch_up(self, snap: p.Snapshot, read_at: float, restarted: bool) -> None:
+        """The first poll of a connection: answer the event found there when nobody has
+        (see the module's docstring), record a decision whose reply was lost."""
+        seq = snap.event_seq
+        lost, self.unconfirmed = self.unconfirmed, None
+        if lost is not None and lost[0].event_seq == seq and snap.applied_decision_seq == seq:
+            # The write got there, only its reply was lost: the person was answered.
+            self.last_seq = seq
+            self._record(*lost)
+            return
+        answered_here = seq == self.last_seq and lost is None and not restarted
+        if seq == 0 or snap.applied_decision_seq == seq or answered_here:
+            self.last_seq = seq
+            return
+        if snap.event_age >= self.poller.event_max_age:
+            log.info("gate %s: event %s found on connecting is %s s old, not answered",
+                     self.config.gate_id, seq, snap.event_age)
+            self.last_seq = seq
+            return
+        self._answer(snap, read_at)
 
     def _answer(self, snap: p.Snapshot, read_at: float) -> None:
         config = self.config
@@ -483,11 +588,19 @@ class _Controller:
         except DeviceError as exc:
             log.warning("gate %s refused decision %s: %s", config.gate_id, snap.event_seq, exc)
             self._set_state(error_kind="decision_refused", last_error=str(exc))
-        latency = time.monotonic() - read_at
+        except TransportError:
+            # Not marked answered: the next connection's first poll decides what to do.
+            self.unconfirmed = (snap, code, time.monotonic() - read_at)
+            raise
+        self.last_seq = snap.event_seq
+        self._record(snap, code, time.monotonic() - read_at)
+
+    def _record(self, snap: p.Snapshot, code: p.DecisionCode, latency: float) -> None:
         try:
-            self.poller.on_event(config, snap, code, latency)
+            self.poller.on_event(self.config, snap, code, latency)
         except Exception:
-            log.exception("on_event failed for gate %s event %s", config.gate_id, snap.event_seq)
+            log.exception("on_event failed for gate %s event %s", self.config.gate_id,
+                          snap.event_seq)
 
     def _decide(self, snap: p.Snapshot) -> p.DecisionCode:
         try:
@@ -711,6 +824,8 @@ class Poller:
         self.polls = 0
         # (gate_id, seconds) of every pause before a reconnect; bounded, for tests and logs.
         self.reconnect_waits: deque[tuple[int, float]] = deque(maxlen=1000)
+        # Controller identity -> the connected controller serving it (one gate per device).
+        self.claims: dict[tuple, _Controller] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -755,6 +870,35 @@ class Poller:
                 if self.running:
                     self._spawn(config)
 
+    # -- one controller, one gate ---------------------------------------------------
+
+    def claim(self, controller: _Controller) -> int | None:
+        """Claim `controller.identity` for its gate; the gate id holding it instead, or None.
+        The older gate (lower id) wins: it takes the identity from a newer one, which drops
+        its connection at its next turn (`holds`)."""
+        holder = self.claims.get(controller.identity)
+        if holder is not None and holder is not controller:
+            if holder.config.gate_id < controller.config.gate_id and self.controllers.get(
+                    holder.config.gate_id) is holder:
+                return holder.config.gate_id
+            holder.wake.set()
+        self.claims[controller.identity] = controller
+        return None
+
+    def holds(self, controller: _Controller) -> bool:
+        """Whether the controller still serves its identity (no older gate took it)."""
+        return controller.identity is None or self.claims.get(controller.identity) is controller
+
+    def holder(self, identity: tuple | None) -> int | None:
+        holder = self.claims.get(identity) if identity is not None else None
+        return None if holder is None else holder.config.gate_id
+
+    def release(self, controller: _Controller) -> None:
+        """Give up the controller's identity (disconnected, removed, stopped)."""
+        if controller.identity is not None and self.claims.get(controller.identity) is controller:
+            del self.claims[controller.identity]
+        controller.identity = None
+
     def _spawn(self, config: ControllerConfig) -> None:
         controller = _Controller(self, config)
         self.controllers[config.gate_id] = controller
@@ -771,6 +915,7 @@ class Poller:
             self._close(controller)
 
     def _close(self, controller: _Controller) -> None:
+        self.release(controller)
         controller._fail_commands("offline", "bridge stopped")
         if controller.client is not None:
             controller.client.close()

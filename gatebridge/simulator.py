@@ -180,9 +180,11 @@ class GateModel:
         return seq
 
     def set_event_seq(self, seq: int) -> None:
-        """Jump the event counter (tests use it to reach the 65535 -> 1 wrap quickly)."""
+        """Jump the event counter (tests use it to reach the 65535 -> 1 wrap quickly), as if
+        the events up to it had been presented and answered: none of them waits."""
         with self._lock:
             self._event_seq = p.check_u16(seq, "event_seq")
+            self._applied_seq = self._event_seq
 
     def freeze_heartbeat(self, frozen: bool = True) -> None:
         """Stop (or restart) the heartbeat while still answering, as a hung controller does."""

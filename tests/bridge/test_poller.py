@@ -348,9 +348,23 @@ def test_a_failing_decide_answers_try_again(simulator, run_poller, recorder):
     assert state(simulator)["applied_decision_code"] == p.DecisionCode.TRY_AGAIN
 
 
-def test_an_event_from_before_the_connection_is_not_answered(simulator, run_poller, recorder):
-    old = blocking(simulator.present, type="card", card=1)
+def test_an_event_waiting_when_the_bridge_starts_is_answered(simulator, run_poller, recorder):
+    """A card shown while the bridge restarted (or its gate was reconfigured) is answered on
+    the first poll, like one shown during a dropped link."""
+    waiting = blocking(simulator.present, type="card", card=1)
     poller = run_poller([config_for(simulator)])
+    assert online(poller)
+    assert wait_until(lambda: recorder.event_for(1, waiting))
+    st = state(simulator)
+    assert st["applied_decision_seq"] == waiting and st["openings"] == 1
+
+
+def test_an_old_event_found_when_the_bridge_starts_is_not_answered(
+    simulator, run_poller, recorder
+):
+    old = blocking(simulator.present, type="card", card=1)
+    gevent.sleep(1.2)  # IR 39 now says 1 s
+    poller = run_poller([config_for(simulator)], event_max_age=1)
     assert online(poller)
     gevent.sleep(0.3)
     assert recorder.decided == [] and recorder.events == []
@@ -655,3 +669,128 @@ def test_update_adds_removes_and_reconfigures_controllers(start_simulator, run_p
     before = len(poller.controllers)
     poller.update([slower_b, c])  # unchanged: nothing restarts
     assert len(poller.controllers) == before
+
+
+# -- lost writes, hammering controllers, one controller per gate ----------------------------
+
+
+def test_a_decision_whose_reply_is_lost_is_recorded_once_and_not_sent_again(
+    simulator, run_poller, recorder
+):
+    """The controller applied the decision but its reply never came back: the reconnect's
+    first poll sees the echo (IR 40), records the event and writes nothing more."""
+    factory = CountingFactory(lose_answer_at=p.HR_DECISION_START)
+    poller = run_poller([config_for(simulator)], client_factory=factory)
+    assert online(poller)
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(1, seq), timeout=3)
+    gevent.sleep(0.3)
+    assert factory.lost == 1 and factory.created == 2
+    assert [e for e in recorder.events if e[1].event_seq == seq] == [recorder.event_for(1, seq)]
+    st = state(simulator)
+    assert st["applied_decision_seq"] == seq and st["openings"] == 1
+
+
+def test_a_decision_lost_before_the_controller_took_it_is_answered_after_the_reconnect(
+    simulator, run_poller, recorder
+):
+    """The write never reached the controller: the event is not marked answered, and the
+    next connection answers it (it is still the controller's current event)."""
+    created = []
+
+    def factory(config):
+        client = make_client(config)
+        created.append(client)
+        if len(created) == 1:
+            def write_registers(address, values, **kwargs):
+                client.close()
+                raise ConnectionException("link dropped before the write")
+            client.write_registers = write_registers
+        return client
+
+    poller = run_poller([config_for(simulator)], client_factory=factory)
+    assert online(poller)
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(1, seq), timeout=3)
+    assert len(created) == 2
+    st = state(simulator)
+    assert st["applied_decision_seq"] == seq and st["openings"] == 1
+
+
+@pytest.fixture
+def slams_the_door():
+    """A port that accepts each connection and closes it at once, as a controller whose
+    connection slots are full does; counts the connections."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = [0]
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            accepted[0] += 1
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], accepted
+    stop.set()
+    thread.join(2)
+    listener.close()
+
+
+def test_a_controller_that_accepts_and_closes_gets_growing_pauses_not_a_tight_loop(
+    run_poller, slams_the_door
+):
+    port, accepted = slams_the_door
+    config = ControllerConfig(gate_id=1, territory_id=7, host="127.0.0.1", port=port,
+                              poll_ms=50)
+    poller = run_poller([config], offline_after=0.3, backoff_base=0.05, backoff_cap=0.4,
+                        rng=lambda a, b: b)
+    gevent.sleep(2.0)
+    # Before the fix: tens of thousands of connections in this time.
+    assert accepted[0] < 40, accepted[0]
+    assert poller.state(1).status == "offline"
+    waits = [d for g, d in poller.reconnect_waits if g == 1]
+    assert max(waits) == pytest.approx(0.4)
+
+
+def test_one_controller_serves_one_gate_however_its_address_is_written(
+    simulator, run_poller, recorder
+):
+    """Gate 2 names gate 1's controller as `localhost` (or ::ffff:127.0.0.1, another DNS
+    name…): the older gate keeps it, gate 2 is told and acts on nothing."""
+    _host, port = simulator.addresses[0]
+    poller = run_poller([config_for(simulator, gate_id=1),
+                         ControllerConfig(gate_id=2, territory_id=8, host="localhost",
+                                          port=port, poll_ms=50)])
+    assert online(poller, 1)
+    assert wait_until(lambda: poller.state(2).error_kind == "controller_taken", timeout=3)
+    assert poller.command(2).reason == "offline"
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(1, seq))
+    gevent.sleep(0.3)
+    assert recorder.event_for(2, seq) is None
+    assert state(simulator)["openings"] == 1
+
+
+def test_the_older_gate_takes_its_controller_back_from_a_newer_one(
+    simulator, run_poller, recorder
+):
+    """Gate 9 reached the controller first (gate 1 was added to the bridge later); once gate
+    1 connects, gate 9 loses it."""
+    _host, port = simulator.addresses[0]
+    newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port, poll_ms=50)
+    poller = run_poller([newer])
+    assert online(poller, 9)
+    poller.update([newer, config_for(simulator, gate_id=1)])
+    assert online(poller, 1)
+    assert wait_until(lambda: poller.state(9).error_kind == "controller_taken", timeout=3)
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(1, seq))
+    gevent.sleep(0.3)
+    assert recorder.event_for(9, seq) is None
