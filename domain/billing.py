@@ -312,6 +312,9 @@ class Payment(BaseModel):
     # The language the payer bought in (the title is in it): the receipt is written in it,
     # whoever reports the payment and whatever the account chose since. None before it.
     locale = CharField(max_length=8, null=True)
+    # An app purchase's tariff as it was named then (names are the manager's words, never
+    # translated): with kind and months, the title is worded in each reader's language.
+    tariff_name = CharField(max_length=200, null=True)
     months = IntegerField()
     price_kopecks = IntegerField()  # the list price
     discount_kopecks = IntegerField(default=0)
@@ -337,6 +340,16 @@ class Payment(BaseModel):
     def status_label(self) -> str:
         """«Ожидается оплата», «Завершен», «Отменен» or «Возвращен»."""
         return str(STATUSES.get(self.status, self.status))
+
+    @property
+    def title_label(self) -> str:
+        """What was bought, in the current language; `title` as stored for payments made
+        before tariff_name."""
+        if self.kind == "card":
+            return str(_l("Карта доступа"))
+        if self.tariff_name is not None:
+            return _app_title(self.tariff_name, self.months)
+        return self.title
 
     @property
     def kind_label(self) -> str:
@@ -723,6 +736,7 @@ class Offer:
     title: str
     months: int
     price_kopecks: int
+    tariff_name: str | None = None
 
 
 def card_offer(territory: Territory) -> Offer:
@@ -736,9 +750,13 @@ def app_offer(territory: Territory, period_id: int) -> Offer:
     period = TariffPeriod.of(territory.id).where(TariffPeriod.id == period_id).first()
     if period is None:
         raise DomainError(_l("Выберите период"), field="period")
-    title = str(_l("Доступ по приложению: %(tariff)s, %(months)s мес.",
-                   tariff=period.tariff.name, months=period.months))
-    return Offer("app", title, period.months, period.price_kopecks)
+    return Offer("app", _app_title(period.tariff.name, period.months), period.months,
+                 period.price_kopecks, tariff_name=period.tariff.name)
+
+
+def _app_title(tariff: str, months: int) -> str:
+    return str(_l("Доступ по приложению: %(tariff)s, %(months)s мес.", tariff=tariff,
+                  months=months))
 
 
 def start_purchase(
@@ -774,7 +792,8 @@ def start_purchase(
             title=offer.title, months=offer.months, price_kopecks=offer.price_kopecks,
             discount_kopecks=discount, expected_kopecks=offer.price_kopecks - discount,
             promo=promo, provider=provider, idempotence_key=str(uuid.uuid4()),
-            email=email.strip(), locale=locale, created_at=now,
+            email=email.strip(), locale=locale, tariff_name=offer.tariff_name,
+            created_at=now,
         )
 
 

@@ -93,9 +93,10 @@ MIGRATIONS: list[Migration] = [
      lambda s: _record_card_bindings(s)),
     (7, "gate: one gate per controller, held by a unique index on (host, port, unit_id)",
      lambda s: _one_gate_per_controller(s)),
-    # Earlier payments keep None: their receipt follows the account's language, as before.
-    (8, "payment.locale: the language a payment was bought in, for its receipt",
-     lambda s: s.add_columns(_model("billing", "Payment"), "locale")),
+    # Earlier payments keep None: their receipt follows the account's language and their
+    # stored title is shown as it was written.
+    (8, "payment.locale, tariff_name: the language bought in; the title in each reader's",
+     lambda s: s.add_columns(_model("billing", "Payment"), "locale", "tariff_name")),
 ]
 
 

@@ -106,7 +106,7 @@ def _receipt(payment: Payment) -> tuple[str, str]:
         _("Пропуск — %(territory)s", territory=payment.territory.name),
         _("Платёж № %(id)s от %(when)s", id=payment.id, when=format_datetime(payment.paid_at, tz)),
         "",
-        f"{payment.title}: {format_money(payment.price_kopecks)}",
+        f"{payment.title_label}: {format_money(payment.price_kopecks)}",
     ]
     if payment.discount_kopecks:
         lines.append(_("Скидка по промокоду %(code)s: −%(amount)s",

@@ -283,6 +283,23 @@ def test_the_receipt_is_in_the_payer_s_language_whoever_settles_it(app, client, 
     assert "Итого" not in receipt["text"] and "Способ оплаты" not in receipt["text"]
 
 
+def test_what_was_bought_is_named_in_the_reader_s_language(app, client, shop):
+    """Bought on an English page, the checkout read in Russian names it in Russian; the
+    tariff's own name stays as the manager wrote it."""
+    with app.app_context():
+        billing.Account.update(locale="en").where(
+            billing.Account.id == shop["resident"].id).execute()
+    _buy_access(client, shop["tid"])
+    payment = Payment.get()
+    assert payment.title.startswith("App access") and payment.tariff_name
+    with app.app_context():
+        billing.Account.update(locale="ru").where(
+            billing.Account.id == shop["resident"].id).execute()
+    page = client.get(f"/t/{shop['tid']}/billing/payments/{payment.id}").get_data(as_text=True)
+    assert f"Доступ по приложению: {payment.tariff_name}" in page
+    assert "App access" not in page
+
+
 def test_the_receipt_keeps_the_language_bought_in_when_the_account_switches(app, client, shop):
     """Bought in English, then Russian chosen on another device before the bank reports the
     payment: the receipt is in English, as the page and the title were."""
