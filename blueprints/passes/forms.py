@@ -150,7 +150,7 @@ DECISION_FILTERS = [
     SelectChoice("3", _l("Срок истёк")),
     SelectChoice("4", _l("Неизвестен")),
     SelectChoice("5", _l("Заблокирован / не оплачен")),
-    SelectChoice("6", _l("Повторите")),
+    SelectChoice("6", _l("Не выполнено")),
 ]
 
 

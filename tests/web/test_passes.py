@@ -630,6 +630,20 @@ def test_log_filters_and_pages(app, client, auth, world):
     assert client.get(f"/t/{world.t}/events?date_from=nonsense&gate=abc&page=-3").status_code == 200
 
 
+def test_a_press_that_did_not_open_names_its_presser_once(app, client, auth, world):
+    """A resident's «Открыть» while the controller is off: «Не выполнено», and the resident
+    is named once, as the one who pressed (not also as the pass's owner)."""
+    with app.app_context():
+        record_event(world.t, code=6, reason="gate_offline", kind="phone", gate=world.gate,
+                     account=world.resident, actor=world.resident, source="web")
+    auth.login("+79990000105")
+    html = client.get(f"/t/{world.t}/events").get_data(as_text=True)
+    item = html[html.index('class="event '):]
+    item = item[:item.index("</li>")]
+    assert "Не выполнено" in item and "Повторите" not in item
+    assert item.count("Федоров Роман") == 1 and "«Открыть» нажал(а) Федоров Роман" in item
+
+
 def test_csv_export_for_russian_excel(app, client, auth, world):
     with app.app_context():
         record_event(world.t, code=1, reason="pass_valid", kind="plate", credential="A777AA77",
