@@ -84,6 +84,8 @@ COMMAND_CONFIRM_S = 1.0
 # GATE_PROTOCOL gives an event's age (IR 39, whole seconds) but no limit; this is ours. An
 # event found after a reconnect is answered only when captured less than this long ago.
 EVENT_MAX_AGE_S = 5
+# How long a refused decision stays on the gate's state although later polls succeed.
+REFUSAL_SHOWN_S = 60.0
 # How often on_state hears about a controller whose status has not changed.
 STATE_EVERY_S = 1.0
 CRASH_RESTART_S = 1.0
@@ -347,6 +349,9 @@ class _Controller:
         self.unconfirmed: tuple[p.Snapshot, p.DecisionCode, float] | None = None
         # The controller's identity as claimed for this gate (Poller.claim), while connected.
         self.identity: tuple | None = None
+        # When the controller last refused a decision (exception reply), and why: shown for
+        # REFUSAL_SHOWN_S, so the manager sees it although the next poll succeeds.
+        self.refused: tuple[float, str] | None = None
         # Polled since the current connection was made (command echo and heartbeat known).
         self.synced = False
         self.last_answer: float | None = None
@@ -587,6 +592,7 @@ class _Controller:
             )
         except DeviceError as exc:
             log.warning("gate %s refused decision %s: %s", config.gate_id, snap.event_seq, exc)
+            self.refused = (time.monotonic(), str(exc))
             self._set_state(error_kind="decision_refused", last_error=str(exc))
         except TransportError:
             # Not marked answered: the next connection's first poll decides what to do.
@@ -626,6 +632,8 @@ class _Controller:
         elif snap.gate_state == p.GateState.FAULT:
             status, kind = "fault", "gate_fault"
             error = f"gate_state fault, fault_code {snap.fault_code}"
+        elif self.refused is not None and read_at - self.refused[0] < REFUSAL_SHOWN_S:
+            status, kind, error = "online", "decision_refused", self.refused[1]
         else:
             status, kind, error = "online", None, None
         self._set_state(

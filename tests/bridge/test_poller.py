@@ -794,3 +794,33 @@ def test_the_older_gate_takes_its_controller_back_from_a_newer_one(
     assert wait_until(lambda: recorder.event_for(1, seq))
     gevent.sleep(0.3)
     assert recorder.event_for(9, seq) is None
+
+
+def test_a_refused_decision_stays_on_the_gate_s_state_after_later_polls(
+    simulator, run_poller, recorder
+):
+    """The controller answers the decision's write with an exception: the manager must see
+    it, not have it wiped by the next good poll 50 ms later."""
+    from pymodbus.pdu import ExceptionResponse
+
+    def factory(config):
+        client = make_client(config)
+        original = client.write_registers
+
+        def write_registers(address, values, **kwargs):
+            if address == p.HR_DECISION_START:
+                return ExceptionResponse(16, 4)  # server device failure
+            return original(address, values, **kwargs)
+
+        client.write_registers = write_registers
+        return client
+
+    poller = run_poller([config_for(simulator)], client_factory=factory)
+    assert online(poller)
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: poller.state(1).error_kind == "decision_refused")
+    polls = poller.polls
+    assert wait_until(lambda: poller.polls >= polls + 5)
+    st = poller.state(1)
+    assert st.online and st.error_kind == "decision_refused", st
+    assert state(simulator)["applied_decision_seq"] != seq
