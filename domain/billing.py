@@ -1049,17 +1049,40 @@ def bind_card(account: Account, territory: Territory, printed: str,
     e.g. at the office) waits for the manager's approval. A number bound to someone else is
     refused: the manager unbinds it if it changed hands.
     """
+    from domain import limits
+
     now = now or utcnow()
     number = parse_card_number(printed)
     if territory.kind != "kindergarten":
         raise DomainError(_l("Карты в этой территории не используются"), field="card_number")
+    # Trying numbers would tell which cards are in use (and block their owners from binding
+    # them): a number bound to someone else counts as a guess (limits.CARD_NUMBER); every
+    # other outcome gives its try back.
+    tried = limits.take(limits.CARD_NUMBER, str(account.id))
+    if tried is None:
+        raise DomainError(_l("Слишком много попыток. Попробуйте через час"), field="card_number")
+    try:
+        card = _bind_card(account, territory, number, now)
+    except _TakenCard:
+        raise DomainError(_l("Эта карта уже привязана к другому аккаунту. Если это ваша карта, "
+                             "обратитесь к управляющему."), field="card_number") from None
+    except BaseException:
+        limits.give_back(tried)
+        raise
+    limits.give_back(tried)
+    return card
+
+
+class _TakenCard(Exception):
+    """The number is bound to another account (a guess, for the limit)."""
+
+
+def _bind_card(account: Account, territory: Territory, number: str, now: dt.datetime) -> Card:
     try:
         with _writing():
             existing = Card.get_or_none((Card.territory == territory) & (Card.number == number))
             if existing is not None and existing.account_id != account.id:
-                raise DomainError(
-                    _l("Эта карта уже привязана к другому аккаунту. Если это ваша карта, "
-                       "обратитесь к управляющему."), field="card_number")
+                raise _TakenCard
             purchase = _for_update(cards_awaiting_number(account.id, territory.id)).first()
             if existing is not None and purchase is None:
                 raise DomainError(_l("Эта карта уже привязана к вашему аккаунту"),
@@ -1081,8 +1104,7 @@ def bind_card(account: Account, territory: Territory, printed: str,
             return card
     except IntegrityError:
         # Someone bound the same number in the same instant.
-        raise DomainError(_l("Эта карта уже привязана к другому аккаунту. Если это ваша карта, "
-                             "обратитесь к управляющему."), field="card_number") from None
+        raise _TakenCard from None
 
 
 def card_of(territory: Territory, card_id: int) -> Card:

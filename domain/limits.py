@@ -39,6 +39,8 @@ LOGIN = Limit("login", 10, dt.timedelta(minutes=15))
 LOGIN_IP = Limit("login_ip", 50, dt.timedelta(minutes=15))
 TERRITORY_CODE = Limit("territory_code", 10, dt.timedelta(hours=1))
 ACCOUNT_NUMBER = Limit("account_number", 5, dt.timedelta(minutes=15))
+# «У меня есть карта»: numbers already bound to someone else, per account.
+CARD_NUMBER = Limit("card_number", 5, dt.timedelta(hours=1))
 
 
 def _key(limit: Limit, subject: str) -> str:

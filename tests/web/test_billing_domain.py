@@ -133,6 +133,21 @@ def test_card_bought_then_bound_is_valid_from_purchase(ctx):
     assert again.valid_until == billing.add_months(card.valid_until, 48, "Europe/Moscow")
 
 
+def test_trying_numbers_bound_to_others_is_limited(ctx):
+    """Five numbers that belong to someone else in an hour, then a pause: trying numbers
+    would tell which cards are in use. Binding one's own card is not a guess."""
+    from domain import limits
+
+    for n in range(limits.CARD_NUMBER.tries):
+        billing.bind_card(ctx["other"], ctx["territory"], f"7,{n}", now=NOW)
+        with pytest.raises(DomainError, match="другому аккаунту"):
+            billing.bind_card(ctx["parent"], ctx["territory"], f"7,{n}", now=NOW)
+    with pytest.raises(DomainError, match="Слишком много попыток"):
+        billing.bind_card(ctx["parent"], ctx["territory"], "9,9", now=NOW)
+    for n in range(limits.CARD_NUMBER.tries + 1):  # the other parent binds freely
+        billing.bind_card(ctx["other"], ctx["territory"], f"8,{n}", now=NOW)
+
+
 def test_card_refusals(ctx):
     billing.bind_card(ctx["other"], ctx["territory"], "123,45678", now=NOW)
     with pytest.raises(DomainError, match="другому аккаунту"):
