@@ -59,6 +59,30 @@
   document.addEventListener("DOMContentLoaded", function () { startCountdowns(document); });
   document.addEventListener("htmx:load", function (event) { startCountdowns(event.detail.elt); });
 
+  // The offline page is kept without cookies, so it carries every language: show the one of
+  // the last page this person saw (remembered below), and let «Обновить» retry the page that
+  // failed (the service worker answered its address with this page) rather than go home.
+  document.addEventListener("DOMContentLoaded", function () {
+    const versions = document.querySelectorAll("[data-offline-lang]");
+    if (!versions.length) {
+      try { localStorage.setItem("propusk-lang", document.documentElement.lang); } catch (e) { /* private mode */ }
+      return;
+    }
+    let lang = null;
+    try { lang = localStorage.getItem("propusk-lang"); } catch (e) { /* private mode */ }
+    const chosen = Array.prototype.find.call(versions, function (v) { return v.dataset.offlineLang === lang; });
+    if (chosen) {
+      versions.forEach(function (v) { v.hidden = v !== chosen; });
+      document.documentElement.lang = lang;
+    }
+  });
+  document.addEventListener("click", function (event) {
+    const link = event.target.closest("[data-reload]");
+    if (!link) return;
+    event.preventDefault();
+    window.location.reload();
+  });
+
   // An htmx request that failed: htmx swaps nothing in, so the page's banner says what
   // happened, in the words of the server's error fragment (read as text, never as HTML).
   function banner(text) {

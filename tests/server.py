@@ -68,9 +68,11 @@ def _serving(
 
 
 @contextmanager
-def running_app(instance: Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """Run `python app.py` with its own instance folder and database; yields the base URL."""
-    port = free_port()
+def running_app(instance: Path, extra_env: dict[str, str] | None = None,
+                port: int | None = None) -> Iterator[str]:
+    """Run `python app.py` with its own instance folder and database; yields the base URL.
+    `port` brings a stopped app back where it was (its service worker's origin)."""
+    port = port or free_port()
     env = {"PORT": str(port), **(extra_env or {})}
     with _serving([sys.executable, "app.py"], instance, port, "app", env, 10) as base:
         yield base

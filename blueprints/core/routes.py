@@ -18,6 +18,8 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import force_locale, get_locale
+from flask_babel import gettext as _
 from flask_login import current_user
 
 import providers
@@ -72,8 +74,19 @@ def home() -> Response:
 
 @bp.get("/offline")
 def offline() -> Response:
-    """Shown by the service worker when the network is gone."""
-    response = page("core/offline.html")
+    """Shown by the service worker when the network is gone: in every language, the
+    current one first (see the template)."""
+    current = str(get_locale() or "ru")
+    versions = []
+    for code in sorted(LANGUAGES, key=lambda c: c != current):
+        with force_locale(code):
+            versions.append((code, {
+                "heading": _("Нет соединения с интернетом"),
+                "body": _("Пропуск откроется, как только связь вернётся. Проверьте мобильные "
+                          "данные или Wi-Fi."),
+                "reload": _("Обновить"),
+            }))
+    response = page("core/offline.html", versions=versions)
     response.headers["Cache-Control"] = "no-cache"
     return response
 

@@ -38,6 +38,29 @@ def test_offline_page_when_the_server_is_gone(browser, tmp_path):
     # The server is stopped now: a navigation falls back to the cached offline page.
     page.goto(base + "/help/install")
     assert "Нет соединения с интернетом" in page.content()
+    assert page.locator("[data-offline-lang=en]").is_hidden()
+    assert csp_violations(page) == []
+
+
+def test_the_offline_page_speaks_the_language_last_seen_and_retries_the_page(browser, tmp_path):
+    """Cached without cookies, the offline page still shows English to someone who chose
+    it, and «Reload» retries the page that failed: back online, it is that page."""
+    instance = tmp_path / "instance"
+    page = browser.new_page()
+    with running_app(instance) as base:
+        page.goto(base + "/")
+        assert _controlled(page)
+        page.locator("footer button[lang=en]").click()
+        page.wait_for_selector("html[lang=en]")
+    page.goto(base + "/help/install")
+    english = page.locator("[data-offline-lang=en]")
+    assert english.is_visible() and page.locator("[data-offline-lang=ru]").is_hidden()
+    assert "No internet connection" in english.inner_text()
+    port = int(base.rsplit(":", 1)[1])
+    with running_app(instance, port=port):
+        english.get_by_role("link").click()
+        page.wait_for_url(base + "/help/install")
+        page.wait_for_selector("[data-offline-lang]", state="detached")
     assert csp_violations(page) == []
 
 
