@@ -27,7 +27,7 @@ from blueprints.requests import init_requests
 from blueprints.security import init_security
 from blueprints.sessions import init_sessions
 from cli import register_cli
-from domain import accounts
+from domain import accounts, retention
 from domain.db import db, init_db
 from extensions import csrf, htmx
 from providers import payments
@@ -53,6 +53,46 @@ def _secret_key(instance: Path) -> str:
     return path.read_text().strip()
 
 
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
+
+
+class SettingsError(ValueError):
+    """A variable of the environment that Propusk cannot read; the message names it."""
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """A yes/no variable: 1/0, true/false, yes/no or on/off in any case; unset is `default`."""
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in TRUE:
+        return True
+    if raw in FALSE:
+        return False
+    raise SettingsError(f"{name}={os.environ[name]!r}: expected 1/0, true/false, yes/no "
+                        "or on/off")
+
+
+def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole-number variable between `minimum` and `maximum`; unset is `default`."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        expected = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer from {minimum}"
+        )
+        if maximum is not None:
+            expected += f" up to {maximum}"
+        raise SettingsError(f"{name}={os.environ[name]!r}: expected {expected}")
+    return value
+
+
 def settings(instance: Path) -> dict[str, Any]:
     """The configuration SPEC §10 reads from the environment, with the embedded defaults."""
     return {
@@ -60,12 +100,16 @@ def settings(instance: Path) -> dict[str, Any]:
         "TELEPHONY": os.environ.get("TELEPHONY", "outbox"),
         "MAIL": os.environ.get("MAIL", "outbox"),
         "PAYMENT_PROVIDER": os.environ.get("PAYMENT_PROVIDER", "sandbox"),
-        "DEV_PAGES": os.environ.get("DEV_PAGES", "1") == "1",
-        "SESSION_COOKIE_SECURE": os.environ.get("COOKIE_SECURE", "0") == "1",
-        "PROXY_HOPS": int(os.environ.get("PROXY_HOPS", "0")),
-        "GATEBRIDGE": os.environ.get("GATEBRIDGE", "1") == "1",
+        "DEV_PAGES": env_flag("DEV_PAGES", True),
+        "SESSION_COOKIE_SECURE": env_flag("COOKIE_SECURE", False),
+        "PROXY_HOPS": env_int("PROXY_HOPS", 0),
+        "GATEBRIDGE": env_flag("GATEBRIDGE", True),
         "PASSWORD_HASHING": os.environ.get("PASSWORD_HASHING", "standard"),
         "PUBLIC_URL": os.environ.get("PUBLIC_URL", ""),
+        "EVENTS_RETENTION_DAYS": env_int(
+            "EVENTS_RETENTION_DAYS", retention.DEFAULT_RETENTION_DAYS, minimum=1,
+            maximum=retention.MAX_RETENTION_DAYS,
+        ),
     }
 
 
@@ -180,10 +224,13 @@ def main() -> None:
     from domain.schema import upgrade
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    app = create_app()
+    try:
+        port = env_int("PORT", 5000, minimum=1, maximum=65535)
+        app = create_app()
+    except SettingsError as error:
+        raise SystemExit(f"python app.py: {error}") from None
     with app.app_context(), db.connection_context():
         upgrade()
-    port = int(os.environ.get("PORT", "5000"))
     server = serving.server(port, app, log=None, error_log=log)
     gatebridge.start(app)
     from jobs import PurgeJob

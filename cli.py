@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from flask import Flask, current_app
@@ -36,13 +38,46 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(events_cli)
 
 
-def _fail(message: object) -> None:
-    # Messages are lazy translations, the domain's and this module's alike; the locale
-    # selector reads the session, so they are rendered inside a request context (Russian,
-    # the default language).
+def _render(message: object) -> str:
+    """The text of a message for the terminal.
+
+    Messages are lazy translations, the domain's and this module's alike; the locale
+    selector reads the session, so they are rendered inside a request context — with no
+    session there, in Russian, the default language.
+    """
     with current_app.test_request_context():
-        text = str(message)
-    raise click.ClickException(text)
+        return str(message)
+
+
+def _fail(message: object) -> None:
+    raise click.ClickException(_render(message))
+
+
+@contextmanager
+def _database() -> Iterator[None]:
+    """A connection for one command; a database `migrate` never created is said plainly
+    rather than as a traceback about a missing table."""
+    with db.connection_context():
+        created = db.table_exists(territories.Territory._meta.table_name)
+        if created:
+            yield
+    # Said after the connection is closed: the message is rendered in a request context,
+    # whose teardown closes the connection under a context still open.
+    if not created:
+        _fail(_l("База данных не создана: выполните flask --app app migrate"))
+
+
+# domain/passes.py tells the web form's user to tick the «иностранный номер» box; here
+# the same thing is a flag.
+WEB_FOREIGN_HINT = "отметьте «иностранный номер»"
+
+
+def _for_the_shell(error: DomainError) -> str:
+    """A domain error's text, with the web form's words put in the command's terms."""
+    text = _render(error.message)
+    if error.field == "plate" and WEB_FOREIGN_HINT in text:
+        text = text.replace(WEB_FOREIGN_HINT, _render(_l("добавьте --foreign")))
+    return text
 
 
 @click.command("migrate")
@@ -64,7 +99,7 @@ def create_admin_command(phone: str | None, email: str | None, password: str) ->
     if bool(phone) == bool(email):
         _fail(_l("Укажите что-то одно: --phone или --email"))
     try:
-        with db.connection_context():
+        with _database():
             account = accounts.create_account(
                 phone=parse_phone(phone) if phone else None,
                 # The sign-up's check, so the admin can sign in with what was given.
@@ -81,7 +116,7 @@ def create_admin_command(phone: str | None, email: str | None, password: str) ->
 @territories_cli.command("list")
 def territories_list() -> None:
     """One line per territory: CODE<TAB>KIND<TAB>NAME."""
-    with db.connection_context():
+    with _database():
         for t in territories.Territory.select().order_by(territories.Territory.name):
             click.echo(f"{t.display_code}\t{t.kind}\t{t.name}")
 
@@ -92,7 +127,7 @@ def seed_demo_command() -> None:
     """Demo territories, people in every role and an admin; prints ROLE<TAB>LOGIN<TAB>PASSWORD."""
     from domain.demo import seed_demo
 
-    with db.connection_context():
+    with _database():
         for role, login, password in seed_demo():
             click.echo(f"{role}\t{login}\t{password}")
 
@@ -155,7 +190,7 @@ def passes_add(code: str, plate: str, owner: str | None, start: str | None, end:
                foreign: bool) -> None:
     """File a vehicle pass; prints pass<TAB>ID<TAB>PLATE<TAB>FROM<TAB>TO."""
     try:
-        with db.connection_context():
+        with _database():
             territory = _territory(code)
             member = _owner(territory, owner)
             valid_from = _moment(start, territory.timezone, "--from") or db_utcnow()
@@ -164,7 +199,7 @@ def passes_add(code: str, plate: str, owner: str | None, start: str | None, end:
                 member, plate=plate, foreign=foreign, valid_from=valid_from, valid_to=valid_to
             )
     except DomainError as error:
-        _fail(error.message)
+        _fail(_for_the_shell(error))
     click.echo("\t".join([
         "pass", str(filed.id), filed.plate, filed.valid_from.isoformat(),
         filed.valid_to.isoformat() if filed.valid_to else "",
@@ -189,7 +224,7 @@ def gates_add(code: str, name: str, host: str, port: int, unit: int, direction: 
               poll_ms: int, word_order: str) -> None:
     """Configure a gate; prints ID<TAB>NAME<TAB>DIRECTION<TAB>HOST:PORT<TAB>UNIT."""
     try:
-        with db.connection_context():
+        with _database():
             gate = gates.add_gate(
                 _territory(code), name=name, host=host, port=port, unit_id=unit,
                 direction=direction, poll_ms=poll_ms, word_order=word_order,
@@ -204,16 +239,18 @@ def gates_add(code: str, name: str, host: str, port: int, unit: int, direction: 
 def gates_list(code: str) -> None:
     """One line per gate: ID<TAB>NAME<TAB>DIRECTION<TAB>HOST:PORT<TAB>UNIT."""
     try:
-        with db.connection_context():
+        with _database():
             for gate in gates.Gate.of(_territory(code).id):
                 click.echo(_gate_line(gate))
     except DomainError as error:
         _fail(error.message)
+
+
 @click.command("purge-deleted")
 @with_appcontext
 def purge_deleted_command() -> None:
     """Remove for good the accounts whose 30 days after a deletion request have passed."""
-    with db.connection_context():
+    with _database():
         count = accounts.purge_deleted()
     click.echo(f"purged {count} accounts")
 
@@ -230,7 +267,7 @@ def events_prune(older_than_days: int | None) -> None:
     if days < 1:
         _fail(_l("Срок хранения — не меньше одного дня (--older-than-days)"))
     try:
-        with db.connection_context():
+        with _database():
             removed, created = retention.apply_policy(days)
     except OverflowError:  # the cut-off would fall before the year 1
         _fail(_l("Слишком большой срок хранения: --older-than-days %(days)s", days=days))
@@ -249,7 +286,7 @@ def events_partition(months_ahead: int) -> None:
     if not retention.is_postgres():
         _fail(_l("Помесячные разделы есть только в PostgreSQL; на SQLite запускайте "
                  "`events prune`"))
-    with db.connection_context():
+    with _database():
         created = retention.partition_events(months_ahead)
     click.echo(f"gate_event partitioned by month; {len(created)} partitions created")
     for name in created:

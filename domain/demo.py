@@ -89,9 +89,11 @@ def seed_demo() -> list[tuple[str, str, str]]:
                 _passes_and_gate(territory, people)
             if kind == "kindergarten":
                 billing.seed_demo_tariffs(territory)
+    # Every demo account signs in, so every one is printed: the applicant too (a join
+    # request waiting for the manager's answer).
     return [
         (role, people[role].phone, ADMIN_PASSWORD if role == "admin" else PASSWORD)
-        for role in ("admin", "manager", "resident", "operator")
+        for role, *_person in PEOPLE
     ]
 
 

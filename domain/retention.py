@@ -24,15 +24,16 @@ the months they touch; the live feed (`territory` and `id > last`) reads each mo
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 
+from flask import current_app, has_app_context
 from peewee import PostgresqlDatabase
 
 from domain.db import db, utcnow
 from domain.gates import GateEvent
 
 DEFAULT_RETENTION_DAYS = 400
+MAX_RETENTION_DAYS = 36_500  # a century: the cut-off must stay after the year 1
 PRUNE_BATCH = 10_000
 MONTHS_AHEAD = 3
 TABLE = "gate_event"
@@ -41,8 +42,11 @@ _MONTH_RE = re.compile(rf"^{TABLE}_p(\d{{4}})(\d{{2}})$")
 
 
 def retention_days() -> int:
-    """The configured retention (EVENTS_RETENTION_DAYS, default 400 days)."""
-    return int(os.environ.get("EVENTS_RETENTION_DAYS") or DEFAULT_RETENTION_DAYS)
+    """The configured retention: the app's EVENTS_RETENTION_DAYS (read from the environment
+    and checked when the app starts), else 400 days."""
+    if not has_app_context():
+        return DEFAULT_RETENTION_DAYS
+    return current_app.config.get("EVENTS_RETENTION_DAYS") or DEFAULT_RETENTION_DAYS
 
 
 def is_postgres() -> bool:

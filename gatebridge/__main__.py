@@ -10,6 +10,7 @@ if __name__ == "__main__":
 
     monkey.patch_all()
 
+import argparse
 import logging
 import signal
 import sys
@@ -20,18 +21,50 @@ import gevent.event
 log = logging.getLogger("propusk.gatebridge")
 
 
-def main() -> int:
+DESCRIPTION = """\
+Run the gatebridge: poll every gate controller of the database (GATE-CTL v1 over Modbus
+TCP), answer the credentials presented at the gates, pulse the relays, record the
+events; and, hourly, the housekeeping (purge of deleted accounts, expiry of abandoned
+payments, retention of gate events). Upgrades the schema first. Runs until SIGTERM or
+SIGINT. Run exactly one per database, beside the web processes (docs/deploy.md).
+"""
+
+EPILOG = """\
+configuration, from the environment (README, "Configuration"): INSTANCE_PATH (default
+./instance: the SQLite file, the event spool, the outbox, a generated secret key),
+DATABASE_URL (default: SQLite under INSTANCE_PATH), SECRET_KEY, EVENTS_RETENTION_DAYS
+(default 400), PAYMENT_PROVIDER, TELEPHONY, MAIL, PUBLIC_URL, PASSWORD_HASHING.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: no options but --help; anything else is a usage error (exit 2)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gatebridge",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
     """Start the bridge of the configured app and run until SIGTERM or SIGINT."""
+    # Before anything touches the instance folder or the database: `--help` only prints.
+    parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from app import create_app
+    from app import SettingsError, create_app
     from domain.db import db
     from domain.schema import upgrade
 
-    app = create_app()
+    try:
+        app = create_app()
+    except SettingsError as error:
+        sys.exit(f"python -m gatebridge: {error}")
     with app.app_context(), db.connection_context():
         upgrade()
     bridge = app.extensions["gatebridge"]

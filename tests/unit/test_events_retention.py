@@ -45,11 +45,11 @@ def test_prune_on_sqlite_keeps_what_is_younger_than_the_retention(app):
         assert prune_events(400, now=NOW) == 0
 
 
-def test_prune_command_takes_its_default_from_the_environment(app, monkeypatch):
+def test_prune_command_takes_its_default_from_the_environment(app):
     with app.app_context():
         _events([3000, 2000, 10])  # far enough back for any `now`
     runner = app.test_cli_runner()
-    monkeypatch.setenv("EVENTS_RETENTION_DAYS", "2500")
+    app.config["EVENTS_RETENTION_DAYS"] = 2500  # what EVENTS_RETENTION_DAYS=2500 sets at start
     result = runner.invoke(args=["events", "prune"])
     assert result.exit_code == 0, result.output
     assert "pruned 1 events older than 2500 days" in result.output
@@ -81,13 +81,13 @@ def pg_app(tmp_path):
     db.close()
 
 
-def test_the_hourly_housekeeping_applies_the_retention(app, monkeypatch):
+def test_the_hourly_housekeeping_applies_the_retention(app):
     """`python app.py` and the bridge prune by themselves: no cron needed for the policy."""
     from jobs import PurgeJob
 
     with app.app_context():
         _events([3000, 2000, 10])
-    monkeypatch.setenv("EVENTS_RETENTION_DAYS", "1000")
+    app.config["EVENTS_RETENTION_DAYS"] = 1000  # what EVENTS_RETENTION_DAYS=1000 sets at start
     PurgeJob(app).run_once()
     with app.app_context():
         assert [e.at for e in GateEvent.select()] == [NOW - dt.timedelta(days=10)]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from domain.accounts import Account
 from domain.territories import Membership, Territory, create_territory
 from tests import database as test_database
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_seed_demo_prints_logins_and_is_idempotent(app):
@@ -14,7 +21,8 @@ def test_seed_demo_prints_logins_and_is_idempotent(app):
     first = runner.invoke(args=["seed-demo"])
     assert first.exit_code == 0, first.output
     lines = [line.split("\t") for line in first.output.strip().splitlines()]
-    assert {role for role, _login, _password in lines} == {"admin", "manager", "resident", "operator"}
+    assert [role for role, _login, _password in lines] == [
+        "admin", "manager", "resident", "operator", "applicant"]
     counts = (Account.select().count(), Territory.select().count(), Membership.select().count())
     second = runner.invoke(args=["seed-demo"])
     assert second.output == first.output
@@ -24,6 +32,25 @@ def test_seed_demo_prints_logins_and_is_idempotent(app):
     resident = Account.get(Account.phone == dict((r, login) for r, login, _ in lines)["resident"])
     kinds = {m.territory.kind for m in Membership.select().where(Membership.account == resident)}
     assert kinds == {"kindergarten", "residential"}
+
+
+def test_seed_demo_prints_every_login_it_creates(app):
+    """Every account seed-demo makes can sign in, so every one is printed — the applicant
+    too — and a second run prints the same lines and makes nothing new."""
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["seed-demo"])
+    assert first.exit_code == 0, first.output
+    lines = [line.split("\t") for line in first.output.strip().splitlines()]
+    assert all(len(line) == 3 for line in lines)
+    with app.app_context():
+        can_sign_in = {a.phone for a in Account.select().where(Account.password_hash.is_null(False))}
+    assert {login for _role, login, _password in lines} == can_sign_in
+    assert ["applicant", "+79990000005", "demo2024pass"] in lines
+    assert [line for line in lines if line[0] == "resident"]  # what .ci/run greps for
+    second = runner.invoke(args=["seed-demo"])
+    assert second.exit_code == 0 and second.output == first.output
+    with app.app_context():
+        assert {a.phone for a in Account.select()} == can_sign_in
 
 
 def test_seed_demo_runs_again_after_the_demo_gate_was_renamed(app):
@@ -179,6 +206,60 @@ def test_events_refusals_are_in_russian(app):
 
 def test_every_command_has_help(app):
     runner = app.test_cli_runner()
-    for command in (["seed-demo"], ["create-admin"], ["territories", "list"], ["migrate"]):
+    for command in (["seed-demo"], ["create-admin"], ["territories", "list"], ["migrate"],
+                    ["passes", "add"], ["gates", "add"], ["gates", "list"], ["purge-deleted"],
+                    ["events", "prune"], ["events", "partition"]):
         result = runner.invoke(args=[*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.mark.parametrize("plate", ["W777WW77", "А77"])
+def test_a_plate_refusal_names_the_flag_not_the_web_checkbox(app, territory_code, plate):
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["passes", "add", "--territory", territory_code, "--plate", plate])
+    _refused(result, "Если номер иностранный, добавьте --foreign")
+    assert "отметьте" not in result.output and "«иностранный номер»" not in result.output
+    if plate.isascii():
+        filed = runner.invoke(args=["passes", "add", "--territory", territory_code,
+                                    "--plate", plate, "--foreign"])
+        assert filed.exit_code == 0 and filed.output.startswith("pass\t"), filed.output
+
+
+NOT_MIGRATED = "База данных не создана: выполните flask --app app migrate"
+
+
+def test_commands_on_a_database_never_migrated_say_to_migrate(tmp_path):
+    """A fresh instance: every command but `migrate` says what to do, with no traceback."""
+    from app import create_app
+    from domain.db import db
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret",
+                      "INSTANCE_PATH": str(tmp_path / "instance"),
+                      "DATABASE_URL": f"sqlite:///{tmp_path / 'never-migrated.db'}"})
+    runner = app.test_cli_runner()
+    try:
+        for args in (["seed-demo"], ["territories", "list"], ["purge-deleted"],
+                     ["events", "prune"], ["gates", "list", "--territory", "123-456"],
+                     ["create-admin", "--phone", "+79991112233", "--password", "Kv7rtQ9zmX2p"],
+                     ["passes", "add", "--territory", "123-456", "--plate", "А777АА77"],
+                     ["gates", "add", "--territory", "123-456", "--name", "Въезд", "--host", "h",
+                      "--port", "502", "--unit", "1", "--direction", "both"]):
+            _refused(runner.invoke(args=args), NOT_MIGRATED)
+        migrated = runner.invoke(args=["migrate"])
+        assert migrated.exit_code == 0, migrated.output
+        listed = runner.invoke(args=["territories", "list"])
+        assert listed.exit_code == 0 and listed.output == ""
+    finally:
+        db.close()
+
+
+def test_the_shell_on_a_fresh_instance_says_to_migrate(tmp_path):
+    """The same through `flask --app app` itself, on a new INSTANCE_PATH and nothing else."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env["INSTANCE_PATH"] = str(tmp_path / "instance")
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "territories", "list"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"Error: {NOT_MIGRATED}"
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
