@@ -39,7 +39,7 @@ def _settings(status: int = 200, **forms) -> Response:
     periods: dict[int, list] = {}
     for period in TariffPeriod.of(territory.id):
         periods.setdefault(period.tariff_id, []).append(period)
-    return page(
+    response = page(
         "billing/settings.html",
         card_form=card_form,
         tariff_form=forms.get("tariff_form") or TariffForm(formdata=None),
@@ -54,6 +54,11 @@ def _settings(status: int = 200, **forms) -> Response:
         promos=list(PromoCode.of(territory.id)),
         status=status,
     )
+    if status == 422:
+        # A mistake is shown on the page the form lives on, under that page's address: the
+        # boosted form would otherwise push the address it posted to.
+        response.headers["HX-Replace-Url"] = url_for("billing.settings", tid=territory.id)
+    return response
 
 
 def _back() -> Response:
@@ -117,6 +122,7 @@ def add_tariff(tid: int) -> Response:
         except DomainError as error:
             form_error(form, error)
         else:
+            flash(_("Тариф добавлен"), "success")
             return _back()
     return _settings(422, tariff_form=form)
 
@@ -140,6 +146,7 @@ def add_period(tid: int, tariff_id: int) -> Response:
         except DomainError as error:
             form_error(form, error)
         else:
+            flash(_("Период добавлен"), "success")
             return _back()
     return _settings(422, period_form=form, failed_tariff=tariff_id)
 
@@ -148,29 +155,30 @@ def add_period(tid: int, tariff_id: int) -> Response:
 @territory_route(roles=MANAGER)
 def delete_tariff(tid: int, tariff_id: int) -> Response:
     """Remove a tariff with its periods."""
-    return _delete(billing.delete_tariff, tariff_id)
+    return _delete(billing.delete_tariff, tariff_id, _("Тариф удалён"))
 
 
 @bp.post("/t/<int:tid>/billing/periods/<int:period_id>/delete")
 @territory_route(roles=MANAGER)
 def delete_period(tid: int, period_id: int) -> Response:
     """Remove a period."""
-    return _delete(billing.delete_period, period_id)
+    return _delete(billing.delete_period, period_id, _("Период удалён"))
 
 
 @bp.post("/t/<int:tid>/billing/promos/<int:promo_id>/delete")
 @territory_route(roles=MANAGER)
 def delete_promo(tid: int, promo_id: int) -> Response:
     """Remove a promo code."""
-    return _delete(billing.delete_promo, promo_id)
+    return _delete(billing.delete_promo, promo_id, _("Промокод удалён"))
 
 
-def _delete(operation, object_id: int) -> Response:
+def _delete(operation, object_id: int, done: str) -> Response:
     if EmptyForm().validate_on_submit():
         try:
             operation(g.territory, object_id)
         except NotFound:
             abort(404)
+        flash(done, "success")
     return _back()
 
 

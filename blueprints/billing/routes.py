@@ -7,6 +7,7 @@ import logging
 from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from peewee import JOIN
 from wtforms.fields.choices import SelectChoice
 
 from blueprints.billing import flows
@@ -14,9 +15,11 @@ from blueprints.billing.forms import BindCardForm, BuyAccessForm, BuyCardForm, R
 from blueprints.scope import territory_route
 from blueprints.ui import EmptyForm, form_error, page
 from domain import billing
+from domain.accounts import Account
 from domain.billing import Card, Payment, TariffPeriod
 from domain.db import utcnow
 from domain.errors import DomainError, NotFound
+from domain.territories import Membership, Unit
 from extensions import csrf
 from providers.payments import (
     CANCELED,
@@ -185,6 +188,27 @@ def payment_status(tid: int, pid: int) -> Response:
     return response
 
 
+def _with_payers(query):
+    """The registry with each payer and their unit in the payment's territory, in one query
+    (no account after its deletion; no unit for someone who has none or left)."""
+    here = (Membership.account == Payment.account) & (Membership.territory == Payment.territory)
+    return (
+        query.select_extend(Account, Membership, Unit)
+        .switch(Payment).join(Account, JOIN.LEFT_OUTER)
+        .switch(Payment).join(Membership, JOIN.LEFT_OUTER, on=here, attr="payer_membership")
+        .join(Unit, JOIN.LEFT_OUTER)
+    )
+
+
+def _registry(scope: str, query, form: RegistryFilterForm, show_payer: bool,
+              action: str) -> Response:
+    """The registry page (or its rows for a filter's swap)."""
+    filtered = bool(form.status.data or form.kind.data)
+    return page("billing/payments.html", "billing/_payments.html", form=form,
+                payments=list(_filtered(_with_payers(query), form)), scope=scope,
+                show_payer=show_payer, filtered=filtered, action=action)
+
+
 def _filtered(query, form: RegistryFilterForm):
     if form.status.data:
         query = query.where(Payment.status == form.status.data)
@@ -199,11 +223,11 @@ def territory_payments(tid: int) -> Response:
     """«Платежи» of a territory: all of them for its manager, one's own for everyone else."""
     form = RegistryFilterForm(request.args)
     query = Payment.registry().where(Payment.territory == tid)
-    if g.membership.role != "manager":
+    manager = g.membership.role == "manager"
+    if not manager:
         query = query.where(Payment.account == current_user.id)
-    return page("billing/payments.html", "billing/_payments.html", form=form,
-                payments=list(_filtered(query, form)), scope="territory",
-                action=url_for("billing.territory_payments", tid=tid))
+    return _registry("territory", query, form, show_payer=manager,
+                     action=url_for("billing.territory_payments", tid=tid))
 
 
 @bp.get("/payments")
@@ -214,9 +238,8 @@ def payments_registry() -> Response:
     query = Payment.registry()
     if not current_user.is_admin:
         query = query.where(Payment.account == current_user.id)
-    return page("billing/payments.html", "billing/_payments.html", form=form,
-                payments=list(_filtered(query, form)), scope="all",
-                action=url_for("billing.payments_registry"))
+    return _registry("all", query, form, show_payer=current_user.is_admin,
+                     action=url_for("billing.payments_registry"))
 
 
 @bp.post("/payments/<int:pid>/refund")
@@ -232,7 +255,8 @@ def refund(pid: int) -> Response:
         except DomainError as error:
             flash(error.message, "error")
         else:
-            flash(_("Платёж № %(id)s возвращён", id=pid), "success")
+            payer = payment.account.shown_name if payment.account else _("Аккаунт удалён")
+            flash(_("Платёж № %(id)s (%(payer)s) возвращён", id=pid, payer=payer), "success")
     return redirect(request.referrer if (request.referrer or "").startswith(request.host_url)
                     else url_for("billing.payments_registry"))
 
