@@ -584,10 +584,29 @@ def set_password_by_link(token: str, password: str) -> Account:
     return account
 
 
-def update_profile(account: Account, *, surname: str, name: str, patronymic: str) -> None:
-    """Change the person's name («Личные данные»)."""
+def update_profile(
+    account: Account, *, surname: str, name: str, patronymic: str, email: str | None = None
+) -> None:
+    """Change the person's name («Личные данные»); the surname and name are required.
+
+    `email` is what the form's e-mail field holds (None: not asked). It changes only by its
+    link (start_email_change), so here an empty one is refused when the account has one:
+    saying «Данные сохранены» while the old address stays would be a lie.
+    """
+    surname, name = " ".join((surname or "").split()), " ".join((name or "").split())
+    if not surname:
+        raise DomainError(_l("Введите фамилию"), "surname")
+    if not name:
+        raise DomainError(_l("Введите имя"), "name")
+    if email is not None and not email.strip() and account.email:
+        raise DomainError(
+            _l("E-mail нельзя удалить: по нему вы входите. Можно сменить его на другой")
+            if not account.phone
+            else _l("E-mail нельзя удалить здесь, можно только сменить на другой"),
+            "email",
+        )
     account.surname, account.name, account.patronymic = (
-        (surname or "").strip()[:100], (name or "").strip()[:100], (patronymic or "").strip()[:100]
+        surname[:100], name[:100], (patronymic or "").strip()[:100]
     )
     with db.atomic():
         account.save(only=[Account.surname, Account.name, Account.patronymic])

@@ -351,6 +351,16 @@ def _controller_problem(
               "подключён к другим воротам")
 
 
+def _name_taken(territory_id: int, name: str, gate_id: int | None) -> bool:
+    """Another gate of the territory has the name, up to case and spaces (two «Открыть:
+    Въезд» buttons could not be told apart). Compared in Python: SQLite's lower() knows
+    no Cyrillic."""
+    key = " ".join(name.split()).casefold()
+    query = Gate.select(Gate.name).where(
+        (Gate.territory == territory_id) & (Gate.id != (gate_id or 0)))
+    return any(" ".join(g.name.split()).casefold() == key for g in query)
+
+
 def gate_problems(
     territory_id: int, *, name: str, host: str, port: int | None, unit_id: int | None,
     direction: str, poll_ms: int | None, word_order: str, gate_id: int | None = None,
@@ -361,6 +371,8 @@ def gate_problems(
     host = (host or "").strip()
     if not (name or "").strip():
         problems["name"] = _l("Введите название")
+    elif _name_taken(territory_id, name, gate_id):
+        problems["name"] = _l("Ворота с таким названием уже есть")
     if direction not in DIRECTIONS:
         problems["direction"] = _l("Направление: entry, exit или both")
     if word_order not in WORD_ORDERS:

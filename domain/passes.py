@@ -418,6 +418,45 @@ def _check_period(
         )
 
 
+def _refuse_overlap(
+    member: Membership, norm: str, valid_from: dt.datetime, valid_to: dt.datetime | None,
+    now: dt.datetime,
+) -> None:
+    """Inside serialised(): refuse the member a second live pass for the plate over the same
+    time — a pass filed again by someone unsure the first went through.
+
+    A live pass (not revoked, not ended) overlaps when it starts before the new one ends (a
+    permanent one never ends) and ends after it starts. Only the member's own passes count:
+    another resident may well expect the same taxi or guest, and their pass is theirs to
+    revoke. On PostgreSQL the member's row is locked first, so two filings sent at once
+    queue and the second sees the first.
+    """
+    lock_membership(member.id)
+    query = VehiclePass.select(VehiclePass.valid_from, VehiclePass.valid_to).where(
+        (VehiclePass.territory == member.territory_id)
+        & (VehiclePass.plate == norm)
+        & (VehiclePass.account == member.account_id)
+        & VehiclePass.revoked_at.is_null()
+        & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > max(now, valid_from)))
+    )
+    if valid_to is not None:
+        query = query.where(VehiclePass.valid_from < valid_to)
+    own = list(query)
+    if not own:
+        return
+    if any(p.valid_to is None for p in own):
+        raise DomainError(_l("На этот номер уже есть постоянный пропуск"), field="plate")
+    last = max(own, key=lambda p: p.valid_to)
+    zone = ZoneInfo(member.territory.timezone)
+    until = last.valid_to.astimezone(zone).strftime("%d.%m.%Y %H:%M")
+    raise DomainError(
+        _l("На этот номер уже есть действующий пропуск до %(until)s", until=until)
+        if last.valid_from <= now
+        else _l("На этот номер уже есть пропуск на это время, до %(until)s", until=until),
+        field="plate",
+    )
+
+
 def file_pass(
     member: Membership,
     *,
@@ -450,8 +489,8 @@ def file_pass(
     # Serialised like a unit's seats: two permanent passes filed at once must not both
     # slip under the limit (BEGIN IMMEDIATE on SQLite, the member's row locked on PostgreSQL).
     with serialised():
+        _refuse_overlap(member, norm, valid_from, valid_to, now)  # also locks the member
         if permanent:
-            lock_membership(member.id)
             limit = territory.max_permanent_passes
             held = (
                 VehiclePass.select()

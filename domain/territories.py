@@ -445,7 +445,7 @@ def _unit_for(territory: Territory, unit_id: int | None, new_name: str = "") -> 
         return None
     if len(name) > MAX_NAME:
         raise DomainError(_l("Не длиннее 200 символов"), "new_unit")
-    found = Unit.get_or_none((Unit.territory == territory) & (Unit.name == name))
+    found = _unit_named(territory, name)
     if found is not None:
         return _locked_unit(territory, found.id)
     return Unit.create(territory=territory, name=name)
@@ -715,9 +715,25 @@ def _clean_number(text: str | None, field: str = "account_number") -> str | None
     return number
 
 
+def unit_key(name: str) -> str:
+    """A unit's name as two names are compared: «Дом  99» and «дом 99» are one unit.
+
+    In Python: SQLite's lower() knows only ASCII letters, not Cyrillic ones.
+    """
+    return " ".join((name or "").split()).casefold()
+
+
+def _unit_named(territory: Territory, name: str, unit_id: int = 0) -> Unit | None:
+    """The territory's unit (other than `unit_id`) whose name is `name` up to case and spaces."""
+    key = unit_key(name)
+    query = Unit.select(Unit.id, Unit.name).where(
+        (Unit.territory == territory) & (Unit.id != unit_id))
+    return next((u for u in query if unit_key(u.name) == key), None)
+
+
 def _check_unit_unique(territory: Territory, name: str, number: str | None, unit_id: int = 0):
     others = Unit.select().where((Unit.territory == territory) & (Unit.id != unit_id))
-    if others.where(Unit.name == name).exists():
+    if _unit_named(territory, name, unit_id) is not None:
         raise DomainError(_l("Такой объект уже есть"), "name")
     if number and others.where(Unit.account_number == number).exists():
         raise DomainError(_l("Этот лицевой счёт уже у другого объекта"), "account_number")
@@ -802,15 +818,16 @@ def _parse_units_csv(data: bytes) -> tuple[list[tuple[int, str, str | None]], li
         except DomainError as error:
             errors.append(_line_error(line, error.message))
             continue
-        if name in names:
+        if unit_key(name) in names:
             errors.append(_line_error(line, _l("объект «%(name)s» уже был в строке %(first)s",
-                                               name=in_quotes(name), first=names[name])))
+                                               name=in_quotes(name),
+                                               first=names[unit_key(name)])))
             continue
         if number and number in numbers:
             errors.append(_line_error(line, _l("лицевой счёт %(number)s уже был в строке %(first)s",
                                                number=number, first=numbers[number])))
             continue
-        names[name] = line
+        names[unit_key(name)] = line
         if number:
             numbers[number] = line
         parsed.append((line, name, number))
@@ -834,27 +851,28 @@ def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
     rows, errors = _parse_units_csv(data)
     created = updated = 0
     with db.atomic():
-        existing = {u.name: u for u in Unit.select().where(Unit.territory == territory)}
-        taken = {u.account_number: u.name for u in existing.values() if u.account_number}
-        in_file = {name: number for _line, name, number in rows}
+        # A row names an existing unit up to case and spaces («дом 99» is «Дом 99»).
+        existing = {unit_key(u.name): u for u in Unit.select().where(Unit.territory == territory)}
+        taken = {u.account_number: u for u in existing.values() if u.account_number}
+        in_file = {unit_key(name): number for _line, name, number in rows}
         for line, name, number in rows:
             owner = taken.get(number) if number else None
             # Taken by a unit the file does not give another number: a clash, not a move.
-            if owner is not None and owner != name and not in_file.get(owner):
+            if (owner is not None and unit_key(owner.name) != unit_key(name)
+                    and not in_file.get(unit_key(owner.name))):
                 errors.append(_line_error(line, _l(
                     "лицевой счёт %(number)s уже у объекта «%(name)s»", number=number,
-                    name=in_quotes(owner)
+                    name=in_quotes(owner.name)
                 )))
         if errors:
             raise CsvError([message for _line, message in sorted(errors)])
         # Clear the numbers being moved first, so swapping two units' numbers obeys the index.
-        moving = [name for _line, name, number in rows if number and name in existing]
+        moving = [existing[unit_key(name)].id for _line, name, number in rows
+                  if number and unit_key(name) in existing]
         if moving:
-            Unit.update(account_number=None).where(
-                (Unit.territory == territory) & Unit.name.in_(moving)
-            ).execute()
+            Unit.update(account_number=None).where(Unit.id.in_(moving)).execute()
         for _line, name, number in rows:
-            unit = existing.get(name)
+            unit = existing.get(unit_key(name))
             if unit is None:
                 Unit.create(territory=territory, name=name, account_number=number)
                 created += 1

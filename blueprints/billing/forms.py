@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, RadioField, SelectField, StringField
@@ -19,7 +21,9 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from domain.billing import KINDS, METHODS, STATUSES
+from blueprints.i18n import format_money
+from domain.billing import KINDS, METHODS, STATUSES, parse_rubles
+from domain.errors import DomainError
 
 # A last day beyond this is a slip (31.12.9999 ended in a server error: the day after it
 # does not exist).
@@ -30,6 +34,35 @@ def not_too_far(form: FlaskForm, field: DateField) -> None:
     """Validator: a last day no later than LAST_DAY."""
     if field.data and field.data > LAST_DAY:
         raise ValidationError(_l("Не позже 31.12.2099"))
+
+
+# 1,380.50: an amount grouped as English shows it (format_money), read back in English.
+_EN_GROUPED = re.compile(r"\s*[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]{1,2})?\s*₽?\s*")
+
+
+class MoneyField(StringField):
+    """An amount in roubles, typed as text; parse_rubles reads it.
+
+    A stored price is shown as the rest of the UI shows money (format_money: «1 380,50»,
+    «1,380.50» in English) without the ₽ sign, and what it shows reads back to the same
+    amount; what was typed is shown back as typed.
+    """
+
+    def process_formdata(self, valuelist: list) -> None:
+        super().process_formdata(valuelist)
+        # parse_rubles takes «,» for the decimal mark, as Russian writes it.
+        if self.data and str(get_locale() or "ru") == "en" and _EN_GROUPED.fullmatch(self.data):
+            self.data = self.data.replace(",", "")
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return self.raw_data[0]
+        if isinstance(self.data, int):
+            return format_money(self.data).removesuffix("\xa0₽")
+        try:
+            return format_money(parse_rubles(self.data or "")).removesuffix("\xa0₽")
+        except DomainError:
+            return self.data or ""
 
 
 def _choices(labels: dict) -> list[SelectChoice]:
@@ -77,8 +110,8 @@ class BuyAccessForm(PurchaseForm):
 class CardOfferForm(FlaskForm):
     """The territory's card: price and validity."""
 
-    price = StringField(_l("Стоимость карты, ₽"), validators=[DataRequired(_l("Введите цену"))],
-                        render_kw={"inputmode": "decimal"})
+    price = MoneyField(_l("Стоимость карты, ₽"), validators=[DataRequired(_l("Введите цену"))],
+                       render_kw={"inputmode": "decimal"})
     validity_months = IntegerField(
         _l("Срок действия, мес."),
         validators=[InputRequired(_l("Введите срок")), NumberRange(1, 120, _l("От 1 до 120"))],
@@ -111,8 +144,8 @@ class PeriodForm(FlaskForm):
 
     months = IntegerField(_l("Срок, мес."), validators=[
         InputRequired(_l("Введите срок")), NumberRange(1, 120, _l("От 1 до 120"))])
-    price = StringField(_l("Цена, ₽"), validators=[DataRequired(_l("Введите цену"))],
-                        render_kw={"inputmode": "decimal", "placeholder": "85,00"})
+    price = MoneyField(_l("Цена, ₽"), validators=[DataRequired(_l("Введите цену"))],
+                       render_kw={"inputmode": "decimal", "placeholder": "85,00"})
 
 
 class PromoForm(FlaskForm):
@@ -126,9 +159,9 @@ class PromoForm(FlaskForm):
                  SelectChoice("fixed", _l("в рублях"))],
         default="percent", validators=[InputRequired(_l("Выберите вид скидки"))],
     )
-    value = StringField(_l("Размер скидки"),
-                        validators=[DataRequired(_l("Введите размер скидки"))],
-                        render_kw={"inputmode": "decimal", "placeholder": "10"})
+    value = MoneyField(_l("Размер скидки"),
+                       validators=[DataRequired(_l("Введите размер скидки"))],
+                       render_kw={"inputmode": "decimal", "placeholder": "10"})
     expires_on = DateField(_l("Действует по (включительно)"),
                            validators=[Optional(), not_too_far])
     usage_limit = IntegerField(

@@ -118,16 +118,21 @@ def could_be_plate(text: str) -> bool:
     """False for what no plate is made of («$$$», «---»); True for empty input.
 
     Cheap on purpose: the check calls it before its query. Any letter passes: a plate with a
-    letter no plate has is still the operator's plate, answered «Номер не найден».
+    letter no plate has is still the operator's plate, answered «Номер не найден». Text
+    longer than any typed plate is not one either.
     """
     if not text or text.isspace():
         return True
+    if len(text) > PLATE_INPUT_MAX:  # the form says so at its field (CheckForm)
+        return False
     norm = normalize_plate(text)
     return bool(norm) and all(ch.isalpha() or "0" <= ch <= "9" for ch in norm)
 
 
 def plate_like(form: FlaskForm, field: StringField) -> None:
     """Validator: letters and digits (with the separators people type), or nothing."""
+    if field.errors:  # too long: said already
+        return
     if not could_be_plate(field.data or ""):
         raise ValidationError(
             _l("Это не номер автомобиля: в номере только буквы и цифры (например: А777АА999)"))
@@ -139,7 +144,11 @@ class CheckForm(FlaskForm):
     class Meta:
         csrf = False
 
-    plate = StringField(_l("Номер автомобиля"), validators=[plate_like], render_kw=PLATE_INPUT)
+    plate = StringField(
+        _l("Номер автомобиля"),
+        validators=[Length(max=PLATE_INPUT_MAX, message=_l("Номер слишком длинный")), plate_like],
+        render_kw=PLATE_INPUT,
+    )
 
 
 DECISION_FILTERS = [
@@ -164,7 +173,20 @@ class EventFilterForm(FlaskForm):
     date_to = DateField(_l("По"), validators=[Optional()])
     gate = SelectField(_l("Ворота"), coerce=int, default=0, validators=[Optional()])
     decision = SelectField(_l("Решение"), choices=DECISION_FILTERS, default="")
-    plate = StringField(_l("Номер"), render_kw={**PLATE_INPUT, "placeholder": ""})
+    plate = StringField(
+        _l("Номер"),
+        validators=[Length(max=PLATE_INPUT_MAX, message=_l("Номер слишком длинный"))],
+        render_kw={**PLATE_INPUT, "placeholder": ""},
+    )
+
+    def validate(self, extra_validators: dict | None = None) -> bool:
+        """The filters' checks; a plate too long to be one filters nothing, and its field
+        says why."""
+        valid = super().validate(extra_validators)
+        if self.plate.errors:
+            self.plate.data = ""
+            self.plate.raw_data = None
+        return valid
 
     def validate_date_to(self, field: DateField) -> None:
         """«По» before «С» would show an empty log as if nothing had happened."""

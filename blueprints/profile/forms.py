@@ -3,25 +3,41 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, StopValidation
 
 from blueprints.auth.forms import PHONE_ATTRS, Checked, password_rules
 from domain.accounts import Account, parse_email
 from domain.phones import parse_phone
 
 
-class ProfileForm(FlaskForm):
-    """«Личные данные»: surname, name, patronymic, e-mail."""
+def _email_kept(form: FlaskForm, field: StringField) -> None:
+    """Validator: an e-mail changes by its link only, so clearing it would change nothing
+    (the domain's update_profile refuses it too, in these words)."""
+    if not (field.data or "").strip() and form.account.email:
+        raise StopValidation(
+            _l("E-mail нельзя удалить: по нему вы входите. Можно сменить его на другой")
+            if not form.account.phone
+            else _l("E-mail нельзя удалить здесь, можно только сменить на другой"))
 
-    surname = StringField(_l("Фамилия"), validators=[Length(max=100)],
+
+class ProfileForm(FlaskForm):
+    """«Личные данные» of `account`: surname, name, patronymic, e-mail."""
+
+    surname = StringField(_l("Фамилия"),
+                          validators=[DataRequired(_l("Введите фамилию")), Length(max=100)],
                           render_kw={"autocomplete": "family-name"})
-    name = StringField(_l("Имя"), validators=[Length(max=100)],
+    name = StringField(_l("Имя"), validators=[DataRequired(_l("Введите имя")), Length(max=100)],
                        render_kw={"autocomplete": "given-name"})
     patronymic = StringField(_l("Отчество"), validators=[Length(max=100)],
                              render_kw={"autocomplete": "additional-name"})
     email = StringField(_l("E-mail"),
-                        validators=[Optional(), Length(max=254), Checked(parse_email)],
+                        validators=[_email_kept, Optional(), Length(max=254),
+                                    Checked(parse_email)],
                         render_kw={"autocomplete": "email", "type": "email"})
+
+    def __init__(self, account: Account, *args, **kwargs) -> None:
+        super().__init__(*args, obj=account, **kwargs)
+        self.account = account
 
 
 class PhoneChangeForm(FlaskForm):

@@ -70,12 +70,12 @@ def index() -> Response:
 def edit() -> Response:
     """«Редактировать»: «Личные данные» → «ПРИМЕНИТЬ»; a new e-mail needs its link."""
     me = _me()
-    form = ProfileForm(obj=me)
+    form = ProfileForm(me)
     if form.validate_on_submit():
         try:
             email = accounts.parse_email(form.email.data) if form.email.data else None
             accounts.update_profile(me, surname=form.surname.data, name=form.name.data,
-                                    patronymic=form.patronymic.data)
+                                    patronymic=form.patronymic.data, email=form.email.data or "")
             if email and accounts.start_email_change(me, email, request.remote_addr, link_for):
                 flash(_("На %(email)s отправлена ссылка: e-mail сменится, когда вы её откроете.",
                         email=email), "info")
@@ -118,7 +118,7 @@ def phone() -> Response:
         else:
             session["phone_change"] = code.id
             return redirect(url_for("profile.phone_code"))
-    return page("profile/edit.html", form=ProfileForm(obj=_me(), formdata=None),
+    return page("profile/edit.html", form=ProfileForm(_me(), formdata=None),
                 phone_form=form, status=_status(form))
 
 
