@@ -1,5 +1,5 @@
-"""Audit of bad input, in the domain against the real database: names in the profile, one
-live pass per plate at a time, unit and gate names unique up to case and spaces."""
+"""Bad input refused by the domain, against the real database: names in the profile, one
+live pass per plate and resident at a time, unit and gate names unique up to case and spaces."""
 
 from __future__ import annotations
 

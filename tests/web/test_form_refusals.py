@@ -1,4 +1,4 @@
-"""Audit of bad input, through the pages: empty names in the profile, a plate filed twice,
+"""Bad input refused through the pages: empty names in the profile, a plate filed twice,
 over-long plates at the check and in the log, two gates of one name, money shown back."""
 
 from __future__ import annotations
