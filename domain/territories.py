@@ -514,7 +514,7 @@ def request_join(account: Account, code_text: str, unit_label: str) -> JoinReque
             & (JoinRequest.territory == territory)
             & (JoinRequest.status == "pending")
         ).exists():
-            raise DomainError(_l("Заявка уже отправлена — дождитесь решения управляющего"), "code")
+            raise DomainError(_l("Запрос уже отправлен — дождитесь решения управляющего"), "code")
         return JoinRequest.create(account=account, territory=territory, unit_label=label)
 
 
@@ -527,7 +527,7 @@ def cancel_request(account: Account, request_id: int) -> None:
             & (JoinRequest.status == "pending")
         ).execute()
     if not gone:
-        raise NotFound(_l("Заявка не найдена"))
+        raise NotFound(_l("Запрос не найден"))
 
 
 def _pending(territory: Territory, request_id: int) -> JoinRequest:
@@ -542,7 +542,7 @@ def _pending(territory: Territory, request_id: int) -> JoinRequest:
         .first()
     )
     if found is None:
-        raise NotFound(_l("Заявка не найдена или уже рассмотрена"))
+        raise NotFound(_l("Запрос не найден или уже рассмотрен"))
     return found
 
 
@@ -554,7 +554,7 @@ def _decide(request: JoinRequest, manager: Account, status: str, reason: str = "
         .execute()
     )
     if not done:
-        raise NotFound(_l("Заявка не найдена или уже рассмотрена"))
+        raise NotFound(_l("Запрос не найден или уже рассмотрен"))
     request.status, request.reason = status, reason
 
 

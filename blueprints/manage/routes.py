@@ -45,15 +45,15 @@ def _tell_decision(request: JoinRequest, member: Membership | None = None) -> No
     with force_locale(person.locale or "ru"):
         name = in_quotes(g.territory.name)
         if member is not None:
-            subject = _("Заявка принята")
-            text = _("Ваша заявка на подключение к территории «%(name)s» принята. Роль: %(role)s.",
+            subject = _("Запрос принят")
+            text = _("Ваш запрос на подключение к территории «%(name)s» принят. Роль: %(role)s.",
                      name=name, role=member.role_label)
             if member.unit is not None:
                 text += " " + _("Объект: %(unit)s.", unit=member.unit.name)
             link = url_for("territories.home", tid=g.territory.id, _external=True)
         else:
-            subject = _("Заявка отклонена")
-            text = _("Ваша заявка на подключение к территории «%(name)s» отклонена.", name=name)
+            subject = _("Запрос отклонён")
+            text = _("Ваш запрос на подключение к территории «%(name)s» отклонён.", name=name)
             if request.reason:
                 text += " " + _("Причина: %(reason)s", reason=request.reason)
             link = url_for("territories.join", _external=True)
@@ -146,7 +146,7 @@ def reject(tid: int, rid: int) -> Response:
     except NotFound:
         abort(404)
     _tell_decision(request)
-    flash(_("Заявка отклонена"), "info")
+    flash(_("Запрос отклонён"), "info")
     return redirect(url_for("manage.requests", tid=tid))
 
 

@@ -85,7 +85,7 @@ def join() -> Response:
         except DomainError as error:
             form_error(form, error)
         else:
-            flash(_("Заявка отправлена. Управляющий рассмотрит её и вы получите уведомление"),
+            flash(_("Запрос отправлен. Управляющий рассмотрит его, и вы получите уведомление"),
                   "success")
             return redirect(url_for("territories.join"))
     requests = list(JoinRequest.of_account(current_user).limit(20))
@@ -116,7 +116,7 @@ def cancel_request(rid: int) -> Response:
         territories.cancel_request(current_user, rid)
     except NotFound:
         abort(404)
-    flash(_("Заявка отозвана"), "info")
+    flash(_("Запрос отозван"), "info")
     return redirect(url_for("territories.join"))
 
 

@@ -44,7 +44,7 @@ def test_create_join_accept_and_enter(browser, demo):
     page.fill("#code", code.replace("-", ""))
     page.fill("#unit_label", "Участок 632 и 633 (дом 148)")
     page.click("button:has-text('Подключиться')")
-    page.wait_for_selector("text=Заявка отправлена")
+    page.wait_for_selector("text=Запрос отправлен")
     request_box = page.locator(".request", has_text="Берёзки")
     assert "Ожидает решения управляющего" in request_box.inner_text()
     sign_out(page)

@@ -114,7 +114,7 @@ def test_join_request_rules(place):
         request_join(applicant, "000-000" if territory.code != "000000" else "000-001", "Дом")
     request = request_join(applicant, territory.display_code, "Участок 632 и 633 (дом 148)")
     assert request.unit_label == "Участок 632 и 633 (дом 148)"
-    with pytest.raises(DomainError, match="уже отправлена"):
+    with pytest.raises(DomainError, match="уже отправлен"):
         request_join(applicant, territory.code, "Дом")
     with pytest.raises(DomainError, match="уже подключены"):
         request_join(manager, territory.code, "Дом")

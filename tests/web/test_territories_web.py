@@ -92,7 +92,7 @@ def test_join_by_code_accept_and_the_person_is_told_by_sms(world):
     member = Membership.get(account=world["applicant"])
     assert member.role == "resident" and member.unit.name == "Участок 632 и 633 (дом 148)"
     sms = outbox_to(app, world["applicant"].phone)
-    assert sms["channel"] == "sms" and "принята" in sms["text"] and "территории «ЖК „Парк“»" in sms["text"]
+    assert sms["channel"] == "sms" and "принят" in sms["text"] and "территории «ЖК „Парк“»" in sms["text"]
     home = applicant.get(f"/t/{t.id}/")
     assert home.status_code == 200 and "Резидент" in home.get_data(as_text=True)
 
@@ -107,7 +107,7 @@ def test_reject_with_a_reason_tells_an_email_only_person_by_mail(world):
                     {f"r{request.id}-x-reason": "Такого дома нет"})
     assert response.status_code == 302
     mail = outbox_to(app, who.email)
-    assert mail["channel"] == "email" and "отклонена" in mail["text"]
+    assert mail["channel"] == "email" and "отклонён" in mail["text"]
     assert "Такого дома нет" in mail["text"]
     person_client = signed_in(app, who)
     page = person_client.get("/").get_data(as_text=True)
