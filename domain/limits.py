@@ -39,6 +39,9 @@ LOGIN = Limit("login", 10, dt.timedelta(minutes=15))
 LOGIN_IP = Limit("login_ip", 50, dt.timedelta(minutes=15))
 TERRITORY_CODE = Limit("territory_code", 10, dt.timedelta(hours=1))
 ACCOUNT_NUMBER = Limit("account_number", 5, dt.timedelta(minutes=15))
+# The same guesses from one client address, whichever accounts it signs in with.
+TERRITORY_CODE_IP = Limit("territory_code_ip", 30, dt.timedelta(hours=1))
+ACCOUNT_NUMBER_IP = Limit("account_number_ip", 15, dt.timedelta(minutes=15))
 # «У меня есть карта»: numbers already bound to someone else, per account.
 CARD_NUMBER = Limit("card_number", 5, dt.timedelta(hours=1))
 

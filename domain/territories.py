@@ -485,8 +485,10 @@ def _admit(account: Account, territory: Territory, role: str, unit: Unit | None)
     return member
 
 
-def request_join(account: Account, code_text: str, unit_label: str) -> JoinRequest:
-    """«Подключиться к территории»: a request by code that waits for a manager."""
+def request_join(account: Account, code_text: str, unit_label: str,
+                 ip: str | None = None) -> JoinRequest:
+    """«Подключиться к территории»: a request by code that waits for a manager. Wrong codes
+    are counted per account and per client address (`ip`: many accounts, one guesser)."""
     code = parse_code(code_text)
     label = " ".join((unit_label or "").split())
     if not label:
@@ -497,13 +499,13 @@ def request_join(account: Account, code_text: str, unit_label: str) -> JoinReque
     if len(label) > MAX_NAME:
         raise DomainError(_l("Не длиннее 200 символов"), "unit_label")
     # Codes are six digits: without a cap, trying them would list every territory's name.
-    tried = limits.take(limits.TERRITORY_CODE, str(account.id))
+    tried = _take_both(limits.TERRITORY_CODE, limits.TERRITORY_CODE_IP, account, ip)
     if tried is None:
         raise DomainError(_l("Слишком много попыток ввести код. Попробуйте через час"), "code")
     territory = Territory.get_or_none(Territory.code == code)
     if territory is None:
         raise DomainError(_l("Территория с таким кодом не найдена"), "code")
-    limits.give_back(tried)  # a right code is not a guess
+    _give_back(tried)  # a right code is not a guess
     with db.atomic():
         if Membership.select().where(
             (Membership.account == account) & (Membership.territory == territory)
@@ -591,8 +593,29 @@ def reject_request(
     return request
 
 
-def join_by_account_number(account: Account, territory_id: int, number: str) -> Membership:
-    """«+ Добавить объект»: a known account number makes the person a resident of its unit."""
+def _take_both(per_account: limits.Limit, per_address: limits.Limit, account: Account,
+               ip: str | None) -> tuple[int | None, int | None] | None:
+    """One try counted against the account and against its client address; None, with
+    nothing counted, when either has used up its tries."""
+    by_account = limits.take(per_account, str(account.id))
+    if by_account is None:
+        return None
+    by_address = limits.take(per_address, ip)
+    if by_address is None:
+        limits.give_back(by_account)
+        return None
+    return by_account, by_address
+
+
+def _give_back(tried: tuple[int | None, int | None]) -> None:
+    for attempt in tried:
+        limits.give_back(attempt)
+
+
+def join_by_account_number(account: Account, territory_id: int, number: str,
+                           ip: str | None = None) -> Membership:
+    """«+ Добавить объект»: a known account number makes the person a resident of its unit.
+    Wrong numbers are counted per account and per client address (`ip`)."""
     number = "".join((number or "").split())
     if not number:
         raise DomainError(_l("Введите номер лицевого счёта"), "number")
@@ -606,7 +629,7 @@ def join_by_account_number(account: Account, territory_id: int, number: str) -> 
         raise DomainError(_l("Вы уже подключены к этой территории"), "territory")
     # Counted before the lookup, outside the transaction below so that it is not rolled
     # back (limits.take); given back when the number was right.
-    tried = limits.take(limits.ACCOUNT_NUMBER, str(account.id))
+    tried = _take_both(limits.ACCOUNT_NUMBER, limits.ACCOUNT_NUMBER_IP, account, ip)
     if tried is None:
         raise DomainError(_l("Слишком много неверных попыток. Попробуйте через 15 минут"),
                           "number")
@@ -618,13 +641,13 @@ def join_by_account_number(account: Account, territory_id: int, number: str) -> 
             if unit is not None:
                 member = _admit(account, territory, "resident", _locked_unit(territory, unit.id))
     except DomainError:
-        limits.give_back(tried)  # a right number the unit could not take (full, a member)
+        _give_back(tried)  # a right number the unit could not take (full, a member)
         raise
     if member is None:
         raise DomainError(
             _l("Лицевой счёт не найден. Проверьте номер или обратитесь к управляющему"), "number"
         )
-    limits.give_back(tried)
+    _give_back(tried)
     return member
 
 

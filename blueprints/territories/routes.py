@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, g, redirect, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from wtforms.fields.choices import SelectChoice
@@ -81,7 +81,8 @@ def join() -> Response:
     form = JoinForm()
     if form.validate_on_submit():
         try:
-            territories.request_join(current_user, form.code.data, form.unit_label.data)
+            territories.request_join(current_user, form.code.data, form.unit_label.data,
+                                     request.remote_addr)
         except DomainError as error:
             form_error(form, error)
         else:
@@ -132,7 +133,7 @@ def add_by_number() -> Response:
     if form.validate_on_submit():
         try:
             member = territories.join_by_account_number(
-                current_user, form.territory.data, form.number.data
+                current_user, form.territory.data, form.number.data, request.remote_addr
             )
         except DomainError as error:
             form_error(form, error)

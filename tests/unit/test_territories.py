@@ -236,6 +236,29 @@ def test_territory_codes_cannot_be_tried_one_after_another(place, ctx):
     assert request_join(person(), territory.display_code, "Дом").status == "pending"
 
 
+def test_many_accounts_from_one_address_share_a_limit_of_guesses(place, ctx):
+    """Fresh accounts for every ten codes do not help a guesser at one address; another
+    address is not affected."""
+    from domain import limits
+
+    territory, _manager = place
+    wrong = "999-999" if territory.code != "999999" else "999-998"
+    for _ in range(limits.TERRITORY_CODE_IP.tries):
+        with pytest.raises(DomainError, match="не найдена"):
+            request_join(person(), wrong, "Дом", ip="203.0.113.7")
+    with pytest.raises(DomainError, match="Слишком много"):
+        request_join(person(), territory.display_code, "Дом", ip="203.0.113.7")
+    assert request_join(person(), territory.display_code, "Дом",
+                        ip="198.51.100.1").status == "pending"
+    add_unit(territory, "Кв. 1", "777")
+    for _ in range(limits.ACCOUNT_NUMBER_IP.tries):
+        with pytest.raises(DomainError, match="не найден"):
+            join_by_account_number(person(), territory.id, "1", ip="203.0.113.8")
+    with pytest.raises(DomainError, match="Слишком много"):
+        join_by_account_number(person(), territory.id, "777", ip="203.0.113.8")
+    assert join_by_account_number(person(), territory.id, "777", ip="198.51.100.1").unit
+
+
 def test_member_role_and_unit_change_and_the_last_manager_stays(place):
     territory, manager = place
     unit = add_unit(territory, "Дом 1")
