@@ -3,23 +3,57 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
-from peewee import DatabaseProxy, DateTimeField, Model, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    DatabaseProxy,
+    DateTimeField,
+    Model,
+    OperationalError,
+    PostgresqlDatabase,
+    SqliteDatabase,
+)
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+T = TypeVar("T")
+
 db = DatabaseProxy()
 
-# SQLite is the embedded default; WAL and a busy timeout let the web process and a
-# separate gatebridge process share the file without "database is locked" errors.
+# SQLite's own busy handler sleeps inside C, and under gevent that stops every greenlet of
+# the process: a CLI holding the write lock for seconds froze every gate. So SQLite waits at
+# most BUSY_C_MS by itself; past that, a write that finds the file locked waits in
+# gevent.sleep pauses (BUSY_PAUSE_S, doubling up to BUSY_PAUSE_MAX_S), as long as the
+# 5 s busy timeout it replaces, then fails with "database is locked".
+BUSY_C_MS = 5
+BUSY_WAIT_S = 5.0
+BUSY_PAUSE_S = 0.002
+BUSY_PAUSE_MAX_S = 0.1
+
+# SQLite is the embedded default; WAL and waiting for a busy lock let the web process and a
+# separate gatebridge process share the file without "database is locked" errors. The busy
+# timeout comes first: the pragmas after it may need a lock.
 SQLITE_PRAGMAS = {
+    "busy_timeout": BUSY_C_MS,
     "journal_mode": "wal",
     "foreign_keys": 1,
-    "busy_timeout": 5000,
     "synchronous": "normal",
 }
+
+# A PostgreSQL server that stops answering (hung, its host gone, packets dropped) must end
+# in an error, not a wait without end: a bridge greenlet stuck on it stopped every gate.
+# CONNECT_TIMEOUT_S is libpq's own (blocking connections); under gevent psycopg2 waits
+# through _gevent_wait, which gives up when the socket stays silent for PG_WAIT_S. No web
+# query takes near that; work known to be long (the schema's upgrade, which `python app.py`
+# and `python -m gatebridge` run at start: an index on ten million events takes 13 s) runs
+# inside patient_server(), and `cli.py` runs without gevent and so without this bound.
+CONNECT_TIMEOUT_S = 5
+PG_WAIT_S = 5.0
+_pg_wait: list[float | None] = [PG_WAIT_S]
 
 
 def utcnow() -> dt.datetime:
@@ -96,6 +130,84 @@ class PostgresqlPool(PooledPostgresqlDatabase):
         super()._close_raw(conn)
 
 
+def _busy(exc: BaseException) -> bool:
+    """Is this SQLite's SQLITE_BUSY (another connection holds the lock), raw or peewee's?"""
+    exc = getattr(exc, "orig", exc)  # peewee keeps the driver's exception there
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_BUSY
+    return "database is locked" in str(exc)
+
+
+def patiently(attempt: Callable[[], T], wait: float | None = None) -> T:
+    """attempt(), again after a gevent.sleep while SQLite is busy, for up to `wait` seconds.
+
+    Only for a step that leaves nothing behind when it fails busy: opening a connection,
+    BEGIN, a statement outside a transaction (SQLite rolls a failed one back whole).
+    """
+    import gevent
+
+    deadline = time.monotonic() + (BUSY_WAIT_S if wait is None else wait)
+    pause = BUSY_PAUSE_S
+    while True:
+        try:
+            return attempt()
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            if not _busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        gevent.sleep(pause)
+        pause = min(pause * 2, BUSY_PAUSE_MAX_S)
+
+
+class CooperativeSqlite:
+    """SQLite that waits for another connection's lock in gevent.sleep, never inside C.
+
+    Retried: opening (the pragmas may need a lock), BEGIN IMMEDIATE — where a transaction
+    takes its write lock (lock_type), and in WAL mode none is needed later — and statements
+    outside a transaction. A statement inside an open transaction is not: its earlier
+    statements are part of the same transaction, and whether a retry is right is the
+    caller's to say.
+    """
+
+    busy_wait = BUSY_WAIT_S
+
+    def init(self, database: Any, **kwargs: Any) -> None:
+        super().init(database, **kwargs)
+        # sqlite3.connect's `timeout` is a busy timeout too, slept in C like the pragma's.
+        self._timeout = BUSY_C_MS / 1000
+
+    def _connect(self) -> Any:
+        return patiently(super()._connect, self.busy_wait)
+
+    def begin(self, lock_type: str | None = None) -> None:
+        parent = super()
+        patiently(lambda: parent.begin(lock_type), self.busy_wait)
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        parent = super()
+        if self._in_transaction():
+            return parent.execute_sql(sql, params)
+        return patiently(lambda: parent.execute_sql(sql, params), self.busy_wait)
+
+    def _in_transaction(self) -> bool:
+        # Peewee's stack knows its atomic() blocks; the connection also knows a BEGIN sent
+        # as plain SQL.
+        if self.in_transaction():
+            return True
+        state = self._state
+        return not state.closed and state.conn.in_transaction
+
+
+class Sqlite(CooperativeSqlite, SqliteDatabase):
+    """A one-off SQLite connection that waits for locks cooperatively."""
+
+
+class SqlitePool(CooperativeSqlite, PooledSqliteDatabase):
+    """The pooled SQLite database of a process, waiting for locks cooperatively."""
+
+
 def open_database(url: str, pooled: bool = True) -> Any:
     """Build a Peewee database object for a DATABASE_URL (sqlite:///… or postgresql://…).
 
@@ -109,7 +221,7 @@ def open_database(url: str, pooled: bool = True) -> Any:
         # lock_type: every transaction takes the write lock at BEGIN and waits for it (busy
         # timeout). A deferred one that reads, then writes, fails at once with "database is
         # locked" when another process (the bridge, a second web process) wrote meanwhile.
-        cls = PooledSqliteDatabase if pooled else SqliteDatabase
+        cls = SqlitePool if pooled else Sqlite
         return cls(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
                    lock_type="IMMEDIATE", **pool)
     if url.startswith(("postgresql://", "postgres://")):
@@ -119,26 +231,45 @@ def open_database(url: str, pooled: bool = True) -> Any:
         # waiting for a parallel worker to start and share a scan of 1 232 rows
         # (bench/README.md). A URL's own ?options=… wins.
         params.setdefault("options", "-c max_parallel_workers_per_gather=0")
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
         cls = PostgresqlPool if pooled else PostgresqlDatabase
         return cls(**params, **pool)
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 
-def _gevent_wait(conn: Any, timeout: float | None = None) -> None:
-    """psycopg2's wait callback: yield to other greenlets while libpq waits on its socket."""
-    from gevent.socket import wait_read, wait_write
-    from psycopg2 import OperationalError, extensions
+@contextmanager
+def patient_server() -> Iterator[None]:
+    """Wait for a silent PostgreSQL server without limit, for work known to be long."""
+    _pg_wait.append(None)
+    try:
+        yield
+    finally:
+        _pg_wait.pop()
 
+
+def _gevent_wait(conn: Any, timeout: float | None = None) -> None:
+    """psycopg2's wait callback: yield to other greenlets while libpq waits on its socket.
+
+    A socket silent for `timeout` seconds ends in psycopg2's OperationalError (peewee's,
+    once wrapped); psycopg2 then closes the connection, whose state is unknown, so the pool
+    drops it rather than handing it out again.
+    """
+    from gevent.socket import wait_read, wait_write
+    from psycopg2 import OperationalError as PgOperationalError
+    from psycopg2 import extensions
+
+    timeout = timeout if timeout is not None else _pg_wait[-1]
+    silent = PgOperationalError(f"the database server did not answer within {timeout} s")
     while True:
         state = conn.poll()
         if state == extensions.POLL_OK:
             return
         if state == extensions.POLL_READ:
-            wait_read(conn.fileno(), timeout=timeout)
+            wait_read(conn.fileno(), timeout=timeout, timeout_exc=silent)
         elif state == extensions.POLL_WRITE:
-            wait_write(conn.fileno(), timeout=timeout)
+            wait_write(conn.fileno(), timeout=timeout, timeout_exc=silent)
         else:
-            raise OperationalError(f"unexpected psycopg2 poll state {state}")
+            raise PgOperationalError(f"unexpected psycopg2 poll state {state}")
 
 
 def _cooperative_psycopg2() -> None:

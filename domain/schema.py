@@ -21,7 +21,7 @@ from typing import Any
 from peewee import CharField, IntegerField, Model, PostgresqlDatabase, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
-from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, UtcDateTimeField, db, patient_server, utcnow
 
 log = logging.getLogger("propusk.schema")
 
@@ -227,7 +227,8 @@ def upgrade(
     """Bring the database to the current schema; returns the step numbers that ran."""
     models = list(app_models() if models is None else models)
     steps = sorted(migrations, key=lambda m: m[0])
-    with database.bind_ctx([SchemaVersion]), _exclusive(database):
+    # A step may run for minutes on a big database: no limit on the server's silence.
+    with patient_server(), database.bind_ctx([SchemaVersion]), _exclusive(database):
         fresh = not any(database.table_exists(m._meta.table_name) for m in models)
         database.create_tables([SchemaVersion], safe=True)
         done = {v.version for v in SchemaVersion.select(SchemaVersion.version)}

@@ -19,11 +19,22 @@
 * writes every event as a GateEvent — or, while the database cannot take it, into a spool
   file in the instance folder, drained into the database when it answers again;
 * stores each controller's state (GateStatus) for the console and the «Открыть» check;
+* does both in one writer greenlet: on_event and on_state only hand their work over (see
+  "The writer" below), so no controller's greenlet ever waits on the database;
 * sends the «Открыть» commands the web leaves in GateCommand, never one older than 2 s.
 
 Database work happens in short `db.connection_context()` blocks that never wait on the
 network, so greenlets sharing one connection (an unpatched test process) never interleave
 inside a block.
+
+The writer: a hung database (PostgreSQL stopped with SIGSTOP: nothing refused, nothing
+answered) once kept a controller's greenlet inside on_event for good, and the gate stopped
+answering even exits. Now on_event queues the event and on_state keeps only the latest
+state of each gate; one writer greenlet writes them. Events keep their order: once one is
+in the spool every later one goes there too, until a drain empties it. A write the
+database has not finished within WRITE_S counts as failed (the event is spooled), and
+when QUEUE_MAX events wait — the writer stuck beyond that — the oldest go to the spool
+from on_event itself, so memory stays bounded, nothing is lost and the order holds.
 """
 
 from __future__ import annotations
@@ -31,12 +42,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 from flask import Flask
 from gevent.pool import Group
 
@@ -65,6 +77,10 @@ COMMANDS_S = 0.1
 DRAIN_S = 1.0
 VERSION_OVERLAP = 5.0  # seconds a bump may wait for its transaction to commit
 FULL_RESYNC = 30.0
+# The writer: events that may wait for it, and how long one write may take (more than the
+# database's own bounds, domain.db's PG_WAIT_S and BUSY_WAIT_S) before it counts as failed.
+QUEUE_MAX = 1000
+WRITE_S = 8.0
 # Decisions remembered between decide() and on_event() of the same event.
 MAX_REMEMBERED = 1000
 KINDS = {
@@ -107,6 +123,10 @@ def monotonic_deadline(moment: dt.datetime | None) -> float | None:
     return time.monotonic() + (moment - utcnow()).total_seconds()
 
 
+class WriterTimeout(OSError):
+    """A write the database did not finish in time (an OSError, so one of DB_ERRORS)."""
+
+
 class BridgeService:
     """The bridge's database side; one per bridge process."""
 
@@ -118,6 +138,8 @@ class BridgeService:
         watch_s: float = WATCH_S,
         commands_s: float = COMMANDS_S,
         drain_s: float = DRAIN_S,
+        queue_max: int = QUEUE_MAX,
+        write_s: float = WRITE_S,
         poller_options: dict[str, Any] | None = None,
     ) -> None:
         self.app = app
@@ -125,6 +147,8 @@ class BridgeService:
         self.watch_s = watch_s
         self.commands_s = commands_s
         self.drain_s = drain_s
+        self.queue_max = queue_max
+        self.write_s = write_s
         self.cache = DecisionCache(self._load)
         self.spool = Spool(Path(app.instance_path) / "gate-events.spool")
         self.poller = Poller([], self.decide, self.on_event, self.on_state,
@@ -134,6 +158,11 @@ class BridgeService:
         self._full_at = 0.0
         self._decisions: OrderedDict[tuple[int, int], access.Decision] = OrderedDict()
         self.invalidations = 0
+        # The writer's work: events in order, the latest state of each gate.
+        self._events: deque[dict[str, Any]] = deque()
+        self._states: dict[int, tuple[ControllerConfig, ControllerState]] = {}
+        self._work = gevent.event.Event()
+        self._retry_at = 0.0  # after a failure, the database is tried again from then on
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -145,19 +174,22 @@ class BridgeService:
                 (self.reload_s, self.reload),
                 (self.watch_s, self.watch),
                 (self.commands_s, self.pick_commands),
-                (self.drain_s, self.drain),
             ):
                 greenlet = self.group.spawn(self._every, interval, step)
                 greenlet.link_exception(self._crashed)
+            self.group.spawn(self.writer).link_exception(self._crashed)
             self.group.join()
         finally:
             self.group.kill(timeout=5)
             self.poller.stop()
+            self._spool_waiting()
 
     def _crashed(self, greenlet: gevent.Greenlet) -> None:
         log.error("gatebridge service loop crashed", exc_info=greenlet.exc_info)
 
-    def _every(self, interval: float, step: Callable[[], None]) -> None:
+    def _every(
+        self, interval: float, step: Callable[[], None], wake: gevent.event.Event | None = None
+    ) -> None:
         with self.app.app_context():
             while True:
                 try:
@@ -166,7 +198,10 @@ class BridgeService:
                     log.debug("%s: database unavailable: %s", step.__name__, exc)
                 except Exception:
                     log.exception("%s failed", step.__name__)
-                gevent.sleep(interval)
+                if wake is None:
+                    gevent.sleep(interval)
+                else:
+                    wake.wait(interval)  # set as soon as there is work
 
     # -- gates ------------------------------------------------------------------------
 
@@ -184,21 +219,23 @@ class BridgeService:
         self.poller.update(configs)
 
     def on_state(self, config: ControllerConfig, state: ControllerState) -> None:
+        """Hand the controller's state to the writer; only a gate's latest one is stored."""
+        self._states[config.gate_id] = (config, state)
+        self._work.set()
+
+    def store_state(self, config: ControllerConfig, state: ControllerState) -> None:
         """Store the controller's state where every web process can read it."""
-        try:
-            with db.connection_context():
-                save_status(
-                    config.gate_id,
-                    status=state.status,
-                    last_seen_at=state.last_seen,
-                    heartbeat=state.heartbeat,
-                    gate_state=int(state.gate_state),
-                    fault_code=state.fault_code,
-                    error_kind=state.error_kind,
-                    last_error=state.last_error,
-                )
-        except DB_ERRORS as exc:
-            log.debug("gate %s: state not stored: %s", config.gate_id, exc)
+        with db.connection_context():
+            save_status(
+                config.gate_id,
+                status=state.status,
+                last_seen_at=state.last_seen,
+                heartbeat=state.heartbeat,
+                gate_state=int(state.gate_state),
+                fault_code=state.fault_code,
+                error_kind=state.error_kind,
+                last_error=state.last_error,
+            )
 
     # -- decisions --------------------------------------------------------------------
 
@@ -273,7 +310,7 @@ class BridgeService:
     def on_event(
         self, config: ControllerConfig, snapshot: p.Snapshot, code: p.DecisionCode, latency: float
     ) -> None:
-        """Record the event; spool it when the database cannot take it."""
+        """Hand the event to the writer, which records it or spools it."""
         decision = self._decisions.pop((config.gate_id, snapshot.event_seq), None)
         direction = int(event_direction(config, snapshot))
         if decision is not None:
@@ -299,12 +336,92 @@ class BridgeService:
             "reason": reason,
             "account_id": account_id,
         }
+        while len(self._events) >= self.queue_max:
+            # The writer is stuck: the oldest waiting event goes to the spool, ahead of the
+            # rest, which the writer then spools after it (the spool is no longer empty).
+            self.spool.append(self._events.popleft())
+            log.warning("gate %s: the event writer is behind, events spooled", config.gate_id)
+        self._events.append(event)
+        self._work.set()
+
+    # -- the writer -------------------------------------------------------------------
+
+    def writer(self) -> None:
+        """The writer greenlet: a round whenever work is handed over, else every drain_s."""
+        self._every(self.drain_s, self.write_pending, self._work)
+
+    def write_pending(self) -> None:
+        """The writer's round: the spool, then the waiting events, then the latest states."""
+        self._work.clear()
+        if self._spooled() and self._database_due():
+            try:
+                self.drain()
+            except DB_ERRORS as exc:
+                self._retry_at = time.monotonic() + self.drain_s
+                log.debug("spooled events not written yet: %s", exc)
+        while self._events:
+            event = self._events.popleft()
+            try:
+                self._record(event)
+            except gevent.GreenletExit:
+                self.spool.append(event)  # the bridge is stopping: written after its restart
+                raise
+        self._store_states()
+
+    def _spool_waiting(self) -> None:
+        """Spool the events the writer has not taken (the bridge is stopping)."""
+        while self._events:
+            self.spool.append(self._events.popleft())
+
+    def _record(self, event: dict[str, Any]) -> None:
+        if not self._spooled():
+            try:
+                self._bounded(self._write_live, event)
+                return
+            except DB_ERRORS as exc:
+                log.warning("gate %s: event spooled, database unavailable: %s",
+                            event["gate_id"], exc)
+        self.spool.append(event)
+
+    def _write_live(self, event: dict[str, Any]) -> None:
+        with db.connection_context():
+            self.write_event(event)
+
+    def _store_states(self) -> None:
+        if not self._database_due():
+            return  # the states wait; each is replaced by its gate's next one meanwhile
+        states, self._states = self._states, {}
+        for gate_id, (config, state) in states.items():
+            try:
+                self._bounded(self.store_state, config, state)
+            except DB_ERRORS as exc:
+                log.debug("gate %s: state not stored: %s", gate_id, exc)
+                for later_id, item in states.items():
+                    self._states.setdefault(later_id, item)  # unless a newer one came
+                return
+
+    def _bounded(self, work: Callable[..., None], *args: Any) -> None:
+        """work(*args), failing (WriterTimeout) after write_s; a failure postpones the
+        next try of the database by drain_s, so an outage costs one wait a round."""
         try:
-            with db.connection_context():
-                self.write_event(event)
-        except DB_ERRORS as exc:
-            log.warning("gate %s: event spooled, database unavailable: %s", config.gate_id, exc)
-            self.spool.append(event)
+            with gevent.Timeout(self.write_s, WriterTimeout(f"no answer in {self.write_s} s")):
+                work(*args)
+        except (*DB_ERRORS, WriterTimeout):
+            self._retry_at = time.monotonic() + self.drain_s
+            raise
+
+    def _database_due(self) -> bool:
+        return time.monotonic() >= self._retry_at
+
+    def _spooled(self) -> bool:
+        """Are events waiting in the spool (a look at its files, not a count)?"""
+        spool = self.spool
+        if spool.draining_path.exists():
+            return True
+        try:
+            return spool.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
 
     @staticmethod
     def write_event(event: dict[str, Any]) -> None:
@@ -344,11 +461,11 @@ class BridgeService:
             )
 
     def drain(self) -> None:
-        """Write spooled events once the database answers again."""
-        if not self.spool.pending():
+        """Write spooled events once the database answers again (the writer calls it)."""
+        if not self._spooled():
             return
         with db.connection_context():
-            written = self.spool.drain(self.write_event)
+            written = self.spool.drain(lambda event: self._bounded(self.write_event, event))
         if written:
             log.info("wrote %s spooled gate events", written)
 
