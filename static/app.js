@@ -177,10 +177,14 @@
   // A form answered with mistakes: take the person to the first one (on a phone it may be
   // far below the fold), and put the cursor there.
   function showFirstMistake(root) {
-    const field = root.querySelector("[aria-invalid='true']");
+    let field = root.querySelector("[aria-invalid='true']");
+    // A group of choices marked as a whole (WTForms puts it on the list): its first choice.
+    if (field && !field.matches("input, select, textarea, button")) {
+      field = field.querySelector("input, select, textarea") || field;
+    }
     const mistake = field || root.querySelector(".form-error");
     if (!mistake) return;
-    if (!field) mistake.setAttribute("tabindex", "-1");
+    if (!field || !field.matches("input, select, textarea, button")) mistake.setAttribute("tabindex", "-1");
     mistake.focus({ preventScroll: true });
     mistake.scrollIntoView({ block: "center" });
   }

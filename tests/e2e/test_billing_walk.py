@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.database import query, url_for
 from tests.e2e.conftest import csp_violations, sign_in_as
@@ -24,6 +25,10 @@ def test_buy_app_access_with_sbp(browser, demo):
     page.click("text=Купить доступ")
     page.wait_for_selector("text=Родители группы 1")
     assert "28,33" in page.content()
+    # Sent without a period: the mistake is said there and the first period has the focus.
+    page.click("button[value=sbp]")
+    page.wait_for_selector("#period-error")
+    expect(page.locator("input[name=period]").first).to_be_focused()
     page.click("label.period:has-text('Срок действия 3 мес.')")
     assert page.input_value("#email") == "resident@propusk.demo"
     page.click("button[value=sbp]")
