@@ -77,5 +77,5 @@ def test_create_join_accept_and_enter(browser, demo):
     assert "Резидент" in body and "Участок 632 и 633 (дом 148)" in body
     assert page.locator("nav >> text=Управление").count() == 0
     page.goto(base + "/dev/outbox")
-    assert "принята" in page.inner_text("#outbox")
+    assert "принят" in page.inner_text("#outbox")
     assert csp_violations(page) == []
