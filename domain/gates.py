@@ -619,10 +619,11 @@ def gate_online(gate_id: int, now: dt.datetime | None = None) -> bool:
 COMMAND_FAILURES = {
     "offline": _l("Ворота не в сети — открыть сейчас нельзя"),
     "unknown_gate": _l("Ворота ещё не подключены"),
-    "rejected": _l("Контроллер отклонил команду"),
-    "not_confirmed": _l("Контроллер не подтвердил команду"),
-    "timeout": _l("Контроллер не ответил вовремя"),
-    "stale": _l("Команда устарела и не отправлена"),
+    # Read by a resident at the gate: what happened and what to do, not the protocol's terms.
+    "rejected": _l("Ворота не открылись: контроллер отклонил команду"),
+    "not_confirmed": _l("Ворота не подтвердили, что открылись. Проверьте и нажмите ещё раз"),
+    "timeout": _l("Ворота не ответили вовремя. Нажмите ещё раз"),
+    "stale": _l("Команда не отправлена: прошло слишком много времени. Нажмите ещё раз"),
 }
 
 

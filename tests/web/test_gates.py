@@ -141,11 +141,11 @@ def test_a_press_the_controller_does_not_carry_out_is_not_an_opening(app, client
         assert GateEvent.get().reason == "gate_failed"
     body = client.get(f"/t/{world.t}/gates/commands/{command.id}", headers=HX).get_data(
         as_text=True)
-    assert "Контроллер отклонил команду" in body and "exception reply" not in body
+    assert "контроллер отклонил команду" in body and "exception reply" not in body
     client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
     body = client.get(f"/t/{world.t}/gates/commands/{command.id}", headers=HX).get_data(
         as_text=True)
-    assert "The controller refused the command" in body
+    assert "the controller refused the command" in body
     auth.logout()
     auth.login("+79990000202")
     client.post("/lang/en", data={"csrf_token": csrf_token(client, "/")})
@@ -205,7 +205,7 @@ def test_a_command_nobody_answers_fails_and_never_fires(app, client, auth, world
         GateCommand.update(created_at=utcnow() - dt.timedelta(seconds=5)).execute()
     response = client.get(f"/t/{world.t}/gates/commands/{command.id}", headers=HX)
     assert response.status_code == 286
-    assert "Контроллер не ответил вовремя" in response.get_data(as_text=True)
+    assert "Ворота не ответили вовремя" in response.get_data(as_text=True)
     with app.app_context():
         assert GateCommand.get().status == "failed"
 
