@@ -93,9 +93,7 @@ def start_session(account: accounts.Account) -> None:
     session.permanent = True
     if chosen in LANGUAGES:
         session["lang"] = chosen
-        if account.locale != chosen:
-            account.locale = chosen
-            account.save(only=[accounts.Account.locale])
+        accounts.set_locale(account, chosen)
     login_user(account)
 
 

@@ -695,6 +695,14 @@ def check_current_password(account: Account, password: str) -> None:
     limits.give_back(tried)
 
 
+def set_locale(account: Account, code: str) -> None:
+    """The language the person chose: their mails, receipts and other devices follow it."""
+    if account.locale != code:
+        account.locale = code
+        with db.atomic():
+            account.save(only=[Account.locale])
+
+
 def change_password(account: Account, current: str, new: str, keep_token: str | None) -> int:
     """Change the password knowing the current one; signs out every other device."""
     check_current_password(account, current)

@@ -25,6 +25,7 @@ from flask_login import current_user
 import providers
 from blueprints.i18n import LANGUAGES
 from blueprints.ui import EmptyForm, page
+from domain import accounts
 
 bp = Blueprint("core", __name__)
 
@@ -149,9 +150,8 @@ def set_language(code: str) -> Response:
     if code not in LANGUAGES or not EmptyForm().validate_on_submit():
         abort(400)
     session["lang"] = code
-    if current_user.is_authenticated and current_user.locale != code:
-        current_user.locale = code
-        current_user.save(only=["locale"])
+    if current_user.is_authenticated:
+        accounts.set_locale(current_user, code)
     target = request.referrer or ""
     # Only go back within this site.
     if not target.startswith(request.host_url):
