@@ -229,13 +229,18 @@ class Frozen:
         self.pids = [postmaster, *children(postmaster)]
 
     def __enter__(self) -> Frozen:
-        for pid in self.pids:
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, number: int) -> None:
         for pid in self.pids:
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, number)
+            except ProcessLookupError:
+                pass  # a short-lived child (a backend, a worker) that ended meanwhile
 
 
 def children(pid: int) -> list[int]:
