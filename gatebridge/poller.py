@@ -554,6 +554,8 @@ class _Controller:
         elif snap.event_seq != self.last_seq:
             if snap.event_seq == 0:
                 self.last_seq = 0  # none since boot: it restarted
+            elif snap.event_age >= self.poller.event_max_age:
+                self._too_old(snap)
             else:
                 self._answer(snap, read_at)
         self._check_commands(snap)
@@ -574,11 +576,16 @@ class _Controller:
             self.last_seq = seq
             return
         if snap.event_age >= self.poller.event_max_age:
-            log.info("gate %s: event %s found on connecting is %s s old, not answered",
-                     self.config.gate_id, seq, snap.event_age)
-            self.last_seq = seq
+            self._too_old(snap)
             return
         self._answer(snap, read_at)
+
+    def _too_old(self, snap: p.Snapshot) -> None:
+        """An event captured EVENT_MAX_AGE_S or more ago is not answered: whoever presented
+        it has walked off or presented again, and opening now would let the next one in."""
+        log.info("gate %s: event %s is %s s old, not answered", self.config.gate_id,
+                 snap.event_seq, snap.event_age)
+        self.last_seq = snap.event_seq
 
     def _answer(self, snap: p.Snapshot, read_at: float) -> None:
         config = self.config
@@ -707,6 +714,7 @@ class _Controller:
             )
             self._transport_failed(str(exc))
             if time.monotonic() > pending.deadline or not self._connect():
+                # Gone: the press fails at once (GATE_PROTOCOL rule 4).
                 pending.finish(
                     CommandResult(
                         False, self.config.gate_id, pending.seq, "offline", str(exc)
@@ -726,13 +734,18 @@ class _Controller:
                     )
                 )
                 return
-            except TransportError as exc2:
-                pending.finish(
-                    CommandResult(
-                        False, self.config.gate_id, pending.seq, "offline", str(exc2)
-                    )
-                )
-                raise exc2 from None
+            except TransportError:
+                self._settle_later(pending)
+                raise
+        pending.written_at = time.monotonic()
+        self.awaiting_echo.append(pending)
+
+    def _settle_later(self, pending: _PendingCommand) -> None:
+        """A command written twice, on two live connections, and never answered: the
+        controller may have acted and lost only its replies. It waits for the echo (IR 42)
+        on the next connection's first poll, or fails with the other waiting commands when
+        the controller goes offline or the caller gives up — not reported «offline» at
+        once while the gate may have opened."""
         pending.written_at = time.monotonic()
         self.awaiting_echo.append(pending)
 
@@ -832,8 +845,10 @@ class Poller:
         self.polls = 0
         # (gate_id, seconds) of every pause before a reconnect; bounded, for tests and logs.
         self.reconnect_waits: deque[tuple[int, float]] = deque(maxlen=1000)
-        # Controller identity -> the connected controller serving it (one gate per device).
+        # Controller identity -> the connected controller serving it (one gate per device),
+        # and the identity each gate last reached, kept while it reconnects (`claim`).
         self.claims: dict[tuple, _Controller] = {}
+        self.reached: dict[int, tuple] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -882,15 +897,23 @@ class Poller:
 
     def claim(self, controller: _Controller) -> int | None:
         """Claim `controller.identity` for its gate; the gate id holding it instead, or None.
-        The older gate (lower id) wins: it takes the identity from a newer one, which drops
-        its connection at its next turn (`holds`)."""
-        holder = self.claims.get(controller.identity)
+
+        The older gate (lower id) wins, connected or not: a gate keeps the identity it last
+        reached (`reached`) through its disconnects, until it is removed or reconfigured,
+        so a newer gate cannot take another territory's controller in the seconds the
+        older one spends reconnecting (a reboot, a flapping link). An older gate takes the
+        identity from a newer one, which drops its connection at its next turn (`holds`).
+        """
+        identity, gate_id = controller.identity, controller.config.gate_id
+        older = [other for other, seen in self.reached.items()
+                 if seen == identity and other < gate_id and other in self.configs]
+        if older:
+            return min(older)
+        holder = self.claims.get(identity)
         if holder is not None and holder is not controller:
-            if holder.config.gate_id < controller.config.gate_id and self.controllers.get(
-                    holder.config.gate_id) is holder:
-                return holder.config.gate_id
             holder.wake.set()
-        self.claims[controller.identity] = controller
+        self.claims[identity] = controller
+        self.reached[gate_id] = identity
         return None
 
     def holds(self, controller: _Controller) -> bool:
@@ -916,6 +939,7 @@ class Poller:
 
     def _remove(self, gate_id: int) -> None:
         self.configs.pop(gate_id, None)
+        self.reached.pop(gate_id, None)  # removed or reconfigured: it may reach another
         controller = self.controllers.pop(gate_id, None)
         if controller is not None:
             if controller.greenlet is not None:

@@ -127,11 +127,13 @@ def black_hole():
 
 
 class CountingFactory:
-    """Client factory that counts connections and can lose the answer to one write."""
+    """Client factory that counts connections and can lose the answers to writes at one
+    address (`times` of them)."""
 
-    def __init__(self, lose_answer_at=None):
+    def __init__(self, lose_answer_at=None, times=1):
         self.created = 0
         self.lose_answer_at = lose_answer_at
+        self.times = times
         self.lost = 0
 
     def __call__(self, config):
@@ -144,7 +146,7 @@ class CountingFactory:
 
         def write_registers(address, values, **kwargs):
             rr = original(address, values, **kwargs)
-            if address == factory.lose_answer_at and not factory.lost:
+            if address == factory.lose_answer_at and factory.lost < factory.times:
                 # The controller acted, but the answer never reached us.
                 factory.lost += 1
                 client.close()
@@ -824,3 +826,71 @@ def test_a_refused_decision_stays_on_the_gate_s_state_after_later_polls(
     st = poller.state(1)
     assert st.online and st.error_kind == "decision_refused", st
     assert state(simulator)["applied_decision_seq"] != seq
+
+
+def test_a_command_whose_answers_are_lost_twice_is_confirmed_by_the_echo(simulator, run_poller):
+    """The controller acted on the command and on its retry (same seq: it opened once) but
+    both answers were lost: the next connection's echo (IR 42) settles it as done, not as
+    «offline» while the gate stood open."""
+    factory = CountingFactory(lose_answer_at=p.HR_COMMAND_START, times=2)
+    poller = run_poller([config_for(simulator)], client_factory=factory)
+    assert online(poller)
+    result = poller.command(1, timeout=2.0)
+    assert factory.lost == 2 and factory.created == 3
+    assert result.ok, result
+    assert state(simulator)["openings"] == 1
+
+
+def test_an_event_too_old_is_not_answered_on_a_steady_connection(
+    simulator, run_poller, recorder
+):
+    """The age limit holds for every new event, not only for one found after a reconnect."""
+    poller = run_poller([config_for(simulator, poll_ms=2500)], event_max_age=1)
+    assert online(poller)
+    polls = poller.polls
+    assert wait_until(lambda: poller.polls > polls, timeout=4)  # just polled: 2.5 s to the next
+    old = present(simulator, type="card", card=1)
+    assert wait_until(lambda: poller.polls > polls + 1, timeout=4)
+    assert recorder.event_for(1, old) is None
+    assert state(simulator)["applied_decision_seq"] != old
+
+
+def test_a_newer_gate_does_not_get_the_controller_while_the_older_one_reconnects(
+    simulator, run_poller, recorder
+):
+    """Gate 1 loses its link (a reboot, a flap): gate 2, another territory's, which names the
+    same controller differently, must not be served meanwhile; gate 1 gets it back."""
+    blocked = {"on": False}
+
+    class Dead:
+        last_error = "connect failed"
+
+        def connect(self):
+            return False
+
+        def close(self):
+            pass
+
+    def factory(config):
+        return Dead() if config.gate_id == 1 and blocked["on"] else make_client(config)
+
+    _host, port = simulator.addresses[0]
+    newer = ControllerConfig(gate_id=2, territory_id=8, host="localhost", port=port, poll_ms=50)
+    poller = run_poller([config_for(simulator, gate_id=1), newer], client_factory=factory,
+                        offline_after=0.3, backoff_base=0.05, backoff_cap=0.2)
+    assert online(poller, 1)
+    assert wait_until(lambda: poller.state(2).error_kind == "controller_taken", timeout=3)
+    blocked["on"] = True
+
+    def cut(*_args, **_kwargs):
+        raise ConnectionException("link cut")
+
+    poller.controllers[1].client.read_input_registers = cut
+    assert wait_until(lambda: poller.state(1).status == "offline", timeout=3)
+    gevent.sleep(1.0)  # several of gate 2's tries
+    assert poller.state(2).error_kind == "controller_taken" and poller.command(2).reason == "offline"
+    seq = present(simulator, type="card", card=1)
+    gevent.sleep(0.5)
+    assert recorder.event_for(2, seq) is None
+    blocked["on"] = False
+    assert online(poller, 1, timeout=5)
