@@ -360,12 +360,18 @@ class BridgeService:
                 self._retry_at = time.monotonic() + self.drain_s
                 log.debug("spooled events not written yet: %s", exc)
         while self._events:
-            event = self._events.popleft()
+            # Left at the head while it is written: should the queue overflow meanwhile,
+            # on_event spools it first, ahead of the later ones (the order holds).
+            event = self._events[0]
             try:
                 self._record(event)
             except gevent.GreenletExit:
-                self.spool.append(event)  # the bridge is stopping: written after its restart
+                if self._events and self._events[0] is event:
+                    self._events.popleft()
+                    self.spool.append(event)  # the bridge is stopping: written after restart
                 raise
+            if self._events and self._events[0] is event:
+                self._events.popleft()
         self._store_states()
 
     def _spool_waiting(self) -> None:
@@ -381,7 +387,8 @@ class BridgeService:
             except DB_ERRORS as exc:
                 log.warning("gate %s: event spooled, database unavailable: %s",
                             event["gate_id"], exc)
-        self.spool.append(event)
+        if self._events and self._events[0] is event:  # on_event has not spooled it meanwhile
+            self.spool.append(event)
 
     def _write_live(self, event: dict[str, Any]) -> None:
         with db.connection_context():

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gevent
+import gevent.event
 import pytest
 
 from domain.accounts import Account
@@ -145,6 +146,32 @@ def test_a_full_queue_spools_its_oldest_events_and_the_order_holds(app):
         service.write_pending()
     assert recorded(app) == [str(1000 + seq) for seq in range(1, 8)]
     assert not service._spooled()
+
+
+def test_an_event_being_written_when_the_queue_overflows_keeps_its_place(app, monkeypatch):
+    """The writer is stuck on event 1 while the queue fills: the overflow spools event 1
+    first, and its write that then fails does not put it after the later ones."""
+    config = make_gate(app)
+    service = BridgeService(app, queue_max=3)
+    stuck = gevent.event.Event()
+
+    def stalls(event):
+        stuck.set()
+        gevent.sleep(0.3)
+        raise OSError("the database did not answer")
+
+    monkeypatch.setattr(service, "_write_live", stalls)
+    service.on_event(config, exit_card(1), p.DecisionCode.GRANT, 0.001)
+    with app.app_context():
+        writer = gevent.spawn(service.write_pending)
+        stuck.wait(2)
+        for seq in range(2, 6):  # the queue overflows while event 1 is in flight
+            service.on_event(config, exit_card(seq), p.DecisionCode.GRANT, 0.001)
+        writer.join(5)
+        monkeypatch.undo()
+        service._retry_at = 0.0
+        service.write_pending()
+    assert recorded(app) == [str(1000 + seq) for seq in range(1, 6)]
 
 
 def test_events_waiting_when_the_bridge_stops_are_spooled_for_its_restart(app):
