@@ -74,7 +74,11 @@
     if (chosen) {
       versions.forEach(function (v) { v.hidden = v !== chosen; });
       document.documentElement.lang = lang;
+      document.title = chosen.dataset.title;
     }
+    // Its footer (install, languages) needs the network, and speaks the cached language.
+    const footer = document.querySelector(".footer");
+    if (footer) footer.hidden = true;
   });
   document.addEventListener("click", function (event) {
     const link = event.target.closest("[data-reload]");

@@ -82,6 +82,7 @@ def offline() -> Response:
     for code in sorted(LANGUAGES, key=lambda c: c != current):
         with force_locale(code):
             versions.append((code, {
+                "title": f'{_("Нет сети")} · {_("Пропуск")}',
                 "heading": _("Нет соединения с интернетом"),
                 "body": _("Пропуск откроется, как только связь вернётся. Проверьте мобильные "
                           "данные или Wi-Fi."),
@@ -126,7 +127,10 @@ def _shell_version() -> str:
         if item.startswith("static:"):
             path = static / item.removeprefix("static:")
             digest.update(path.read_bytes() if path.exists() else b"")
-    digest.update((ROOT / "templates" / "core" / "offline.html").read_bytes())
+    # The offline page: its template, base.html around it, and its words in every language.
+    for path in (ROOT / "templates" / "core" / "offline.html", ROOT / "templates" / "base.html",
+                 *sorted((ROOT / "translations").glob("*/LC_MESSAGES/messages.mo"))):
+        digest.update(path.read_bytes() if path.exists() else b"")
     return digest.hexdigest()[:12]
 
 
