@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
+from flask import Blueprint, Response, abort, flash, g, redirect, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from blueprints.gates.forms import GateForm
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page
+from blueprints.ui import EmptyForm, form_error, page, wants_partial
 from domain import gates
 from domain.access import Credential, decide
 from domain.db import utcnow
@@ -40,7 +40,7 @@ def phone_gates(membership: Membership) -> list[Gate]:
 def press(tid: int, gid: int) -> Response:
     """«Открыть» from the phone: a command to the controller; the widget shows the result."""
     response = _press(tid, gid)
-    if request.headers.get("HX-Request"):
+    if wants_partial():
         return response
     # Without htmx: the outcome so far as a message on the territory page.
     flash(_("Команда отправлена") if response.status_code == 200 and b"gate-command-pending"

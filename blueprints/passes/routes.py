@@ -225,11 +225,11 @@ def open_gate(tid: int, gid: int) -> Response:
     except NotFound:
         abort(404)
     except DomainError as error:
-        if request.headers.get("HX-Request"):
+        if wants_partial():
             return page("gates/_command.html", failure=error.message)
         flash(error.message, "error")
     else:
-        if request.headers.get("HX-Request"):
+        if wants_partial():
             return page("gates/_command.html", command=command)
         flash(_("Команда отправлена"), "success")
     return redirect(_back(url_for(".check", tid=tid)))
