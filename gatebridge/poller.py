@@ -571,6 +571,12 @@ class _Controller:
             self.last_seq = seq
             self._record(*lost)
             return
+        if lost is not None and (lost[0].event_seq != seq
+                                 or snap.event_age >= self.poller.event_max_age):
+            # Never delivered, and not to be answered now (the controller moved on, or it is
+            # too old): logged as not done, so the presentation leaves a trace.
+            self._record(lost[0], p.DecisionCode.TRY_AGAIN, lost[2])
+            lost = None
         answered_here = seq == self.last_seq and lost is None and not restarted
         if seq == 0 or snap.applied_decision_seq == seq or answered_here:
             self.last_seq = seq

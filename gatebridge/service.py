@@ -315,6 +315,8 @@ class BridgeService:
         direction = int(event_direction(config, snapshot))
         if decision is not None:
             reason, account_id = decision.reason, decision.account_id
+            if code == p.DecisionCode.TRY_AGAIN and decision.code != code:
+                reason = "gate_offline"  # decided, but the link dropped before it got there
         elif snapshot.event_type == p.EventType.EXIT_BUTTON:
             reason, account_id = "exit_button", None
         elif code == p.DecisionCode.GRANT and direction == access.EXIT:

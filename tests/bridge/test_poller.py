@@ -894,3 +894,45 @@ def test_a_newer_gate_does_not_get_the_controller_while_the_older_one_reconnects
     assert recorder.event_for(2, seq) is None
     blocked["on"] = False
     assert online(poller, 1, timeout=5)
+
+
+def test_an_event_whose_decision_never_got_there_is_logged_as_not_done(
+    simulator, run_poller, recorder
+):
+    """The link drops before the decision's write; by the time the bridge is back the
+    controller shows a newer event: the first is logged as not done (code 6), the second
+    answered as usual."""
+    state_ = {"clients": 0, "blocked": False}
+
+    class Dead:
+        last_error = "connect failed"
+
+        def connect(self):
+            return False
+
+        def close(self):
+            pass
+
+    def factory(config):
+        if state_["blocked"]:
+            return Dead()
+        state_["clients"] += 1
+        client = make_client(config)
+        if state_["clients"] == 1:
+            def write_registers(address, values, **kwargs):
+                state_["blocked"] = True
+                client.close()
+                raise ConnectionException("link dropped before the write")
+            client.write_registers = write_registers
+        return client
+
+    poller = run_poller([config_for(simulator)], client_factory=factory, backoff_base=0.05,
+                        backoff_cap=0.1)
+    assert online(poller)
+    first = present(simulator, type="card", card=1)
+    assert wait_until(lambda: state_["blocked"])
+    second = present(simulator, type="card", card=2)
+    state_["blocked"] = False
+    assert wait_until(lambda: recorder.event_for(1, second), timeout=3)
+    assert recorder.event_for(1, first)[2] == p.DecisionCode.TRY_AGAIN
+    assert state(simulator)["applied_decision_seq"] == second

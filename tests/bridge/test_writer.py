@@ -174,6 +174,20 @@ def test_an_event_being_written_when_the_queue_overflows_keeps_its_place(app, mo
     assert recorded(app) == [str(1000 + seq) for seq in range(1, 6)]
 
 
+def test_a_decision_that_never_reached_the_gate_is_logged_as_controller_offline(app):
+    """decide() granted, the write was lost and the poller reports «try again» for it: the
+    log says the controller was not reached, not «Действующий пропуск»."""
+    from domain import access
+
+    config = make_gate(app)
+    service = BridgeService(app)
+    entry = p.Snapshot(event_seq=7, event_type=p.EventType.CARD, direction=p.Direction.ENTRY,
+                       bit_length=26, card_number=77)
+    service._decisions[(config.gate_id, 7)] = access.Decision(1, "pass_valid")
+    service.on_event(config, entry, p.DecisionCode.TRY_AGAIN, 0.001)
+    assert service._events[0]["code"] == 6 and service._events[0]["reason"] == "gate_offline"
+
+
 def test_events_waiting_when_the_bridge_stops_are_spooled_for_its_restart(app):
     config = make_gate(app)
     service = BridgeService(app)
