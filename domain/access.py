@@ -35,6 +35,10 @@ REASONS = {
     "unknown_plate": _l("Номер не найден"),
     "unknown_card": _l("Карта не найдена"),
     "pin_unsupported": _l("PIN не поддерживается"),
+    # What a controller may report that carries nothing Propusk can check.
+    "plate_unreadable": _l("Номер не распознан"),
+    "remote_unsupported": _l("Пульты не поддерживаются"),
+    "unknown_event": _l("Неизвестный тип события"),
     "card_valid": _l("Карта действует"),
     "card_expired": _l("Срок действия карты истёк"),
     "card_not_approved": _l("Карта ожидает подтверждения управляющего"),

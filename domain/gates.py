@@ -37,6 +37,8 @@ EVENT_KINDS = {
     "phone": _l("Телефон"),
     "button": _l("Кнопка"),
     "manual": _l("Оператор"),
+    "remote": _l("Пульт"),
+    "other": _l("Другое"),
 }
 SOURCES = ("web", "bridge")
 # GATE-CTL decision codes (holding register 101).
@@ -98,7 +100,7 @@ class GateEvent(BaseModel):
     territory = ForeignKeyField(Territory, backref="gate_events", on_delete="CASCADE")
     gate = ForeignKeyField(Gate, null=True, backref="events", on_delete="SET NULL")
     at = UtcDateTimeField(default=utcnow)
-    kind = CharField(default="plate")  # plate, card, pin, phone, button, manual
+    kind = CharField(default="plate")  # plate, card, pin, phone, button, manual, remote, other
     credential = CharField(default="")  # the normalised plate, the card number, …
     direction = SmallIntegerField(default=ENTRY)  # 1 entry, 2 exit
     code = SmallIntegerField()  # GATE-CTL decision code 1..6

@@ -88,7 +88,12 @@ KINDS = {
     p.EventType.PLATE: "plate",
     p.EventType.PIN: "pin",
     p.EventType.EXIT_BUTTON: "button",
-    p.EventType.REMOTE: "button",
+    p.EventType.REMOTE: "remote",
+}
+# Why an event with no credential is refused, by its type; any other type is unknown.
+NOTHING_TO_CHECK = {
+    p.EventType.PLATE: "plate_unreadable",  # the camera saw a car, read no plate
+    p.EventType.REMOTE: "remote_unsupported",
 }
 
 
@@ -252,7 +257,9 @@ class BridgeService:
         else domain.access; in an outage what the module's docstring says."""
         credential = snapshot.credential
         if credential is None:
-            decision = access.Decision(access.DENY_UNKNOWN, "unknown_card")
+            # Nothing to check: say which nothing (it was all «Карта не найдена»).
+            decision = access.Decision(access.DENY_UNKNOWN, NOTHING_TO_CHECK.get(
+                snapshot.event_type, "unknown_event"))
         else:
             wanted = access_credential(credential)
             key = cache_key(config.territory_id, p.Credential(wanted.kind, wanted.value),
@@ -331,7 +338,7 @@ class BridgeService:
             "territory_id": config.territory_id,
             "gate_id": config.gate_id,
             "at": utcnow().isoformat(),
-            "kind": KINDS.get(snapshot.event_type, "card"),
+            "kind": KINDS.get(snapshot.event_type, "other"),
             "credential": value,
             "direction": direction,
             "code": int(code),

@@ -188,6 +188,23 @@ def test_a_decision_that_never_reached_the_gate_is_logged_as_controller_offline(
     assert service._events[0]["code"] == 6 and service._events[0]["reason"] == "gate_offline"
 
 
+@pytest.mark.parametrize("event_type, kind, reason", [
+    (p.EventType.REMOTE, "remote", "remote_unsupported"),
+    (p.EventType.PLATE, "plate", "plate_unreadable"),  # a car seen, no plate read
+    (99, "other", "unknown_event"),  # a type GATE-CTL v1 does not know
+])
+def test_an_event_with_nothing_to_check_says_what_it_was(app, event_type, kind, reason):
+    """They were all «Кнопка»/«Карта» and «Карта не найдена» in the log."""
+    config = make_gate(app)
+    service = BridgeService(app)
+    snapshot = p.Snapshot(event_seq=3, event_type=event_type, direction=p.Direction.ENTRY)
+    with app.app_context():
+        assert service.decide(config, snapshot) == p.DecisionCode.DENY_UNKNOWN
+    service.on_event(config, snapshot, p.DecisionCode.DENY_UNKNOWN, 0.001)
+    event = service._events[0]
+    assert (event["kind"], event["reason"], event["credential"]) == (kind, reason, "")
+
+
 def test_events_waiting_when_the_bridge_stops_are_spooled_for_its_restart(app):
     config = make_gate(app)
     service = BridgeService(app)
