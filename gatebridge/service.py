@@ -362,7 +362,7 @@ class BridgeService:
     def write_pending(self) -> None:
         """The writer's round: the spool, then the waiting events, then the latest states."""
         self._work.clear()
-        if self._spooled() and self._database_due():
+        if self.spool and self._database_due():
             try:
                 self.drain()
             except DB_ERRORS as exc:
@@ -370,17 +370,17 @@ class BridgeService:
                 log.debug("spooled events not written yet: %s", exc)
         while self._events:
             # Left at the head while it is written: should the queue overflow meanwhile,
-            # on_event spools it first, ahead of the later ones (the order holds).
-            event = self._events[0]
+            # on_event spools it first, ahead of the later ones (the order holds), and it
+            # is no longer the writer's. Not written (the spool holds earlier ones, the
+            # database failed, the bridge is stopping): spooled, after those.
+            event, written = self._events[0], False
             try:
-                self._record(event)
-            except gevent.GreenletExit:
+                written = self._write_live(event)
+            finally:
                 if self._events and self._events[0] is event:
                     self._events.popleft()
-                    self.spool.append(event)  # the bridge is stopping: written after restart
-                raise
-            if self._events and self._events[0] is event:
-                self._events.popleft()
+                    if not written:
+                        self.spool.append(event)
         self._store_states()
 
     def _spool_waiting(self) -> None:
@@ -388,18 +388,19 @@ class BridgeService:
         while self._events:
             self.spool.append(self._events.popleft())
 
-    def _record(self, event: dict[str, Any]) -> None:
-        if not self._spooled():
-            try:
-                self._bounded(self._write_live, event)
-                return
-            except DB_ERRORS as exc:
-                log.warning("gate %s: event spooled, database unavailable: %s",
-                            event["gate_id"], exc)
-        if self._events and self._events[0] is event:  # on_event has not spooled it meanwhile
-            self.spool.append(event)
+    def _write_live(self, event: dict[str, Any]) -> bool:
+        """Write the event unless earlier ones wait in the spool; False when not written."""
+        if self.spool:
+            return False
+        try:
+            self._bounded(self._write_event_now, event)
+        except DB_ERRORS as exc:
+            log.warning("gate %s: event spooled, database unavailable: %s",
+                        event["gate_id"], exc)
+            return False
+        return True
 
-    def _write_live(self, event: dict[str, Any]) -> None:
+    def _write_event_now(self, event: dict[str, Any]) -> None:
         with db.connection_context():
             self.write_event(event)
 
@@ -428,16 +429,6 @@ class BridgeService:
 
     def _database_due(self) -> bool:
         return time.monotonic() >= self._retry_at
-
-    def _spooled(self) -> bool:
-        """Are events waiting in the spool (a look at its files, not a count)?"""
-        spool = self.spool
-        if spool.draining_path.exists():
-            return True
-        try:
-            return spool.path.stat().st_size > 0
-        except FileNotFoundError:
-            return False
 
     @staticmethod
     def write_event(event: dict[str, Any]) -> None:
@@ -478,7 +469,7 @@ class BridgeService:
 
     def drain(self) -> None:
         """Write spooled events once the database answers again (the writer calls it)."""
-        if not self._spooled():
+        if not self.spool:
             return
         with db.connection_context():
             written = self.spool.drain(lambda event: self._bounded(self.write_event, event))

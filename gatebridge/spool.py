@@ -93,6 +93,15 @@ class Spool:
     def __len__(self) -> int:
         return self.pending()
 
+    def __bool__(self) -> bool:
+        """Whether any event waits: a look at the files, not a count (asked per event)."""
+        if self.draining_path.exists():
+            return True
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
     def drain(self, write_fn: Callable[[dict[str, Any]], object], limit: int | None = None) -> int:
         """Hand spooled events to write_fn in order; returns how many were written.
 

@@ -133,7 +133,7 @@ def test_events_are_written_in_order_and_only_a_gates_latest_state(app, service_
     assert wait_until(lambda: len(recorded(app)) == 5), recorded(app)
     assert recorded(app) == ["1001", "1002", "1003", "1004", "1005"]
     assert wait_until(lambda: stored_state(app, config.gate_id) == "state 3")
-    assert not service._spooled()
+    assert not service.spool
 
 
 def test_a_full_queue_spools_its_oldest_events_and_the_order_holds(app):
@@ -145,7 +145,7 @@ def test_a_full_queue_spools_its_oldest_events_and_the_order_holds(app):
     with app.app_context():
         service.write_pending()
     assert recorded(app) == [str(1000 + seq) for seq in range(1, 8)]
-    assert not service._spooled()
+    assert not service.spool
 
 
 def test_an_event_being_written_when_the_queue_overflows_keeps_its_place(app, monkeypatch):
@@ -160,7 +160,7 @@ def test_an_event_being_written_when_the_queue_overflows_keeps_its_place(app, mo
         gevent.sleep(0.3)
         raise OSError("the database did not answer")
 
-    monkeypatch.setattr(service, "_write_live", stalls)
+    monkeypatch.setattr(service, "_write_event_now", stalls)
     service.on_event(config, exit_card(1), p.DecisionCode.GRANT, 0.001)
     with app.app_context():
         writer = gevent.spawn(service.write_pending)

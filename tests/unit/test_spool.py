@@ -39,14 +39,15 @@ def test_a_failing_writer_keeps_the_rest_for_the_next_drain(tmp_path):
             raise ConnectionError("database went away again")
         written.append(event["seq"])
 
+    assert not Spool(tmp_path / "other.jsonl")  # nothing waits in a new spool
     with pytest.raises(ConnectionError):
         spool.drain(flaky)
-    assert written == [0, 1] and spool.pending() == 3
+    assert written == [0, 1] and spool.pending() == 3 and spool  # half-drained: waits
     spool.append({"gate_id": 1, "seq": 5})
     flaky.recovered = True
     assert spool.drain(flaky) == 4
     # No event twice, none lost, still in order (the one appended meanwhile comes last).
-    assert written == [0, 1, 2, 3, 4, 5]
+    assert written == [0, 1, 2, 3, 4, 5] and not spool
 
 
 def test_what_is_left_survives_a_restart(tmp_path):
