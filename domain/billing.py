@@ -346,7 +346,7 @@ class Payment(BaseModel):
         """What was bought, in the current language; `title` as stored for payments made
         before tariff_name."""
         if self.kind == "card":
-            return str(_l("Карта доступа"))
+            return str(CARD_TITLE)
         if self.tariff_name is not None:
             return _app_title(self.tariff_name, self.months)
         return self.title
@@ -741,7 +741,7 @@ class Offer:
 
 def card_offer(territory: Territory) -> Offer:
     """The territory's card at its price and validity."""
-    return Offer("card", str(_l("Карта доступа")), territory.card_validity_months,
+    return Offer("card", str(CARD_TITLE), territory.card_validity_months,
                  territory.card_price_kopecks)
 
 
@@ -752,6 +752,9 @@ def app_offer(territory: Territory, period_id: int) -> Offer:
         raise DomainError(_l("Выберите период"), field="period")
     return Offer("app", _app_title(period.tariff.name, period.months), period.months,
                  period.price_kopecks, tariff_name=period.tariff.name)
+
+
+CARD_TITLE = _l("Карта доступа")
 
 
 def _app_title(tariff: str, months: int) -> str:
@@ -1062,15 +1065,13 @@ def bind_card(account: Account, territory: Territory, printed: str,
     if tried is None:
         raise DomainError(_l("Слишком много попыток. Попробуйте через час"), field="card_number")
     try:
-        card = _bind_card(account, territory, number, now)
+        return _bind_card(account, territory, number, now)
     except _TakenCard:
+        tried = None  # a guess: it stays counted
         raise DomainError(_l("Эта карта уже привязана к другому аккаунту. Если это ваша карта, "
                              "обратитесь к управляющему."), field="card_number") from None
-    except BaseException:
+    finally:
         limits.give_back(tried)
-        raise
-    limits.give_back(tried)
-    return card
 
 
 class _TakenCard(Exception):

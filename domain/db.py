@@ -141,7 +141,7 @@ def _busy(exc: BaseException) -> bool:
     return "database is locked" in str(exc)
 
 
-def patiently(attempt: Callable[[], T], wait: float | None = None) -> T:
+def patiently(attempt: Callable[[], T], wait: float) -> T:
     """attempt(), again after a gevent.sleep while SQLite is busy, for up to `wait` seconds.
 
     Only for a step that leaves nothing behind when it fails busy: opening a connection,
@@ -149,7 +149,7 @@ def patiently(attempt: Callable[[], T], wait: float | None = None) -> T:
     """
     import gevent
 
-    deadline = time.monotonic() + (BUSY_WAIT_S if wait is None else wait)
+    deadline = time.monotonic() + wait
     pause = BUSY_PAUSE_S
     while True:
         try:

@@ -416,7 +416,7 @@ class _Controller:
         # answers an event captured meanwhile (see the module's docstring).
         self.synced = False
         try:
-            info = self._read_info()
+            info = self._read_info(client)
         except TransportError as exc:
             self._transport_failed(str(exc))
             return False
@@ -432,12 +432,9 @@ class _Controller:
             return False
         return True
 
-    def _read_info(self) -> p.DeviceInfo | None:
+    def _read_info(self, client: ModbusTcpClient) -> p.DeviceInfo | None:
         """IR 0-3, once per connection; None when the device refuses the read (its polls
         will show why)."""
-        client = self.client
-        if client is None:
-            raise TransportError("not connected")
         try:
             rr = self._call("read IR 0-3", lambda: client.read_input_registers(
                 p.IR_INFO_START, count=p.IR_INFO_COUNT, device_id=self.config.unit))
@@ -741,17 +738,16 @@ class _Controller:
                 )
                 return
             except TransportError:
-                self._settle_later(pending)
+                # Written twice, on two live connections, and never answered: the controller
+                # may have acted and lost only its replies. Like any written command it waits
+                # for the echo (IR 42), here on the next connection's first poll, or fails
+                # with the others when the controller goes offline or the caller gives up —
+                # not «offline» at once while the gate may have opened.
+                self._await_echo(pending)
                 raise
-        pending.written_at = time.monotonic()
-        self.awaiting_echo.append(pending)
+        self._await_echo(pending)
 
-    def _settle_later(self, pending: _PendingCommand) -> None:
-        """A command written twice, on two live connections, and never answered: the
-        controller may have acted and lost only its replies. It waits for the echo (IR 42)
-        on the next connection's first poll, or fails with the other waiting commands when
-        the controller goes offline or the caller gives up — not reported «offline» at
-        once while the gate may have opened."""
+    def _await_echo(self, pending: _PendingCommand) -> None:
         pending.written_at = time.monotonic()
         self.awaiting_echo.append(pending)
 
