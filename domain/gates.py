@@ -23,7 +23,7 @@ from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
 from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory
-from domain.text import in_quotes
+from domain.text import in_quotes, name_key
 
 DIRECTIONS = {"entry": _l("Въезд"), "exit": _l("Выезд"), "both": _l("Въезд и выезд")}
 WORD_ORDERS = ("big", "little")
@@ -355,12 +355,11 @@ def _controller_problem(
 
 def _name_taken(territory_id: int, name: str, gate_id: int | None) -> bool:
     """Another gate of the territory has the name, up to case and spaces (two «Открыть:
-    Въезд» buttons could not be told apart). Compared in Python: SQLite's lower() knows
-    no Cyrillic."""
-    key = " ".join(name.split()).casefold()
+    Въезд» buttons could not be told apart)."""
+    key = name_key(name)
     query = Gate.select(Gate.name).where(
         (Gate.territory == territory_id) & (Gate.id != (gate_id or 0)))
-    return any(" ".join(g.name.split()).casefold() == key for g in query)
+    return any(name_key(g.name) == key for g in query)
 
 
 def gate_problems(

@@ -27,7 +27,7 @@ from domain.accounts import Account, Device
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
 from domain.prepared import Prepared, Slot
-from domain.text import in_quotes
+from domain.text import in_quotes, name_key
 
 KINDS = {
     "kindergarten": _l("Детский сад"),
@@ -738,20 +738,12 @@ def _clean_number(text: str | None, field: str = "account_number") -> str | None
     return number
 
 
-def unit_key(name: str) -> str:
-    """A unit's name as two names are compared: «Дом  99» and «дом 99» are one unit.
-
-    In Python: SQLite's lower() knows only ASCII letters, not Cyrillic ones.
-    """
-    return " ".join((name or "").split()).casefold()
-
-
 def _unit_named(territory: Territory, name: str, unit_id: int = 0) -> Unit | None:
     """The territory's unit (other than `unit_id`) whose name is `name` up to case and spaces."""
-    key = unit_key(name)
+    key = name_key(name)
     query = Unit.select(Unit.id, Unit.name).where(
         (Unit.territory == territory) & (Unit.id != unit_id))
-    return next((u for u in query if unit_key(u.name) == key), None)
+    return next((u for u in query if name_key(u.name) == key), None)
 
 
 def _check_unit_unique(territory: Territory, name: str, number: str | None, unit_id: int = 0):
@@ -841,16 +833,16 @@ def _parse_units_csv(data: bytes) -> tuple[list[tuple[int, str, str | None]], li
         except DomainError as error:
             errors.append(_line_error(line, error.message))
             continue
-        if unit_key(name) in names:
+        if name_key(name) in names:
             errors.append(_line_error(line, _l("объект «%(name)s» уже был в строке %(first)s",
                                                name=in_quotes(name),
-                                               first=names[unit_key(name)])))
+                                               first=names[name_key(name)])))
             continue
         if number and number in numbers:
             errors.append(_line_error(line, _l("лицевой счёт %(number)s уже был в строке %(first)s",
                                                number=number, first=numbers[number])))
             continue
-        names[unit_key(name)] = line
+        names[name_key(name)] = line
         if number:
             numbers[number] = line
         parsed.append((line, name, number))
@@ -875,14 +867,14 @@ def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
     created = updated = 0
     with db.atomic():
         # A row names an existing unit up to case and spaces («дом 99» is «Дом 99»).
-        existing = {unit_key(u.name): u for u in Unit.select().where(Unit.territory == territory)}
+        existing = {name_key(u.name): u for u in Unit.select().where(Unit.territory == territory)}
         taken = {u.account_number: u for u in existing.values() if u.account_number}
-        in_file = {unit_key(name): number for _line, name, number in rows}
+        in_file = {name_key(name): number for _line, name, number in rows}
         for line, name, number in rows:
             owner = taken.get(number) if number else None
             # Taken by a unit the file does not give another number: a clash, not a move.
-            if (owner is not None and unit_key(owner.name) != unit_key(name)
-                    and not in_file.get(unit_key(owner.name))):
+            if (owner is not None and name_key(owner.name) != name_key(name)
+                    and not in_file.get(name_key(owner.name))):
                 errors.append(_line_error(line, _l(
                     "лицевой счёт %(number)s уже у объекта «%(name)s»", number=number,
                     name=in_quotes(owner.name)
@@ -890,12 +882,12 @@ def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
         if errors:
             raise CsvError([message for _line, message in sorted(errors)])
         # Clear the numbers being moved first, so swapping two units' numbers obeys the index.
-        moving = [existing[unit_key(name)].id for _line, name, number in rows
-                  if number and unit_key(name) in existing]
+        moving = [existing[name_key(name)].id for _line, name, number in rows
+                  if number and name_key(name) in existing]
         if moving:
             Unit.update(account_number=None).where(Unit.id.in_(moving)).execute()
         for _line, name, number in rows:
-            unit = existing.get(unit_key(name))
+            unit = existing.get(name_key(name))
             if unit is None:
                 Unit.create(territory=territory, name=name, account_number=number)
                 created += 1
