@@ -598,18 +598,25 @@ def update_profile(
         raise DomainError(_l("Введите фамилию"), "surname")
     if not name:
         raise DomainError(_l("Введите имя"), "name")
-    if email is not None and not email.strip() and account.email:
+    if email is not None:
+        check_email_kept(account, email)
+    account.surname, account.name, account.patronymic = (
+        surname[:100], name[:100], (patronymic or "").strip()[:100]
+    )
+    with db.atomic():
+        account.save(only=[Account.surname, Account.name, Account.patronymic])
+
+
+def check_email_kept(account: Account, email: str) -> None:
+    """An e-mail changes by its link only (start_email_change), so clearing it in «Личные
+    данные» would change nothing: refused while the account has one."""
+    if not (email or "").strip() and account.email:
         raise DomainError(
             _l("E-mail нельзя удалить: по нему вы входите. Можно сменить его на другой")
             if not account.phone
             else _l("E-mail нельзя удалить здесь, можно только сменить на другой"),
             "email",
         )
-    account.surname, account.name, account.patronymic = (
-        surname[:100], name[:100], (patronymic or "").strip()[:100]
-    )
-    with db.atomic():
-        account.save(only=[Account.surname, Account.name, Account.patronymic])
 
 
 def start_email_change(account: Account, email: str, ip: str | None, link_for) -> bool:

@@ -6,18 +6,18 @@ from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, StopValidation
 
 from blueprints.auth.forms import PHONE_ATTRS, Checked, password_rules
-from domain.accounts import Account, parse_email
+from domain.accounts import Account, check_email_kept, parse_email
+from domain.errors import DomainError
 from domain.phones import parse_phone
 
 
 def _email_kept(form: FlaskForm, field: StringField) -> None:
-    """Validator: an e-mail changes by its link only, so clearing it would change nothing
-    (the domain's update_profile refuses it too, in these words)."""
-    if not (field.data or "").strip() and form.account.email:
-        raise StopValidation(
-            _l("E-mail нельзя удалить: по нему вы входите. Можно сменить его на другой")
-            if not form.account.phone
-            else _l("E-mail нельзя удалить здесь, можно только сменить на другой"))
+    """Validator: the domain's check_email_kept, stopping the chain (Optional() after it
+    would end it quietly for an empty field)."""
+    try:
+        check_email_kept(form.account, field.data)
+    except DomainError as error:
+        raise StopValidation(error.message) from None
 
 
 class ProfileForm(FlaskForm):
