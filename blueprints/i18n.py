@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.numbers import format_decimal
 from flask import Flask, g, session
-from flask_babel import Babel, Domain, get_locale
+from flask_babel import Babel, Domain, get_locale, gettext
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -100,6 +100,19 @@ def format_until(value: dt.datetime | None, tz: str | None = None) -> str:
     return local.strftime("%d.%m.%Y %H:%M")
 
 
+def format_ago(value: dt.datetime, now: dt.datetime) -> str:
+    """How long before `now` a moment was, as a manager reads it: «2 с назад», «5 мин назад»,
+    «3 ч назад»; a day or more ago, the moment itself (DD.MM.YYYY HH:MM)."""
+    ago = max(int((now - value).total_seconds()), 0)
+    if ago < 60:
+        return gettext("%(num)s с назад", num=ago)
+    if ago < 3600:
+        return gettext("%(num)s мин назад", num=ago // 60)
+    if ago < 86400:
+        return gettext("%(num)s ч назад", num=ago // 3600)
+    return format_datetime(value)
+
+
 def format_money(kopecks: int | None) -> str:
     """An amount kept in kopecks as 1 380,00 ₽ (1,380.00 ₽ in English)."""
     if kopecks is None:
@@ -125,6 +138,7 @@ def init_i18n(app: Flask) -> None:
     app.jinja_env.filters["dt"] = format_datetime
     app.jinja_env.filters["date"] = format_date
     app.jinja_env.filters["until"] = format_until
+    app.jinja_env.filters["ago"] = format_ago
     app.jinja_env.filters["money"] = format_money
     app.jinja_env.filters["phone"] = format_phone
     app.jinja_env.filters["tel"] = lambda e164: Markup.escape(f"tel:{e164 or ''}")

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from blueprints.i18n import format_date, format_datetime, format_money
+from blueprints.i18n import format_ago, format_date, format_datetime, format_money
 from domain.errors import DomainError
 from domain.phones import format_phone, parse_phone
 
@@ -17,6 +17,17 @@ def test_datetime_in_the_territory_zone():
     assert format_datetime(moment, "Asia/Yekaterinburg") == "05.01.2026 12:31"
     assert format_date(moment, "Europe/Moscow") == "05.01.2026"
     assert format_datetime(None) == "-"
+
+
+@pytest.mark.parametrize(("seconds", "said"), [
+    (-3, "0 с назад"),  # a clock a little ahead: never «in the future»
+    (59, "59 с назад"), (60, "1 мин назад"), (3599, "59 мин назад"), (3600, "1 ч назад"),
+    (86399, "23 ч назад"), (86400, "04.01.2026 10:31"),  # a day or more: the moment itself
+])
+def test_how_long_ago_a_controller_answered(app, seconds, said):
+    now = dt.datetime(2026, 1, 5, 7, 31, tzinfo=dt.UTC)
+    with app.test_request_context():
+        assert format_ago(now - dt.timedelta(seconds=seconds), now) == said
 
 
 @pytest.mark.parametrize(
