@@ -33,10 +33,8 @@ pytestmark = [
 @pytest.fixture
 def server():
     """A PostgreSQL cluster of this test's own: the test stops and starts it."""
-    pg = Cluster.create()
-    pg.start()
-    yield pg
-    pg.destroy()
+    with Cluster.create() as pg:
+        yield pg
 
 
 @pytest.fixture

@@ -126,6 +126,19 @@ def black_hole():
     s.close()
 
 
+class Unreachable:
+    """A client whose controller cannot be reached: what a factory hands out while a test
+    keeps a gate off its controller."""
+
+    last_error = "connect failed"
+
+    def connect(self):
+        return False
+
+    def close(self):
+        pass
+
+
 class CountingFactory:
     """Client factory that counts connections and can lose the answers to writes at one
     address (`times` of them)."""
@@ -862,17 +875,8 @@ def test_a_newer_gate_does_not_get_the_controller_while_the_older_one_reconnects
     same controller differently, must not be served meanwhile; gate 1 gets it back."""
     blocked = {"on": False}
 
-    class Dead:
-        last_error = "connect failed"
-
-        def connect(self):
-            return False
-
-        def close(self):
-            pass
-
     def factory(config):
-        return Dead() if config.gate_id == 1 and blocked["on"] else make_client(config)
+        return Unreachable() if config.gate_id == 1 and blocked["on"] else make_client(config)
 
     _host, port = simulator.addresses[0]
     newer = ControllerConfig(gate_id=2, territory_id=8, host="localhost", port=port, poll_ms=50)
@@ -904,18 +908,9 @@ def test_an_event_whose_decision_never_got_there_is_logged_as_not_done(
     answered as usual."""
     state_ = {"clients": 0, "blocked": False}
 
-    class Dead:
-        last_error = "connect failed"
-
-        def connect(self):
-            return False
-
-        def close(self):
-            pass
-
     def factory(config):
         if state_["blocked"]:
-            return Dead()
+            return Unreachable()
         state_["clients"] += 1
         client = make_client(config)
         if state_["clients"] == 1:

@@ -255,10 +255,8 @@ def test_sqlite_locked_by_another_process_spools_and_drains_in_order(app, servic
 @pytest.fixture(scope="module")
 def server() -> Iterator[Cluster]:
     """A PostgreSQL cluster of this module's own: the tests freeze it."""
-    pg = Cluster.create()
-    pg.start()
-    yield pg
-    pg.destroy()
+    with Cluster.create() as pg:
+        yield pg
 
 
 @pytest.fixture
