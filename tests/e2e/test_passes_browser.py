@@ -49,6 +49,12 @@ def test_resident_files_and_revokes_a_pass(browser, demo):
     page.fill("#plate", "х 123 ух 178")
     page.click("button:has-text('Добавить')")
     page.wait_for_selector("text=Заявка добавлена: Х 123 УХ 178")
+    # «Мои заявки» is marked in the pass bar, with the menu's underline
+    current = page.locator("#passes-actions a[aria-current=page]")
+    assert current.inner_text() == "Мои заявки"
+    shadow = "a => getComputedStyle(a).boxShadow"
+    other = page.locator("#passes-actions a:not([aria-current])").first
+    assert current.evaluate(shadow) not in ("none", other.evaluate(shadow))
     active = page.locator("#passes-active")
     assert active.locator("text=Х 123 УХ 178").count() == 1
     item = active.locator("li", has_text="Х 123 УХ 178")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 
 import pytest
 
@@ -45,11 +44,6 @@ def test_the_home_marks_nothing_in_the_pass_bar(client, auth, world):
     auth.login(world["manager"].phone)
     bar = _bar(client.get(f"/t/{world['t']}/").get_data(as_text=True))
     assert "aria-current" not in bar
-
-
-def test_the_underline_style_for_the_current_pass_link(app):
-    css = (Path(app.static_folder) / "app.css").read_text(encoding="utf-8")
-    assert re.search(r'#passes-actions a\[aria-current="page"\]\s*\{[^}]*box-shadow', css)
 
 
 def test_each_gate_has_an_edit_button(client, auth, world):
