@@ -78,12 +78,16 @@ def _load(token: str) -> accounts.Account | None:
     return device.account if device else None
 
 
-def start_session(account: accounts.Account) -> None:
+def start_session(account: accounts.Account, *, new_account: bool = False) -> None:
     """Sign the account in on this browser as a new device.
 
-    A language chosen on this browser before signing in stays, and becomes the account's,
-    as choosing it while signed in does (session.clear() used to drop it: someone who had
-    chosen English got the Russian home page right after signing in or up).
+    A language chosen on this browser before signing in stays on this browser
+    (session.clear() used to drop it: someone who had chosen English got the Russian home
+    page right after signing in). It becomes the account's (its SMS, letters and other
+    devices) only for an account made just now; signing in to an existing account leaves its
+    language alone, so the English left on a guards' shared phone does not follow every
+    guard who signs in there to their other devices. Choosing a language while signed in
+    sets the account's.
     """
     label = (request.user_agent.string or "")[:200]
     token = accounts.sign_in(account, device_label(label), request.remote_addr)
@@ -93,7 +97,8 @@ def start_session(account: accounts.Account) -> None:
     session.permanent = True
     if chosen in LANGUAGES:
         session["lang"] = chosen
-        accounts.set_locale(account, chosen)
+        if new_account:
+            accounts.set_locale(account, chosen)
     login_user(account)
 
 

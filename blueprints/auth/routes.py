@@ -190,7 +190,7 @@ def password(flow: str) -> Response:
             form_error(form, error)
         else:
             session.pop("verify", None)
-            start_session(account)
+            start_session(account, new_account=flow == "signup")
             flash(_("Пароль задан. Вы вошли."), "success")
             return redirect(url_for("core.home"))
     return page("auth/password.html", flow=flow, form=form, status=_status(form),
@@ -229,7 +229,7 @@ def confirm_email_signup(token: str) -> Response:
         account = accounts.confirm_email_signup(token)
     except DomainError as error:
         return page("auth/link_error.html", message=error.message, status=410)
-    start_session(account)
+    start_session(account, new_account=True)
     flash(_("E-mail подтверждён. Добро пожаловать!"), "success")
     return redirect(url_for("core.home"))
 

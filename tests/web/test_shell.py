@@ -173,8 +173,10 @@ def test_unknown_language_refused(client):
     assert client.post("/lang/de", data={"csrf_token": token}).status_code == 400
 
 
-def test_the_language_chosen_before_signing_in_stays_and_becomes_the_account_s(
+def test_the_language_chosen_before_signing_in_stays_on_this_browser_only(
         app, client, auth, make_account):
+    """A guards' shared phone left in English: the guard who signs in there reads English on
+    it, and their account (SMS, letters, other devices) keeps its own language."""
     account = make_account(phone="+79990001122")
     client.post("/lang/en", data={"csrf_token": csrf_token(client, "/login")},
                 headers={"Referer": "http://localhost/login"})
@@ -183,17 +185,25 @@ def test_the_language_chosen_before_signing_in_stays_and_becomes_the_account_s(
     with app.app_context():
         from domain.accounts import Account
 
-        assert Account.get_by_id(account.id).locale == "en"
+        assert Account.get_by_id(account.id).locale is None  # as made: Russian
     # Signing out keeps this browser's language for its login page.
     token = csrf_token(client, "/")
     client.post("/logout", data={"csrf_token": token})
     assert '<html lang="en">' in client.get("/login").get_data(as_text=True)
-    # Another browser of the same person: English from the account.
-    other = app.test_client()
+    # Another browser of the same person: the account's language.
     from tests.conftest import Auth
 
+    other = app.test_client()
     Auth(other).login("+79990001122")
-    assert '<html lang="en">' in other.get("/").get_data(as_text=True)
+    assert '<html lang="ru">' in other.get("/").get_data(as_text=True)
+    # Chosen while signed in, it is the account's: the other browser follows.
+    other.post("/lang/en", data={"csrf_token": csrf_token(other, "/")},
+               headers={"Referer": "http://localhost/"})
+    with app.app_context():
+        assert Account.get_by_id(account.id).locale == "en"
+    third = app.test_client()
+    Auth(third).login("+79990001122")
+    assert '<html lang="en">' in third.get("/").get_data(as_text=True)
 
 
 def test_the_menu_marks_the_page_shown(client, auth, make_account):

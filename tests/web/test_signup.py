@@ -76,6 +76,27 @@ def test_phone_signup_end_to_end(app, client):
     assert "Профиль" in client.get("/").get_data(as_text=True)
 
 
+def test_a_phone_signup_in_english_makes_an_english_account_recovery_keeps_it(
+        app, client, make_account):
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/signup")})
+    start_signup(client)
+    post(client, "/signup/code", {"code": last_to(app, PHONE, "call")["code"]})
+    assert post(client, "/signup/password", TWICE).status_code == 302
+    with db.connection_context():
+        assert Account.get(Account.phone == PHONE).locale == "en"
+    # Recovering a Russian account on a browser left in English: the account stays Russian.
+    with app.test_request_context():
+        make_account(phone="+79990003344")
+    other = app.test_client()
+    other.post("/lang/en", data={"csrf_token": csrf_token(other, "/recover")})
+    start_signup(other, "9990003344", flow="recover")
+    post(other, "/recover/code", {"code": last_to(app, "+79990003344")["code"]})
+    assert post(other, "/recover/password", TWICE).status_code == 302
+    assert '<html lang="en">' in other.get("/").get_data(as_text=True)
+    with db.connection_context():
+        assert Account.get(Account.phone == "+79990003344").locale is None  # as made: Russian
+
+
 def test_consent_is_required_and_the_phone_is_kept(client):
     response = post(client, "/signup", {"phone": "9990001122"})
     assert response.status_code == 422
