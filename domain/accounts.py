@@ -517,11 +517,16 @@ def start_email_signup(
           link_for(codes.EMAIL_SIGNUP, token))
 
 
-def confirm_email_signup(token: str) -> Account:
+def confirm_email_signup(token: str) -> tuple[Account, str | None]:
     """The link of an e-mail sign-up was opened: create the account, e-mail confirmed.
 
-    The phone given at sign-up becomes the account's only while no other account holds
-    it; otherwise it can be added in the profile with a code.
+    Returns the account and the phone given at sign-up, which the account does not hold yet:
+    nobody has proven it. Kept at once, it let a stranger sign up by e-mail with someone
+    else's number; the number's owner, signing up by phone later, then landed in that
+    account (the code matched its phone) and the stranger took it back by e-mail recovery,
+    with everything the owner had done in it. The caller sends the phone a code
+    (start_phone_change); the account takes the phone when the code comes back. A phone
+    another account already holds is not returned.
     """
     from domain import codes
 
@@ -534,12 +539,13 @@ def confirm_email_signup(token: str) -> Account:
         phone = data.get("phone") or None
         if phone and find_by_phone(phone) is not None:
             phone = None
-        return Account.create(
-            email=code.target, phone=phone, surname=data.get("surname", ""),
+        account = Account.create(
+            email=code.target, phone=None, surname=data.get("surname", ""),
             name=data.get("name", ""), patronymic=data.get("patronymic", ""),
             password_hash=data["password_hash"], email_confirmed=True,
             locale=data.get("locale"),
         )
+    return account, phone
 
 
 def start_email_recovery(email: str, ip: str | None, link_for) -> None:

@@ -226,11 +226,23 @@ def signup_email() -> Response:
 def confirm_email_signup(token: str) -> Response:
     """The link from the sign-up letter: the account is made and signed in."""
     try:
-        account = accounts.confirm_email_signup(token)
+        account, phone = accounts.confirm_email_signup(token)
     except DomainError as error:
         return page("auth/link_error.html", message=error.message, status=410)
     start_session(account, new_account=True)
-    flash(_("E-mail подтверждён. Добро пожаловать!"), "success")
+    if phone:
+        # The phone given at sign-up is the account's once its code comes back.
+        try:
+            code = accounts.start_phone_change(account, phone, request.remote_addr)
+        except DomainError:
+            pass  # a limit on codes: the profile offers the phone again
+        else:
+            session["phone_change"] = code.id
+            flash(_("E-mail подтверждён. Осталось подтвердить телефон: мы отправили "
+                    "код в SMS."), "success")
+            return redirect(url_for("profile.phone_code"))
+    flash(_("E-mail подтверждён. Добро пожаловать! Телефон можно добавить в профиле."),
+          "success")
     return redirect(url_for("core.home"))
 
 

@@ -138,13 +138,14 @@ def phone_code() -> Response:
     code = _pending("phone_change", codes.PHONE_CHANGE)
     form = SmsCodeForm()
     if form.validate_on_submit():
+        first = _me().phone is None
         try:
             accounts.confirm_phone_change(_me(), code.id, form.code.data)
         except DomainError as error:
             form_error(form, error)
         else:
             session.pop("phone_change", None)
-            flash(_("Телефон изменён"), "success")
+            flash(_("Телефон подтверждён") if first else _("Телефон изменён"), "success")
             return redirect(url_for("profile.index"))
     return page("profile/code.html", form=form, code=code, title=_("Номер телефона"),
                 action=url_for("profile.phone_code"), submit=_("ПРИМЕНИТЬ"),

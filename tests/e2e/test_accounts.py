@@ -76,7 +76,14 @@ def test_email_signup_through_the_link(browser, demo):
     page.get_by_role("button", name="Зарегистрироваться").click()
     page.wait_for_selector("text=Проверьте почту")
     page.goto(latest(demo, "anna@example.ru", "email")["link"])
-    page.wait_for_url(base + "/")
+    # Signed in; the phone given is the account's once the SMS code comes back.
+    page.wait_for_url(base + "/profile/phone/code")
+    page.wait_for_selector("text=Осталось подтвердить телефон")
+    page.fill("#code", latest(demo, "+79997654321", "sms")["code"])
+    page.get_by_role("button", name="ПРИМЕНИТЬ").click()
+    page.wait_for_selector("text=Телефон подтверждён")
+    assert page.locator("text=+7 (999) 765-43-21").first.is_visible()
+    page.goto(base + "/")
     assert page.locator("text=Здравствуйте, Петрова Анна").is_visible()
     assert csp_violations(page) == []
 

@@ -234,16 +234,54 @@ def test_email_signup_works_only_after_the_link(app, client):
     assert client.post("/login", data={"login": "roman@example.ru", "password": NEW_PASSWORD,
                                        "csrf_token": csrf_token(client)}).status_code == 422
     response = client.get(mail["link"].removeprefix("http://localhost"))
-    assert response.status_code == 302
+    assert response.headers["Location"] == "/profile/phone/code"
     with db.connection_context():
         account = Account.get(Account.email == "roman@example.ru")
-        assert (account.surname, account.name, account.phone) == ("Федоров", "Роман", PHONE)
+        # The phone is the account's once its code comes back, not on the e-mail's word.
+        assert (account.surname, account.name, account.phone) == ("Федоров", "Роман", None)
         assert account.email_confirmed
+    page = client.get("/profile/phone/code").get_data(as_text=True)
+    assert "Осталось подтвердить телефон" in page
+    sms = last_to(app, PHONE, "sms")
+    response = post(client, "/profile/phone/code", {"code": sms["code"]})
+    assert response.headers["Location"] == "/profile"
+    assert "Телефон подтверждён" in client.get("/profile").get_data(as_text=True)
+    with db.connection_context():
+        assert Account.get(Account.email == "roman@example.ru").phone == PHONE
     # The link is single use.
     assert client.get(mail["link"].removeprefix("http://localhost")).status_code == 410
     other = app.test_client()
     assert other.post("/login", data={"login": "roman@example.ru", "password": NEW_PASSWORD,
                                       "csrf_token": csrf_token(other)}).status_code == 302
+
+
+def test_a_phone_given_at_email_signup_is_not_a_way_into_its_owner_s_future_account(
+        app, client):
+    """A stranger signs up by e-mail with someone else's phone and never proves it: the
+    phone's owner, signing up by phone, gets an account of their own, which the stranger's
+    e-mail recovery cannot reach; the stranger cannot sign in with the phone."""
+    data = {"full_name": "Чужой", "phone": "9990001122", "email": "stranger@example.ru",
+            **TWICE, "consent": "y"}
+    post(client, "/signup/email", data)
+    client.get(last_to(app, "stranger@example.ru", "email")["link"].removeprefix(
+        "http://localhost"))
+    owner = app.test_client()
+    start_signup(owner)
+    post(owner, "/signup/code", {"code": last_to(app, PHONE, "call")["code"]})
+    assert post(owner, "/signup/password", {"password": "Own3r-pass-77",
+                                            "confirm": "Own3r-pass-77"}).status_code == 302
+    with db.connection_context():
+        stranger = Account.get(Account.email == "stranger@example.ru")
+        mine = Account.get(Account.phone == PHONE)
+        assert stranger.id != mine.id and stranger.phone is None and mine.email is None
+    # The stranger's sign-in by the phone meets the owner's password, not theirs.
+    other = app.test_client()
+    assert other.post("/login", data={"login": PHONE, "password": NEW_PASSWORD,
+                                      "csrf_token": csrf_token(other)}).status_code == 422
+    # Nor does proving the phone later move it: it is taken.
+    post(client, "/profile/phone/code", {"code": last_to(app, PHONE, "sms")["code"]})
+    with db.connection_context():
+        assert Account.get(Account.email == "stranger@example.ru").phone is None
 
 
 def test_email_signup_of_a_registered_address_looks_the_same(app, client, make_account):
