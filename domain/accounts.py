@@ -19,6 +19,7 @@ from peewee import BooleanField, CharField, ForeignKeyField, IntegerField
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError
 from domain.prepared import Prepared, Slot
+from domain.text import in_quotes
 
 MAX_DEVICES = 10
 SESSION_LIFETIME = dt.timedelta(days=365)
@@ -733,6 +734,7 @@ def start_deletion(account: Account, ip: str | None):
 
     if account.deletion_due_at is not None:
         raise DomainError(_l("Удаление уже запланировано"))
+    _check_not_the_last_manager(account)
     if account.phone:
         code, secret = codes.issue(codes.DELETION, account.phone, "sms", ip=ip, account=account)
         _telephony_send("sms", account.phone, secret)
@@ -743,6 +745,18 @@ def start_deletion(account: Account, ip: str | None):
     return code
 
 
+def _check_not_the_last_manager(account: Account) -> None:
+    """A territory with members keeps a manager: the account cannot go while it is one's
+    only manager."""
+    from domain.territories import left_without_manager
+
+    left = left_without_manager(account)
+    if left:
+        raise DomainError(_l(
+            "Вы единственный управляющий территории %(names)s. Назначьте сначала другого "
+            "управляющего", names=", ".join(f"«{in_quotes(t.name)}»" for t in left)))
+
+
 def confirm_deletion(account: Account, code_id: int | None, typed: str) -> dt.datetime:
     """The code is right: the account will be deleted in 30 days; returns the date."""
     from domain import codes
@@ -751,6 +765,7 @@ def confirm_deletion(account: Account, code_id: int | None, typed: str) -> dt.da
     with db.atomic():
         if code.account_id != account.id:
             raise DomainError(_l("Код устарел. Запросите новый."), "code")
+        _check_not_the_last_manager(account)
         codes.consume(code)
         account.deletion_due_at = utcnow() + DELETION_GRACE
         account.save(only=[Account.deletion_due_at])

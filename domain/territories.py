@@ -694,9 +694,15 @@ def _other_managers(territory: Territory, member: Membership) -> int:
 
 
 def update_member(
-    territory: Territory, member_id: int, *, role: str, unit_id: int | None
+    territory: Territory, member_id: int, *, role: str, unit_id: int | None,
+    by: Account | None = None,
 ) -> Membership:
-    """Change a member's role and unit; the last manager stays a manager."""
+    """Change a member's role and unit; the last manager stays a manager.
+
+    A member made an operator loses their passes in the territory: operators file none
+    and see no «Мои заявки», so a pass left would open the gate with nobody able to see or
+    revoke it but a manager.
+    """
     if role not in ROLES:
         raise DomainError(_l("Выберите роль"), "role")
     with serialised():
@@ -712,10 +718,35 @@ def update_member(
             raise DomainError(_l("Резиденту нужен объект: выберите его или введите новый"), "unit")
         if unit is not None and unit.id != member.unit_id:
             _check_room(unit, leaving=member)
+        if role == "operator" and member.role != "operator":
+            from domain.passes import VehiclePass
+
+            now = utcnow()
+            (VehiclePass.update(revoked_at=now, revoked_by=by)
+             .where((VehiclePass.territory == territory)
+                    & (VehiclePass.account == member.account_id)
+                    & VehiclePass.revoked_at.is_null()
+                    & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > now)))
+             .execute())
         member.role, member.unit = role, unit
         member.save()
         versions.bump(territory.id)
     return member
+
+
+def left_without_manager(account: Account) -> list[Territory]:
+    """Territories the account alone manages while other people are members: without it
+    nobody would decide their requests and members (only the platform's admin)."""
+    managed = (Territory.select().join(Membership)
+               .where((Membership.account == account) & (Membership.role == "manager")))
+    left = []
+    for territory in managed:
+        others = (Membership.select(Membership.role)
+                  .where((Membership.territory == territory)
+                         & (Membership.account != account)))
+        if others.count() and not others.where(Membership.role == "manager").count():
+            left.append(territory)
+    return left
 
 
 def remove_member(territory: Territory, member_id: int) -> Membership:

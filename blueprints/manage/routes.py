@@ -185,11 +185,15 @@ def member(tid: int, mid: int) -> Response:
     if form.validate_on_submit():
         try:
             territories.update_member(g.territory, mid, role=form.role.data,
-                                      unit_id=form.unit.data or None)
+                                      unit_id=form.unit.data or None, by=current_user)
         except DomainError as error:
             form_error(form, error)
         else:
-            flash(_("Сохранено"), "success")
+            if form.role.data == "operator" and found.role != "operator":
+                flash(_("Сохранено. Пропуска охранника отозваны: охранники заявок не "
+                        "подают"), "success")
+            else:
+                flash(_("Сохранено"), "success")
             return redirect(url_for("manage.members", tid=tid))
     return page("manage/member.html", member=found, form=form,
                 status=422 if form.errors else 200)

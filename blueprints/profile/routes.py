@@ -46,12 +46,15 @@ def _device() -> accounts.Device | None:
 
 
 def _zone() -> str:
-    """The time zone of the territory chosen on this device, else UTC+03."""
-    from domain.territories import DEFAULT_TZ, Territory
+    """The time zone of the territory chosen on this device while the person is still its
+    member, else UTC+03."""
+    from domain.territories import DEFAULT_TZ, Membership, Territory
 
     device = _device()
-    territory = Territory.get_or_none(Territory.id == device.territory_id) if device else None
-    return territory.timezone if territory else DEFAULT_TZ
+    found = (Membership.select(Membership, Territory).join(Territory)
+             .where((Membership.account == _me()) & (Membership.territory == device.territory_id))
+             .first()) if device and device.territory_id else None
+    return found.territory.timezone if found else DEFAULT_TZ
 
 
 def _status(form) -> int:

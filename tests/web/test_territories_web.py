@@ -493,3 +493,65 @@ def test_the_menu_marks_the_section_of_a_page_under_it(world):
     # A territory of someone else's (404): the menu's territory links are the header's
     # territory, so nothing is marked.
     assert marked("/t/999999/manage/members") == {}
+
+
+def test_a_member_made_an_operator_loses_their_passes(world):
+    """Operators file no passes and see none: a pass left would open the gate unseen."""
+    import datetime as dt
+
+    from domain.access import check_plate
+    from domain.db import utcnow
+    from domain.passes import VehiclePass, file_pass
+
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        unit = add_unit(t, "Дом 1")
+        member = Membership.create(account=world["applicant"], territory=t, role="resident",
+                                   unit=unit)
+        file_pass(member, plate="М123ММ77", valid_to=utcnow() + dt.timedelta(days=3))
+    manager = signed_in(app, world["manager"])
+    response = post(manager, f"/t/{t.id}/manage/members/{member.id}",
+                    {"role": "operator", "unit": "0"}, follow_redirects=True)
+    assert "Пропуска охранника отозваны" in response.get_data(as_text=True)
+    revoked = VehiclePass.get(VehiclePass.account == world["applicant"])
+    assert revoked.revoked_at is not None and revoked.revoked_by_id == world["manager"].id
+    with app.test_request_context():
+        assert not check_plate(t, "М123ММ77", utcnow())[0].granted
+
+
+def test_the_only_manager_of_a_territory_with_members_cannot_delete_the_account(world):
+    app, t = world["app"], world["t"]
+    manager = signed_in(app, world["manager"])
+    ticks = {k: "y" for k in ("access", "passes", "data", "payments", "grace")}
+    # Alone in the territory: nobody is left without a manager, deletion may go ahead.
+    alone = post(manager, "/profile/delete/consequences", ticks)
+    assert alone.headers["Location"] == "/profile/delete/code"
+    with app.test_request_context():
+        Membership.create(account=world["applicant"], territory=t, role="operator")
+    refused = post(manager, "/profile/delete/consequences", ticks)
+    assert refused.status_code == 422
+    assert ("Вы единственный управляющий территории «ЖК „Парк“»"
+            in refused.get_data(as_text=True))
+    # The code sent while alone does not schedule it either, once others joined.
+    code = outbox_to(app, world["manager"].phone)["code"]
+    assert post(manager, "/profile/delete/code", {"code": code}).status_code == 422
+    assert world["manager"].__class__.get_by_id(world["manager"].id).deletion_due_at is None
+    # With a second manager appointed, the first may go.
+    with app.test_request_context():
+        Membership.update(role="manager").where(
+            Membership.account == world["applicant"]).execute()
+    assert post(manager, "/profile/delete/code", {"code": code}).status_code == 302
+    assert world["manager"].__class__.get_by_id(world["manager"].id).deletion_due_at
+
+
+def test_the_admin_files_no_pass_where_they_are_no_member(world, admin_client):
+    """The admin manages any territory, but a pass needs a member behind it: the gate
+    refuses a pass whose owner is not one."""
+    from domain.passes import VehiclePass
+
+    t = world["t"]
+    response = post(admin_client, f"/t/{t.id}/passes/new",
+                    {"plate": "Т555ТТ77", "valid_to": "2031-01-01T12:00"})
+    assert response.status_code == 422
+    assert "Заявки подают резиденты и управляющие" in response.get_data(as_text=True)
+    assert VehiclePass.select().count() == 0
