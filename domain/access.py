@@ -25,6 +25,7 @@ ENTRY, EXIT = 1, 2
 REASONS = {
     "pass_valid": _l("Пропуск действует"),
     "exit_free": _l("Выезд свободный"),
+    "exit_after_pass": _l("Выезд: пропуск закончился или отозван"),
     "exit_button": _l("Кнопка выхода"),
     "member": _l("Участник территории"),
     "operator_open": _l("Открыто оператором"),
@@ -253,19 +254,28 @@ def _decide_plate(
     if grants:
         # The pass that lasts longest decides how long the grant holds (None = for good).
         best = max(grants, key=lambda p: p.valid_to or dt.datetime.max.replace(tzinfo=dt.UTC))
-        return Decision(GRANT, "pass_valid", best.account_id, best.id, best.valid_to), passes
+        lets_in = _pass_problem(best, ENTRY, now) is None
+        return Decision(GRANT, "pass_valid" if lets_in else "exit_after_pass", best.account_id,
+                        best.id, best.valid_to if lets_in else None), passes
     reason, worst = min(denials, key=lambda d: (_DENIAL_RANK[d[0]], d[1].valid_from))
-    until = worst.valid_from if reason == "pass_not_started" else None
+    # The refusal holds until the first of the plate's passes still to come starts, whichever
+    # reason was shown: a blocked owner's pass refusing now must not hide a neighbour's pass
+    # starting in a minute (the bridge's cache keeps a decision until `valid_until`).
+    starts = [p.valid_from for _, p in denials if p.revoked_at is None and p.valid_from > now]
+    until = min(starts) if starts else None
     return Decision(_DENIAL_CODE[reason], reason, worst.account_id, worst.id, until), passes
 
 
 def _pass_problem(p: VehiclePass, direction: int, now: dt.datetime) -> str | None:
     """Why this pass does not let the car through `direction` at `now` (None if it does)."""
+    if p.valid_from > now:
+        return "revoked" if p.revoked_at is not None else "pass_not_started"
+    # A pass's period and its revocation limit entry; with exit not free, a car that came in
+    # may still leave (SPEC: exit is always allowed, also after the period).
+    if direction == EXIT:
+        return None
     if p.revoked_at is not None:
         return "revoked"
-    if p.valid_from > now:
-        return "pass_not_started"
-    # A pass's period limits entry; with exit not free, a car that came in may still leave.
-    if direction != EXIT and p.valid_to is not None and p.valid_to <= now:
+    if p.valid_to is not None and p.valid_to <= now:
         return "pass_expired"
     return None

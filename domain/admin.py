@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 
 from domain import accounts, versions
 from domain.accounts import Account
-from domain.db import db
+from domain.db import contains_text, db
 from domain.errors import DomainError, NotFound
 
 
@@ -17,9 +17,9 @@ def search_accounts(text: str = ""):
     if text:
         cond = (
             Account.email.contains(text.lower())
-            | Account.surname.contains(text)
-            | Account.name.contains(text)
-            | Account.patronymic.contains(text)
+            | contains_text(Account.surname, text)
+            | contains_text(Account.name, text)
+            | contains_text(Account.patronymic, text)
         )
         digits = "".join(ch for ch in text if ch.isdigit())
         if len(digits) >= 3:

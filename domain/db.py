@@ -16,6 +16,7 @@ from peewee import (
     OperationalError,
     PostgresqlDatabase,
     SqliteDatabase,
+    fn,
 )
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
@@ -161,6 +162,16 @@ def patiently(attempt: Callable[[], T], wait: float) -> T:
         pause = min(pause * 2, BUSY_PAUSE_MAX_S)
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def contains_text(field: Any, text: str) -> Any:
+    """`field` contains `text` whatever the case, in any alphabet, on SQLite (its own lower()
+    and LIKE fold ASCII letters only) and on PostgreSQL alike."""
+    return fn.lower(field).contains(text.lower())
+
+
 class CooperativeSqlite:
     """SQLite that waits for another connection's lock in gevent.sleep, never inside C.
 
@@ -177,6 +188,12 @@ class CooperativeSqlite:
         super().init(database, **kwargs)
         # sqlite3.connect's `timeout` is a busy timeout too, slept in C like the pragma's.
         self._timeout = BUSY_C_MS / 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SQLite's lower() folds ASCII letters only: «РОМАН» stayed «РОМАН», and a search
+        # for «роман» missed it (contains_text). Python's knows every alphabet.
+        self.register_function(_lower, "lower", 1)
 
     def _connect(self) -> Any:
         return patiently(super()._connect, self.busy_wait)

@@ -18,8 +18,9 @@ from peewee import JOIN, BooleanField, CharField, ForeignKeyField
 
 from domain import versions
 from domain.accounts import Account
-from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, UtcDateTimeField, contains_text, db, utcnow
 from domain.errors import DomainError, NotFound
+from domain.phones import phone_fragment
 from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory, Unit, lock_membership, serialised
 
@@ -371,11 +372,13 @@ class VehiclePass(BaseModel):
             return query
         plate = normalize_plate(text)
         words = (
-            Account.surname.contains(text)
-            | Account.name.contains(text)
-            | Account.phone.contains(text)
-            | Unit.name.contains(text)
+            contains_text(Account.surname, text)
+            | contains_text(Account.name, text)
+            | contains_text(Unit.name, text)
         )
+        phone = phone_fragment(text)
+        if phone:
+            words |= Account.phone.contains(phone)
         return query.where(cls.plate.contains(plate) | words) if plate else query.where(words)
 
 
@@ -405,6 +408,9 @@ def local_moment(value: dt.datetime, timezone: str) -> dt.datetime:
 def _check_period(
     valid_from: dt.datetime, valid_to: dt.datetime | None, now: dt.datetime
 ) -> None:
+    if valid_from - now > MAX_PERIOD:
+        # A pass for 31.12.9999 would sit in «Ещё не начались» for good.
+        raise DomainError(_l("Начало — не позже чем через год"), field="valid_from")
     if valid_to is None:
         return
     if valid_to <= valid_from:

@@ -41,3 +41,14 @@ def format_phone(e164: str | None) -> str:
     except phonenumbers.NumberParseException:
         return e164
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def phone_fragment(text: str) -> str | None:
+    """The digits to look for in stored phones (+7…) when someone searches by a phone typed
+    any way, whole or in part: «+7 (999) 000-00-03» as the lists show it, 8 999…, digits;
+    None when `text` is not a phone (three digits at least, nothing but phone characters)."""
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if len(digits) < 3 or text.strip().strip("+0123456789 ()-\u00a0"):
+        return None
+    # A Russian number typed with a leading 8 or +7 is stored as +7…
+    return digits[1:] if len(digits) == 11 and digits[0] in "78" else digits

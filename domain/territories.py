@@ -24,8 +24,9 @@ from peewee import (
 
 from domain import accounts, limits, versions
 from domain.accounts import Account, Device
-from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, UtcDateTimeField, contains_text, db, utcnow
 from domain.errors import DomainError, NotFound
+from domain.phones import phone_fragment
 from domain.prepared import Prepared, Slot
 from domain.text import in_quotes, name_key
 
@@ -103,7 +104,7 @@ class Territory(BaseModel):
         text = (text or "").strip()
         if text:
             digits = "".join(ch for ch in text if ch.isdigit())
-            cond = cls.name.contains(text) | cls.address.contains(text)
+            cond = contains_text(cls.name, text) | contains_text(cls.address, text)
             if len(digits) >= 3:
                 cond |= cls.code.contains(digits)
             query = query.where(cond)
@@ -172,16 +173,14 @@ class Membership(BaseModel):
         text = (text or "").strip()[:100]
         if not text:
             return query
-        digits = "".join(ch for ch in text if ch.isdigit())
         match = (
-            Account.surname.contains(text) | Account.name.contains(text)
-            | Account.patronymic.contains(text) | Account.email.contains(text.lower())
-            | Unit.name.contains(text)
+            contains_text(Account.surname, text) | contains_text(Account.name, text)
+            | contains_text(Account.patronymic, text) | Account.email.contains(text.lower())
+            | contains_text(Unit.name, text)
         )
-        if len(digits) >= 3 and not text.strip("+0123456789 ()-"):
-            # A Russian number typed with a leading 8 is stored as +7…
-            tail = digits[1:] if len(digits) == 11 and digits[0] in "78" else digits
-            match = match | Account.phone.contains(tail)
+        phone = phone_fragment(text)
+        if phone:
+            match = match | Account.phone.contains(phone)
         return query.where(match)
 
     @classmethod
@@ -701,7 +700,7 @@ def update_member(
 
     A member made an operator loses their passes in the territory: operators file none
     and see no «Мои заявки», so a pass left would open the gate with nobody able to see or
-    revoke it but a manager.
+    revoke it but a manager. A member moved to another unit takes their live passes along.
     """
     if role not in ROLES:
         raise DomainError(_l("Выберите роль"), "role")
@@ -718,16 +717,19 @@ def update_member(
             raise DomainError(_l("Резиденту нужен объект: выберите его или введите новый"), "unit")
         if unit is not None and unit.id != member.unit_id:
             _check_room(unit, leaving=member)
-        if role == "operator" and member.role != "operator":
-            from domain.passes import VehiclePass
+        from domain.passes import VehiclePass
 
-            now = utcnow()
-            (VehiclePass.update(revoked_at=now, revoked_by=by)
-             .where((VehiclePass.territory == territory)
-                    & (VehiclePass.account == member.account_id)
-                    & VehiclePass.revoked_at.is_null()
-                    & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > now)))
-             .execute())
+        now = utcnow()
+        live = ((VehiclePass.territory == territory)
+                & (VehiclePass.account == member.account_id)
+                & VehiclePass.revoked_at.is_null()
+                & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > now)))
+        if role == "operator" and member.role != "operator":
+            VehiclePass.update(revoked_at=now, revoked_by=by).where(live).execute()
+        elif (unit.id if unit else None) != member.unit_id:
+            # A pass names where the car goes: the guard's check shows it. Passes still to
+            # be used go with their owner; ended ones keep the unit they were for.
+            VehiclePass.update(unit=unit).where(live).execute()
         member.role, member.unit = role, unit
         member.save()
         versions.bump(territory.id)

@@ -247,7 +247,7 @@ def _event_filter(form: EventFilterForm) -> EventFilter:
             return None
         return dt.datetime.combine(day + dt.timedelta(days=plus), dt.time(), tzinfo=zone)
 
-    decision = form.decision.data or ""
+    decision = "" if form.decision.errors else form.decision.data or ""
     code = {"granted": 1, "denied": 0}.get(decision)
     if code is None and decision.isdigit():
         code = int(decision)

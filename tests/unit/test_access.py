@@ -52,6 +52,10 @@ def world(app, make_account):
             # an expired pass and one about to start: the upcoming one tells more
             "T100TT77": add("T100TT77", resident, NOW - 5 * H, NOW - 4 * H),
             "T100TT77+": add("T100TT77", resident, NOW + 2 * H, NOW + 3 * H),
+            # a blocked owner's pass refuses now; a neighbour's starts in an hour: the refusal
+            # holds only until then (the bridge caches it that long)
+            "Y200YY77": add("Y200YY77", blocked, NOW - H, NOW + 5 * H),
+            "Y200YY77+": add("Y200YY77", resident, NOW + H, NOW + 2 * H),
         }
         # App access: the resident paid until NOW + 2H, the manager never did.
         AccessGrant.create(account=resident, territory=territory, paid_until=NOW + 2 * H)
@@ -99,13 +103,16 @@ CASES = [
     ("passes switched off", "plate", "A111AA77", IN, {"passes_enabled": False}, 2,
      "passes_off", None, None, None),
     ("exit not free: expired pass may still leave", "plate", "B222BB77", OUT,
-     {"free_exit": False}, 1, "pass_valid", "resident", "B222BB77", NOW - H),
+     {"free_exit": False}, 1, "exit_after_pass", "resident", "B222BB77", None),
+    ("a blocked owner's refusal ends when another pass of the plate starts", "plate",
+     "Y200YY77", IN, {}, 5, "account_blocked", "blocked", "Y200YY77", NOW + H),
     ("exit not free: upcoming pass may not", "plate", "C333CC77", OUT, {"free_exit": False},
      2, "pass_not_started", "resident", "C333CC77", NOW + H),
     ("exit not free: unknown plate", "plate", "X999XX99", OUT, {"free_exit": False}, 2,
      "no_pass", None, None, None),
-    ("exit not free: revoked", "plate", "E444EE77", OUT, {"free_exit": False}, 2, "revoked",
-     "resident", "E444EE77", None),
+    ("exit not free: a car whose pass was revoked inside may still leave", "plate",
+     "E444EE77", OUT, {"free_exit": False}, 1, "exit_after_pass", "resident", "E444EE77",
+     None),
     ("phone of a member with paid app access", "account", "resident", IN, {}, 1, "member",
      "resident", None, NOW + 2 * H),
     ("phone of a member who has not paid", "account", "manager", IN, {}, 5, "not_paid",

@@ -138,7 +138,8 @@ def test_dates_are_read_in_the_territory_time_zone(app, client, auth, world):
 @pytest.mark.parametrize(
     ("start_days", "end_days", "message"),
     [(2, 1, "Окончание должно быть позже начала"), (-3, -2, "Этот период уже закончился"),
-     (0, 400, "не больше года"), (0, None, "Укажите окончание периода")],
+     (0, 400, "не больше года"), (0, None, "Укажите окончание периода"),
+     (400, 401, "Начало — не позже чем через год")],
 )
 def test_bad_dates_say_why(app, client, auth, world, start_days, end_days, message):
     auth.login("+79990000103")
@@ -281,6 +282,10 @@ def test_manager_list_searches_filters_and_pages(app, client, auth, world):
     assert "Федоров" in body and 'href="tel:+79990000103"' in body
     by_name = client.get(f"/t/{world.t}/passes/all?q=Соседов").get_data(as_text=True)
     assert by_name.count('<tr id="pass-') == 25
+    # Names in any case (SQLite's own lower() knows no Cyrillic), a phone as the list shows it
+    for typed in ("соседов", "СОСЕДОВ", "федоров", "+7 (999) 000-01-03", "8 999 000 01 03"):
+        found = client.get(f"/t/{world.t}/passes/all", query_string={"q": typed})
+        assert found.get_data(as_text=True).count('<tr id="pass-') in (1, 25), typed
     expired = client.get(f"/t/{world.t}/passes/all?status=expired").get_data(as_text=True)
     assert expired.count('<tr id="pass-') == 1
     assert "page=2" in first and "status" not in first.split("page=2")[0][-60:]
@@ -628,6 +633,9 @@ def test_log_filters_and_pages(app, client, auth, world):
     assert 'class="event ' not in empty
     # nonsense in the filters is ignored, never a 500
     assert client.get(f"/t/{world.t}/events?date_from=nonsense&gate=abc&page=-3").status_code == 200
+    # a decision that is no choice of the filter is shown at it and filters nothing
+    bad = client.get(f"/t/{world.t}/events?decision=9").get_data(as_text=True)
+    assert bad.count('class="event ') == 50
 
 
 def test_a_press_that_did_not_open_names_its_presser_once(app, client, auth, world):

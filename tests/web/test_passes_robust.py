@@ -104,18 +104,20 @@ def test_cli_passes_add_defaults_to_the_first_manager_for_a_day(app, territory):
 def test_cli_passes_add_with_owner_and_period(app, territory):
     _tid, code = territory
     runner = app.test_cli_runner()
+    day = (dt.datetime.now(dt.UTC) + dt.timedelta(days=30)).date()
     result = runner.invoke(args=[
         "passes", "add", "--territory", code.replace("-", ""), "--plate", "в123ор77",
-        "--owner", "8 999 000-02-03", "--from", "2030-01-01T10:00", "--to",
-        "2030-01-02T10:00+00:00",
+        "--owner", "8 999 000-02-03", "--from", f"{day}T10:00", "--to",
+        f"{day + dt.timedelta(days=1)}T10:00+00:00",
     ])
     assert result.exit_code == 0, result.output
     with app.app_context():
         filed = VehiclePass.get()
         assert filed.account.phone == "+79990000203"
         # no offset: the territory's time (UTC+03); with an offset: as given
-        assert filed.valid_from == dt.datetime(2030, 1, 1, 7, 0, tzinfo=dt.UTC)
-        assert filed.valid_to == dt.datetime(2030, 1, 2, 10, 0, tzinfo=dt.UTC)
+        start = dt.datetime.combine(day, dt.time(7, 0), tzinfo=dt.UTC)
+        assert filed.valid_from == start
+        assert filed.valid_to == start + dt.timedelta(days=1, hours=3)
 
 
 @pytest.mark.parametrize(

@@ -328,6 +328,9 @@ def test_members_are_searched_and_paged(world):
     assert set(names(first)).isdisjoint(names(third))
 
     assert names(manager.get(url + "?q=Жилец042").get_data(as_text=True)) == ["Жилец042"]
+    # In any case: SQLite's own lower() and LIKE fold only Latin letters.
+    assert names(manager.get(url + "?q=жилец042").get_data(as_text=True)) == ["Жилец042"]
+    assert names(manager.get(url + "?q=участок 77").get_data(as_text=True)) == ["Жилец007"]
     # A phone as people type it: with 8 instead of +7, with spaces.
     phone = people[5].phone  # +7999444NNNN
     typed = "8 " + phone[2:5] + " " + phone[5:]
@@ -555,3 +558,30 @@ def test_the_admin_files_no_pass_where_they_are_no_member(world, admin_client):
     assert response.status_code == 422
     assert "Заявки подают резиденты и управляющие" in response.get_data(as_text=True)
     assert VehiclePass.select().count() == 0
+
+
+def test_a_member_moved_to_another_unit_takes_their_live_passes_along(world):
+    """The guard's check shows the unit a car is going to: after a move, the new one."""
+    import datetime as dt
+
+    from domain.access import check_plate
+    from domain.db import utcnow
+    from domain.passes import VehiclePass, file_pass
+
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        old, new = add_unit(t, "Дом 1"), add_unit(t, "Дом 12, кв. 5")
+        member = Membership.create(account=world["applicant"], territory=t, role="resident",
+                                   unit=old)
+        live = file_pass(member, plate="Т902ТТ77", permanent=True)
+        ended = VehiclePass.create(territory=t, account=world["applicant"], unit=old,
+                                   plate="Т902ТТ77", valid_from=utcnow() - dt.timedelta(days=3),
+                                   valid_to=utcnow() - dt.timedelta(days=2))
+    manager = signed_in(app, world["manager"])
+    assert post(manager, f"/t/{t.id}/manage/members/{member.id}",
+                {"role": "resident", "unit": str(new.id)}).status_code == 302
+    assert VehiclePass.get_by_id(live.id).unit_id == new.id
+    assert VehiclePass.get_by_id(ended.id).unit_id == old.id  # history stays as it was
+    with app.test_request_context():
+        decision, shown = check_plate(t, "Т902ТТ77", utcnow())
+    assert decision.granted and shown.unit.name == "Дом 12, кв. 5"
