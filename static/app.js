@@ -89,11 +89,21 @@
 
   // An htmx request that failed: htmx swaps nothing in, so the page's banner says what
   // happened, in the words of the server's error fragment (read as text, never as HTML).
-  function banner(text) {
+  // `polled`: the failure was a poll's (the feed, the gates, a payment's status), which the
+  // next poll that gets through takes back; one of the person's own actions stays said.
+  let bannerFromPoll = false;
+  function banner(text, polled) {
     const el = document.getElementById("request-error");
     if (!el) return;
     el.textContent = text || "";
     el.hidden = !text;
+    bannerFromPoll = Boolean(text && polled);
+  }
+  function byPoll(event) {
+    const config = event.detail.requestConfig;
+    const cause = config && config.triggeringEvent;
+    return !(cause && (cause.type === "submit" || cause.type === "click"
+                       || cause.type === "keyup" || cause.type === "input"));
   }
   // A request that replaces an answer (data-answer: the check's verdict) dims the old one
   // at once, and a failed one takes it away: a guard must never read the last plate's
@@ -113,6 +123,8 @@
     if (box) box.setAttribute("aria-busy", "true");
   });
   document.addEventListener("htmx:afterRequest", function (event) {
+    // A poll failed, and now one got through: the connection is back, the banner goes.
+    if (event.detail.successful && bannerFromPoll) banner("");
     const box = answerBox(event);
     if (!box) return;
     box.removeAttribute("aria-busy");
@@ -202,11 +214,11 @@
     const el = document.getElementById("request-error");
     const answer = new DOMParser().parseFromString(event.detail.xhr.responseText || "", "text/html");
     const said = answer.querySelector("[data-request-error]");
-    banner(said ? said.textContent : el && el.dataset.failed);
+    banner(said ? said.textContent : el && el.dataset.failed, byPoll(event));
   });
-  document.addEventListener("htmx:sendError", function () {
+  document.addEventListener("htmx:sendError", function (event) {
     const el = document.getElementById("request-error");
-    banner(el && el.dataset.offline);
+    banner(el && el.dataset.offline, byPoll(event));
   });
 
   // A form with data-confirm asks before it is sent; «Отмена» stops it. This listener runs
@@ -222,4 +234,24 @@
       event.stopPropagation();
     }
   }, true);
+
+  // A form the browser itself sends (not htmx: «Войти», «Выйти», the language) goes once:
+  // a double click on «Войти» signed in twice, and the spare device pushed one of the
+  // person's own out past the limit of ten. htmx has already cancelled the submits it sends
+  // itself by the time this listener, on the document, hears them. A page brought back by
+  // «Назад» may send it again.
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (event.defaultPrevented || (form.getAttribute("method") || "").toLowerCase() !== "post") return;
+    if (form.dataset.sent) {
+      event.preventDefault();
+      return;
+    }
+    form.dataset.sent = "1";
+  });
+  window.addEventListener("pageshow", function () {
+    document.querySelectorAll("form[data-sent]").forEach(function (form) {
+      delete form.dataset.sent;
+    });
+  });
 })();

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from tests.database import query, url_for
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, csp_violations, sign_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -140,3 +141,25 @@ def test_deletion_then_cancel(browser, demo):
     page.goto(base + "/")
     assert page.locator("#deletion-banner").count() == 0
     assert csp_violations(page) == []
+
+
+def test_a_double_click_on_sign_in_signs_in_once(browser, demo):
+    """Two sign-ins from one click would make a spare device, which pushes one of the
+    person's own out once they have ten."""
+    base = demo["base"]
+    login, password = demo["logins"]["resident"]
+
+    def devices() -> int:
+        return query(url_for(demo["instance"]),
+                     "select count(*) from device d join account a on a.id = d.account_id "
+                     "where a.phone = ?", (login,))[0][0]
+
+    before = devices()
+    page = browser.new_page()
+    page.goto(base + "/login")
+    page.fill("#login", login)
+    page.fill("#password", password)
+    page.dblclick("button[type=submit]", delay=40)
+    page.wait_for_url(base + "/")
+    page.wait_for_timeout(300)  # a second sign-in, had it gone, would be in by now
+    assert devices() == before + 1

@@ -138,6 +138,13 @@ def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
     page.wait_for_timeout(2500)  # two polls of the feed
     assert page.is_visible("#request-error") and "Нет связи" in page.inner_text("#request-error")
     page.unroute("**/check?plate=*")
+    # A poll that fails says so too, and the first poll that gets through again takes it
+    # back: the connection is there.
+    page.route("**/events/newer*", lambda route: route.abort())
+    page.wait_for_timeout(1500)
+    assert "Нет связи" in page.inner_text("#request-error")
+    page.unroute("**/events/newer*")
+    expect(page.locator("#request-error")).to_be_hidden(timeout=5000)
     # Signed out in another tab: the feed's next poll takes the whole page to the login form
     # (it used to paste the login page into the feed and the verdict), to come back here.
     other = browser.new_page()
