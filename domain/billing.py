@@ -3,16 +3,20 @@
 Money is integer kopecks everywhere; a float never holds an amount. Time is aware UTC.
 
 A payment moves pending → succeeded → refunded, or pending → canceled (→ succeeded, when the
-bank took the money after we gave up on it). Each move is one conditional or locked UPDATE
-inside the transaction that also records the provider's event in PaymentEvent, whose
+bank took the money after we gave up on it); refunds smaller than the amount leave it
+succeeded, partly refunded, until they add up to it. Each move is one conditional or locked
+UPDATE inside the transaction that also records the provider's event in PaymentEvent, whose
 (payment, event) pair is unique: however often and however concurrently a provider announces
-a payment, exactly one transaction applies it.
+a payment, exactly one transaction applies it. An event that changes nothing is not
+recorded, so that it cannot stand in for a later one that does.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import hashlib
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -34,7 +38,10 @@ from domain import versions
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
+from domain.passes import VehiclePass
 from domain.territories import Territory
+
+log = logging.getLogger("propusk.billing")
 
 # Wiegand 26 carries an 8-bit facility code and a 16-bit card number between two parity
 # bits; EM-Marine cards print those two as «facility,number», e.g. 123,45678.
@@ -321,6 +328,9 @@ class Payment(BaseModel):
     expected_kopecks = IntegerField()  # what we asked the provider for
     amount_kopecks = IntegerField(null=True)  # what the provider confirmed
     promo = ForeignKeyField(PromoCode, null=True, backref="payments", on_delete="SET NULL")
+    # The code as typed at checkout: the receipt names it after the code is deleted. None
+    # before migration 9 (then the code's current text, while it exists).
+    promo_code = CharField(max_length=40, null=True)
     provider = CharField(max_length=20)
     provider_payment_id = CharField(max_length=64, null=True, unique=True)
     idempotence_key = CharField(max_length=64, unique=True)
@@ -335,6 +345,9 @@ class Payment(BaseModel):
     created_at = UtcDateTimeField(default=utcnow, index=True)
     paid_at = UtcDateTimeField(null=True)
     closed_at = UtcDateTimeField(null=True)  # canceled or refunded
+    # What refunds returned so far; the payment is «Возвращен» when they reach amount_kopecks,
+    # and stays «Завершен», partly refunded, below it.
+    refunded_kopecks = IntegerField(default=0)
 
     @property
     def status_label(self) -> str:
@@ -367,6 +380,20 @@ class Payment(BaseModel):
         return self.amount_kopecks if self.amount_kopecks is not None else self.expected_kopecks
 
     @property
+    def promo_label(self) -> str:
+        """The promo code the discount came from, as typed at checkout ("" if unknown)."""
+        if self.promo_code:
+            return self.promo_code
+        return self.promo.code if self.promo_id is not None else ""
+
+    @property
+    def refundable_kopecks(self) -> int:
+        """What a refund can still return: the amount paid less the refunds so far."""
+        if self.status != "succeeded" or self.amount_kopecks is None:
+            return 0
+        return self.amount_kopecks - self.refunded_kopecks
+
+    @property
     def awaits_card(self) -> bool:
         """A paid card purchase whose card number its payer has yet to enter (a deleted
         account's purchase awaits nothing: nobody can enter it)."""
@@ -382,12 +409,19 @@ class Payment(BaseModel):
             .order_by(cls.created_at.desc(), cls.id.desc())
         )
 
+    # The registry's pages by keyset, as the manager's pass list has them: that helper reads
+    # only the model's created_at and id, which a payment has too, in the same order.
+    page_after = classmethod(VehiclePass.page_after.__func__)
+
 
 class PaymentEvent(BaseModel):
-    """A provider's event that changed a payment; the unique pair makes it apply once."""
+    """An event that changed a payment (the provider's, or ours: a cancel, a promo use given
+    back); the unique pair makes it apply once."""
 
     payment = ForeignKeyField(Payment, backref="events", on_delete="CASCADE")
-    event = CharField(max_length=40)  # payment.succeeded, payment.canceled, refund.succeeded
+    # payment.succeeded, payment.canceled…, refund:<the refund's id hashed> (refund.succeeded
+    # for one whose id is unknown: the whole payment), promo.released
+    event = CharField(max_length=40)
     amount_kopecks = IntegerField(null=True)
     received_at = UtcDateTimeField(default=utcnow)
 
@@ -532,12 +566,24 @@ def cards_awaiting_number(account_id: int, territory_id: int):
 # ---------------------------------------------------------------------------------------------
 
 
+def card_offer_problems(price_kopecks: int | None,
+                        validity_months: int | None) -> list[DomainError]:
+    """Everything wrong with a card's price and validity, one problem per field, so that a
+    form shows them all at once (None: a value the form could not read, said there)."""
+    problems = []
+    if validity_months is not None and not 1 <= validity_months <= 120:
+        problems.append(DomainError(_l("Срок действия — от 1 до 120 месяцев"),
+                                    field="validity_months"))
+    if price_kopecks is not None and price_kopecks < MIN_CHARGE:
+        problems.append(DomainError(_l("Цена — не меньше 1,00 ₽"), field="price"))
+    return problems
+
+
 def set_card_offer(territory: Territory, price_kopecks: int, validity_months: int) -> None:
     """Set the price and validity of a card bought in the territory."""
-    if not 1 <= validity_months <= 120:
-        raise DomainError(_l("Срок действия — от 1 до 120 месяцев"), field="validity_months")
-    if price_kopecks < MIN_CHARGE:
-        raise DomainError(_l("Цена — не меньше 1,00 ₽"), field="price")
+    problems = card_offer_problems(price_kopecks, validity_months)
+    if problems:
+        raise problems[0]
     with db.atomic():
         Territory.update(
             card_price_kopecks=price_kopecks, card_validity_months=validity_months
@@ -573,15 +619,25 @@ def tariff_of(territory: Territory, tariff_id: int) -> Tariff:
     return tariff
 
 
+def period_problems(months: int | None, price_kopecks: int | None) -> list[DomainError]:
+    """Everything wrong with a new period's terms, one problem per field (None: a value the
+    form could not read, said there)."""
+    problems = []
+    if months is not None and not 1 <= months <= 120:
+        problems.append(DomainError(_l("Срок — от 1 до 120 месяцев"), field="months"))
+    if price_kopecks is not None and price_kopecks < MIN_CHARGE:
+        problems.append(DomainError(_l("Цена — не меньше 1,00 ₽"), field="price"))
+    return problems
+
+
 def add_period(
     territory: Territory, tariff_id: int, months: int, price_kopecks: int
 ) -> TariffPeriod:
     """Add a period (months, price) to one of the territory's tariffs."""
     tariff = tariff_of(territory, tariff_id)
-    if not 1 <= months <= 120:
-        raise DomainError(_l("Срок — от 1 до 120 месяцев"), field="months")
-    if price_kopecks < MIN_CHARGE:
-        raise DomainError(_l("Цена — не меньше 1,00 ₽"), field="price")
+    problems = period_problems(months, price_kopecks)
+    if problems:
+        raise problems[0]
     try:
         with db.atomic():
             return TariffPeriod.create(tariff=tariff, months=months, price_kopecks=price_kopecks)
@@ -794,7 +850,8 @@ def start_purchase(
             territory=territory, account=account, kind=offer.kind, method=method,
             title=offer.title, months=offer.months, price_kopecks=offer.price_kopecks,
             discount_kopecks=discount, expected_kopecks=offer.price_kopecks - discount,
-            promo=promo, provider=provider, idempotence_key=str(uuid.uuid4()),
+            promo=promo, promo_code=promo.code if promo else None,
+            provider=provider, idempotence_key=str(uuid.uuid4()),
             email=email.strip(), locale=locale, tariff_name=offer.tariff_name,
             created_at=now,
         )
@@ -814,7 +871,7 @@ def attach_provider(
 
 def abandon(payment: Payment, now: dt.datetime | None = None) -> bool:
     """Cancel a payment the provider never took (it failed to create): frees its promo use."""
-    return _cancel(payment.id, "payment.abandoned", now or utcnow())
+    return _cancel(payment.id, "payment.abandoned", now or utcnow(), final=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -828,6 +885,11 @@ class AmountMismatch(DomainError):
 
 class PayerGone(DomainError):
     """Money came in for a payment whose account was deleted: recorded, nothing bought."""
+
+
+class RefundTooEarly(DomainError):
+    """A refund announced for a payment not paid here yet (its success has not reached us):
+    nothing is recorded, and the provider, told so, announces the refund again later."""
 
 
 def _writing():
@@ -889,21 +951,38 @@ def apply_success(
         payment = _for_update(Payment.select().where(Payment.id == payment.id)).get()
         if payment.status not in ("pending", "canceled"):
             return False
-        if payment.status == "canceled" and payment.promo_id is not None:
-            # Its use was released on cancel; paid at that discount, it counts again.
-            PromoCode.update(used_count=PromoCode.used_count + 1).where(
-                PromoCode.id == payment.promo_id).execute()
+        orphan = payment.account_id is None
+        if payment.promo_id is not None and not orphan and _promo_released(payment.id):
+            _retake_promo(payment)
         Payment.update(
             status="succeeded", paid_at=now, amount_kopecks=amount_kopecks, closed_at=None
         ).where(Payment.id == payment.id).execute()
         payment.paid_at = now
-        orphan = payment.account_id is None
         if payment.kind == "app" and not orphan:
             _extend_app_access(payment, now)
             versions.bump(payment.territory_id)  # a bridge may hold a cached "not paid"
     if orphan:
         raise PayerGone(_l("Аккаунт плательщика удалён: платёж нужно вернуть"))
     return True
+
+
+def _retake_promo(payment: Payment) -> None:
+    """A payment whose promo use went back was paid at the discount after all: the use counts
+    again. Only a provider that takes money for a payment it had canceled gets here (the use
+    goes back only when nobody can pay any more, see _cancel), so the limit may be full by
+    now: the use counts all the same, for the discount was given and the counter is its
+    record; the payment stands, for the money is taken; and the excess is logged as an error
+    and shown beside the code (settings: «сверх лимита»), never passed over in silence."""
+    PaymentEvent.delete().where(
+        (PaymentEvent.payment == payment.id) & (PaymentEvent.event == PROMO_RELEASED)
+    ).execute()
+    try:
+        _reserve_promo(PromoCode(id=payment.promo_id))
+    except DomainError:
+        PromoCode.update(used_count=PromoCode.used_count + 1).where(
+            PromoCode.id == payment.promo_id).execute()
+        log.error("payment %s was paid at promo code %s's discount beyond its usage limit",
+                  payment.id, payment.promo_id)
 
 
 def _extend_app_access(payment: Payment, now: dt.datetime) -> None:
@@ -925,26 +1004,76 @@ def _extend_app_access(payment: Payment, now: dt.datetime) -> None:
 def apply_cancel(provider_payment_id: str, now: dt.datetime | None = None) -> bool:
     """The provider says the payment was canceled or declined; True if this call did it."""
     payment = payment_by_provider_id(provider_payment_id)
-    return _cancel(payment.id, "payment.canceled", now or utcnow())
+    return _cancel(payment.id, "payment.canceled", now or utcnow(), final=True)
 
 
-def _cancel(payment_id: int, event: str, now: dt.datetime) -> bool:
+# Recorded (as a PaymentEvent, so at most once) while a payment's promo use is given back.
+PROMO_RELEASED = "promo.released"
+
+
+def _promo_released(payment_id: int) -> bool:
+    return PaymentEvent.select().where(
+        (PaymentEvent.payment == payment_id) & (PaymentEvent.event == PROMO_RELEASED)
+    ).exists()
+
+
+def _cancel(payment_id: int, event: str, now: dt.datetime, *, final: bool) -> bool:
+    """Cancel a pending payment as `event`; True if this call canceled it.
+
+    `final`: nobody can pay it any more — the provider canceled it (or never opened it), or
+    its payer is gone and money paid would go back — so its promo use is given back, once
+    however many cancels say so. A cancel on our side only keeps the use while the link can
+    still be paid: given back, it could be sold again and the limit broken when the old link
+    is paid after all; the provider's own cancel, when it comes, gives it back. Only what
+    changes something is recorded.
+    """
     with _writing():
-        if not _record(payment_id, event, None, now):
+        payment = _for_update(Payment.select().where(Payment.id == payment_id)).get()
+        cancels = payment.status == "pending"
+        releases = (final and payment.promo_id is not None
+                    and payment.status in ("pending", "canceled")
+                    and not _promo_released(payment_id))
+        if not (cancels or releases) or not _record(payment_id, event, None, now):
             return False
-        moved = (
-            Payment.update(status="canceled", closed_at=now)
-            .where((Payment.id == payment_id) & (Payment.status == "pending"))
-            .execute()
-        )
-        if moved:
-            _release_promo(Payment.get_by_id(payment_id).promo_id)
-        return bool(moved)
+        if cancels:
+            Payment.update(status="canceled", closed_at=now).where(
+                Payment.id == payment_id).execute()
+        if releases:
+            _record(payment_id, PROMO_RELEASED, None, now)
+            _release_promo(payment.promo_id)
+        return cancels
+
+
+def _cancel_at_provider(payment: Payment) -> str:
+    """Ask the provider to cancel the payment too, so that its link stops taking money:
+    "canceled" (nobody can pay it now), "succeeded" (paid meanwhile: the success is on its
+    way) or "pending" (the provider cannot cancel it, or could not be asked)."""
+    from providers.payments import PaymentError, payments
+
+    if not payment.provider_payment_id:
+        return "canceled"  # never opened at the provider: the payer has no link to pay
+    provider = payments()
+    if provider.name != payment.provider:
+        return "pending"
+    try:
+        return provider.cancel(payment.provider_payment_id, f"{payment.idempotence_key}-cancel")
+    except PaymentError as error:
+        log.warning("payment %s not canceled at the provider: %s", payment.id, error)
+        return "pending"
+
+
+def _cancel_here_and_there(payment: Payment, event: str, now: dt.datetime) -> bool:
+    """Cancel at the provider (outside any transaction: it may take a while), then here;
+    False when the provider says it is paid, or it no longer waits here."""
+    there = _cancel_at_provider(payment)
+    if there == "succeeded":
+        return False
+    return _cancel(payment.id, event, now, final=there == "canceled")
 
 
 def cancel_by_payer(payment: Payment, now: dt.datetime | None = None) -> bool:
     """«Отменить» on the checkout: the payer gives up; False if it is no longer pending."""
-    return _cancel(payment.id, "payment.canceled_by_payer", now or utcnow())
+    return _cancel_here_and_there(payment, "payment.canceled_by_payer", now or utcnow())
 
 
 # An SBP QR code or a card form is used within minutes; an hour later the payer is gone, and
@@ -953,38 +1082,59 @@ PENDING_LIFETIME = dt.timedelta(hours=1)
 
 
 def expire_pending(now: dt.datetime | None = None) -> int:
-    """Cancel the payments pending longer than PENDING_LIFETIME; returns how many."""
+    """Cancel the payments pending longer than PENDING_LIFETIME, at the provider too;
+    returns how many."""
     now = now or utcnow()
-    return _cancel_pending(Payment.created_at <= now - PENDING_LIFETIME, "payment.expired", now)
+    old = Payment.select().where(
+        (Payment.status == "pending") & (Payment.created_at <= now - PENDING_LIFETIME))
+    return sum(_cancel_here_and_there(p, "payment.expired", now) for p in list(old))
 
 
 def cancel_pending_of(account_id: int, now: dt.datetime | None = None) -> int:
-    """Cancel an account's pending payments (it is being deleted); returns how many."""
-    return _cancel_pending(Payment.account == account_id, "payment.account_deleted",
-                           now or utcnow())
+    """Cancel an account's pending payments (it is being deleted); returns how many.
+
+    Final at once: paid at the bank after all, such a payment buys nothing and its money goes
+    back (apply_success, PayerGone), so its promo use is free again."""
+    pending = Payment.select(Payment.id).where(
+        (Payment.status == "pending") & (Payment.account == account_id))
+    now = now or utcnow()
+    return sum(_cancel(p.id, "payment.account_deleted", now, final=True) for p in list(pending))
 
 
-def _cancel_pending(which, event: str, now: dt.datetime) -> int:
-    """Cancel the pending payments matching `which`, each as `event`; returns how many."""
-    pending = Payment.select(Payment.id).where((Payment.status == "pending") & which)
-    return sum(_cancel(p.id, event, now) for p in list(pending))
+def _refund_event(refund_id: str | None) -> str:
+    """The event a refund is recorded as: one per refund, so that partial refunds add up (a
+    provider's id, hashed to fit the column); a refund with no id is the whole payment's."""
+    if not refund_id:
+        return "refund.succeeded"
+    return "refund:" + hashlib.sha256(refund_id.encode()).hexdigest()[:32]
 
 
-def apply_refund(provider_payment_id: str, now: dt.datetime | None = None) -> bool:
-    """The money went back: mark the payment refunded and take back the time it bought."""
+def apply_refund(provider_payment_id: str, amount_kopecks: int | None = None, *,
+                 refund_id: str | None = None, now: dt.datetime | None = None) -> bool:
+    """The provider returned `amount_kopecks` of a payment (None: all that is left), once per
+    refund; True if this call applied it.
+
+    Refunds add up. When they reach the amount paid the payment is refunded and the time it
+    bought taken back; less is recorded as partly refunded and changes no access. A refund
+    of a payment not succeeded here raises RefundTooEarly and records nothing, so that the
+    refund still applies when the provider announces it again after the payment's success.
+    """
     now = now or utcnow()
     payment = payment_by_provider_id(provider_payment_id)
     with _writing():
-        if not _record(payment.id, "refund.succeeded", payment.amount_kopecks, now):
+        payment = _for_update(Payment.select().where(Payment.id == payment.id)).get()
+        if payment.status in ("pending", "canceled"):
+            raise RefundTooEarly(_l("Платёж ещё не оплачен"))
+        left = payment.refundable_kopecks
+        amount = left if amount_kopecks is None else min(amount_kopecks, left)
+        if amount <= 0 or not _record(payment.id, _refund_event(refund_id), amount, now):
             return False
-        moved = (
-            Payment.update(status="refunded", closed_at=now)
-            .where((Payment.id == payment.id) & (Payment.status == "succeeded"))
-            .execute()
-        )
-        if not moved:
-            return False
-        if payment.paid_until is not None and payment.period_start is not None:
+        refunded = payment.refunded_kopecks + amount
+        whole = refunded >= payment.amount_kopecks
+        closed = {"status": "refunded", "closed_at": now} if whole else {}
+        Payment.update(refunded_kopecks=refunded, **closed).where(
+            Payment.id == payment.id).execute()
+        if whole and payment.paid_until is not None and payment.period_start is not None:
             if payment.kind == "app" and payment.account_id is not None:
                 _take_back_app_time(payment)
             if payment.kind == "card":

@@ -97,6 +97,8 @@ MIGRATIONS: list[Migration] = [
     # stored title is shown as it was written.
     (8, "payment.locale, tariff_name: the language bought in; the title in each reader's",
      lambda s: s.add_columns(_model("billing", "Payment"), "locale", "tariff_name")),
+    (9, "payment.promo_code, refunded_kopecks: the code as typed; what refunds returned",
+     lambda s: _record_promo_codes_and_refunds(s)),
 ]
 
 
@@ -110,6 +112,23 @@ def _record_card_bindings(s: Steps) -> None:
             payment.update(card_number=row.number).where(payment.id == row.payment_id).execute()
         payment.update(card_until_before=payment.period_start).where(
             (payment.kind == "card") & (payment.period_start > payment.paid_at)).execute()
+
+
+def _record_promo_codes_and_refunds(s: Steps) -> None:
+    """Add the columns; an earlier payment gets its promo code's text while the code exists
+    (codes are never renamed, so it is the text typed), and a refunded one the whole amount
+    as refunded (refunds were whole until then)."""
+    payment, promo = _model("billing", "Payment"), _model("billing", "PromoCode")
+    if not s.database.table_exists(payment._meta.table_name):
+        return  # created whole, with these columns, at the end of the upgrade
+    s.add_columns(payment, "promo_code", "refunded_kopecks")
+    with s.database.bind_ctx([payment, promo]):
+        code = promo.select(promo.code).where(promo.id == payment.promo)
+        payment.update(promo_code=code).where(
+            payment.promo.is_null(False) & payment.promo_code.is_null()).execute()
+        payment.update(refunded_kopecks=payment.amount_kopecks).where(
+            (payment.status == "refunded") & (payment.refunded_kopecks == 0)
+            & payment.amount_kopecks.is_null(False)).execute()
 
 
 def _one_gate_per_controller(s: Steps) -> None:

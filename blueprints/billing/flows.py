@@ -108,9 +108,11 @@ def _receipt(payment: Payment) -> tuple[str, str]:
         "",
         f"{payment.title_label}: {format_money(payment.price_kopecks)}",
     ]
-    if payment.discount_kopecks:
+    if payment.discount_kopecks and payment.promo_label:
         lines.append(_("Скидка по промокоду %(code)s: −%(amount)s",
-                       code=payment.promo.code if payment.promo else "",
+                       code=payment.promo_label, amount=format_money(payment.discount_kopecks)))
+    elif payment.discount_kopecks:  # an old payment whose code was deleted since
+        lines.append(_("Скидка по промокоду: −%(amount)s",
                        amount=format_money(payment.discount_kopecks)))
     lines += [
         _("Итого: %(amount)s", amount=format_money(payment.amount_kopecks)),
@@ -124,18 +126,29 @@ def _receipt(payment: Payment) -> tuple[str, str]:
     return subject, "\n".join(lines)
 
 
-def refund(payment: Payment) -> None:
-    """Ask the provider to return a succeeded payment; applied when it confirms."""
-    if payment.status != "succeeded" or not payment.provider_payment_id:
+def refund(payment: Payment) -> bool:
+    """Ask the provider to return what is left of a succeeded payment: True when it returned
+    the money and the refund is applied (by this call or by the provider's notification that
+    came first), False when it took the request and will confirm later (the notification
+    applies it then). A refusal is a DomainError."""
+    if payment.refundable_kopecks <= 0 or not payment.provider_payment_id:
         raise DomainError(_("Вернуть можно только завершённый платёж"))
     provider = payments()
     if payment.provider != provider.name:
         raise DomainError(_("Платёж проведён через другой платёжный сервис"))
+    amount = payment.refundable_kopecks
     try:
-        status = provider.refund(payment.provider_payment_id, payment.amount_kopecks,
-                                 f"{payment.idempotence_key}-refund")
+        # Keyed by what is left: pressed again it is the same refund; after a partial refund
+        # made elsewhere, a new one for the rest.
+        answer = provider.refund(payment.provider_payment_id, amount,
+                                 f"{payment.idempotence_key}-refund-{amount}")
     except PaymentError as error:
         log.warning("refund of payment %s failed: %s", payment.id, error)
         raise DomainError(_("Платёжный сервис не вернул деньги, попробуйте позже")) from None
-    if status == "succeeded":
-        billing.apply_refund(payment.provider_payment_id)
+    if answer.status == "pending":
+        return False
+    if answer.status != "succeeded":
+        log.warning("refund of payment %s: the provider answered %s", payment.id, answer.status)
+        raise DomainError(_("Платёжный сервис отказал в возврате"))
+    billing.apply_refund(payment.provider_payment_id, amount, refund_id=answer.refund_id)
+    return True

@@ -18,6 +18,7 @@ from wtforms.validators import (
     Length,
     NumberRange,
     Optional,
+    StopValidation,
     ValidationError,
 )
 
@@ -63,6 +64,21 @@ class MoneyField(StringField):
             return format_money(parse_rubles(self.data or "")).removesuffix("\xa0₽")
         except DomainError:
             return self.data or ""
+
+
+class WholeNumberField(IntegerField):
+    """An integer field whose text that is not a whole number («abc», «1,5») says so, and only
+    that: the range after it would tell someone who typed letters to type 1 to 120."""
+
+    def process_formdata(self, valuelist: list) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError(str(_l("Введите целое число"))) from None
+
+    def pre_validate(self, form: FlaskForm) -> None:
+        if self.process_errors:
+            raise StopValidation()
 
 
 def _choices(labels: dict) -> list[SelectChoice]:
@@ -112,7 +128,7 @@ class CardOfferForm(FlaskForm):
 
     price = MoneyField(_l("Стоимость карты, ₽"), validators=[DataRequired(_l("Введите цену"))],
                        render_kw={"inputmode": "decimal"})
-    validity_months = IntegerField(
+    validity_months = WholeNumberField(
         _l("Срок действия, мес."),
         validators=[InputRequired(_l("Введите срок")), NumberRange(1, 120, _l("От 1 до 120"))],
     )
@@ -142,7 +158,7 @@ class TariffForm(FlaskForm):
 class PeriodForm(FlaskForm):
     """A new period of a tariff."""
 
-    months = IntegerField(_l("Срок, мес."), validators=[
+    months = WholeNumberField(_l("Срок, мес."), validators=[
         InputRequired(_l("Введите срок")), NumberRange(1, 120, _l("От 1 до 120"))])
     price = MoneyField(_l("Цена, ₽"), validators=[DataRequired(_l("Введите цену"))],
                        render_kw={"inputmode": "decimal", "placeholder": "85,00"})
@@ -164,7 +180,7 @@ class PromoForm(FlaskForm):
                        render_kw={"inputmode": "decimal", "placeholder": "10"})
     expires_on = DateField(_l("Действует по (включительно)"),
                            validators=[Optional(), not_too_far])
-    usage_limit = IntegerField(
+    usage_limit = WholeNumberField(
         _l("Лимит использований"),
         validators=[Optional(), NumberRange(1, 1_000_000, _l("Не меньше 1"))],
     )

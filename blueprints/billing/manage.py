@@ -99,16 +99,36 @@ def period_form(tid: int, tariff_id: int) -> Response:
 def save_card_offer(tid: int) -> Response:
     """Save the card's price and validity."""
     form = CardOfferForm()
-    if form.validate_on_submit():
-        try:
-            billing.set_card_offer(g.territory, billing.parse_rubles(form.price.data),
-                                   form.validity_months.data)
-        except DomainError as error:
-            form_error(form, error)
-        else:
-            flash(_("Стоимость карты сохранена"), "success")
-            return _back()
+    if form.is_submitted():
+        valid = form.validate()
+        price, problems = _price(form)
+        problems += billing.card_offer_problems(price, form.validity_months.data)
+        _show(form, problems)
+        if valid and not problems:
+            try:
+                billing.set_card_offer(g.territory, price, form.validity_months.data)
+            except DomainError as error:
+                form_error(form, error)
+            else:
+                flash(_("Стоимость карты сохранена"), "success")
+                return _back()
     return _settings(422, card_form=form)
+
+
+def _price(form: CardOfferForm | PeriodForm) -> tuple[int | None, list[DomainError]]:
+    """The form's price in kopecks (None when it cannot be read), and why not."""
+    try:
+        return billing.parse_rubles(form.price.data or ""), []
+    except DomainError as error:
+        return None, [error]
+
+
+def _show(form, problems: list[DomainError]) -> None:
+    """Every field's mistake in one answer: the form's own checks first, then the domain's
+    for the fields those let through (one mistake a field, the first)."""
+    for problem in problems:
+        if not getattr(form, problem.field).errors:
+            form_error(form, problem)
 
 
 @bp.post("/t/<int:tid>/billing/tariffs")
@@ -137,17 +157,21 @@ def add_period(tid: int, tariff_id: int) -> Response:
     except NotFound:
         abort(404)
     form = PeriodForm(prefix=f"p{tariff_id}")
-    if form.validate_on_submit():
-        try:
-            price = billing.parse_rubles(form.price.data)
-            billing.add_period(g.territory, tariff_id, form.months.data, price)
-        except NotFound:
-            abort(404)
-        except DomainError as error:
-            form_error(form, error)
-        else:
-            flash(_("Период добавлен"), "success")
-            return _back()
+    if form.is_submitted():
+        valid = form.validate()
+        price, problems = _price(form)
+        problems += billing.period_problems(form.months.data, price)
+        _show(form, problems)
+        if valid and not problems:
+            try:
+                billing.add_period(g.territory, tariff_id, form.months.data, price)
+            except NotFound:
+                abort(404)
+            except DomainError as error:
+                form_error(form, error)
+            else:
+                flash(_("Период добавлен"), "success")
+                return _back()
     return _settings(422, period_form=form, failed_tariff=tariff_id)
 
 
@@ -198,9 +222,7 @@ def add_promo(tid: int) -> Response:
             problems.append(error)
             terms = _promo_limits(form)
         problems += billing.promo_problems(g.territory, form.code.data or "", **terms)
-        for problem in problems:
-            if not getattr(form, problem.field).errors:  # one mistake a field, the first
-                form_error(form, problem)
+        _show(form, problems)
         if valid and not problems:
             try:
                 billing.add_promo(g.territory, form.code.data, **terms)

@@ -13,7 +13,7 @@ from wtforms.fields.choices import SelectChoice
 from blueprints.billing import flows
 from blueprints.billing.forms import BindCardForm, BuyAccessForm, BuyCardForm, RegistryFilterForm
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page
+from blueprints.ui import EmptyForm, form_error, page, page_number
 from domain import billing
 from domain.accounts import Account
 from domain.billing import Card, Payment, TariffPeriod
@@ -31,7 +31,7 @@ from providers.payments import (
 
 bp = Blueprint("billing", __name__)
 log = logging.getLogger("propusk.billing")
-REGISTRY_LIMIT = 200
+REGISTRY_PER_PAGE = 50
 
 
 def _kindergarten() -> None:
@@ -170,7 +170,8 @@ def checkout(tid: int, pid: int) -> Response:
 @bp.post("/t/<int:tid>/billing/payments/<int:pid>/cancel")
 @territory_route()
 def cancel_payment(tid: int, pid: int) -> Response:
-    """«Отменить»: the payer gives up a pending payment; its promo code's use comes back."""
+    """«Отменить»: the payer gives up a pending payment, canceled at the provider too; its
+    promo code's use comes back once its link takes no money."""
     payment = _own_payment(tid, pid)
     if EmptyForm().validate_on_submit() and not billing.cancel_by_payer(payment):
         flash(_("Платёж уже не ожидает оплаты"), "error")
@@ -182,7 +183,9 @@ def cancel_payment(tid: int, pid: int) -> Response:
 def payment_status(tid: int, pid: int) -> Response:
     """«Статус оплаты»: polled every second; 286 stops the polling once it is settled."""
     payment = _own_payment(tid, pid)
-    response = page("billing/_status.html", payment=payment)
+    # Settled, the answer also empties the checkout's way to pay (the QR code, the bank's
+    # link) out of band: it lies outside this widget and must not invite paying any more.
+    response = page("billing/_status.html", payment=payment, settle_checkout=True)
     if payment.status != "pending":
         response.status_code = 286
     return response
@@ -201,12 +204,28 @@ def _with_payers(query):
 
 
 def _registry(scope: str, query, form: RegistryFilterForm, show_payer: bool,
-              action: str) -> Response:
-    """The registry page (or its rows for a filter's swap)."""
-    filtered = bool(form.status.data or form.kind.data)
+              endpoint: str, **values) -> Response:
+    """One page of the registry (or its rows for a filter's swap), by keyset as the manager's
+    pass list: ?after=<id> of the last row shown for the next page, ?before=<id> of the first
+    for the previous one; the filters ride along in every link."""
+    filters = {k: v for k, v in (("status", form.status.data), ("kind", form.kind.data)) if v}
+    shown = _with_payers(_filtered(query, form))
+    number = page_number()
+    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
+    pivot = query.where(Payment.id == (after or before)).first() if after or before else None
+    if pivot is None:
+        number = 1
+        rows, more = Payment.page_after(shown, None, REGISTRY_PER_PAGE)
+    else:
+        rows, beyond = Payment.page_after(shown, pivot, REGISTRY_PER_PAGE,
+                                          backwards=not after)
+        more = beyond if after else True
+        if before and not beyond:
+            number = 1  # reached the top: whatever the link said, this is the first page
     return page("billing/payments.html", "billing/_payments.html", form=form,
-                payments=list(_filtered(_with_payers(query), form)), scope=scope,
-                show_payer=show_payer, filtered=filtered, action=action)
+                payments=rows, more=more, number=number, scope=scope,
+                show_payer=show_payer, filtered=bool(filters), endpoint=endpoint,
+                args={**values, **filters}, action=url_for(endpoint, **values))
 
 
 def _filtered(query, form: RegistryFilterForm):
@@ -214,7 +233,7 @@ def _filtered(query, form: RegistryFilterForm):
         query = query.where(Payment.status == form.status.data)
     if form.kind.data:
         query = query.where(Payment.kind == form.kind.data)
-    return query.limit(REGISTRY_LIMIT)
+    return query
 
 
 @bp.get("/t/<int:tid>/billing/payments")
@@ -226,8 +245,7 @@ def territory_payments(tid: int) -> Response:
     manager = g.membership.role == "manager"
     if not manager:
         query = query.where(Payment.account == current_user.id)
-    return _registry("territory", query, form, show_payer=manager,
-                     action=url_for("billing.territory_payments", tid=tid))
+    return _registry("territory", query, form, manager, "billing.territory_payments", tid=tid)
 
 
 @bp.get("/payments")
@@ -238,8 +256,7 @@ def payments_registry() -> Response:
     query = Payment.registry()
     if not current_user.is_admin:
         query = query.where(Payment.account == current_user.id)
-    return _registry("all", query, form, show_payer=current_user.is_admin,
-                     action=url_for("billing.payments_registry"))
+    return _registry("all", query, form, current_user.is_admin, "billing.payments_registry")
 
 
 @bp.post("/payments/<int:pid>/refund")
@@ -250,13 +267,19 @@ def refund(pid: int) -> Response:
     if not current_user.is_admin or payment is None:
         abort(404)
     if EmptyForm().validate_on_submit():
+        payer = payment.account.shown_name if payment.account else _("Аккаунт удалён")
         try:
-            flows.refund(payment)
+            done = flows.refund(payment)
         except DomainError as error:
             flash(error.message, "error")
         else:
-            payer = payment.account.shown_name if payment.account else _("Аккаунт удалён")
-            flash(_("Платёж № %(id)s (%(payer)s) возвращён", id=pid, payer=payer), "success")
+            if done:
+                flash(_("Платёж № %(id)s (%(payer)s) возвращён", id=pid, payer=payer),
+                      "success")
+            else:
+                flash(_("Возврат по платежу № %(id)s (%(payer)s) запрошен и ждёт подтверждения "
+                        "платёжного сервиса; доступ будет отозван, когда деньги вернутся",
+                        id=pid, payer=payer), "info")
     return redirect(request.referrer if (request.referrer or "").startswith(request.host_url)
                     else url_for("billing.payments_registry"))
 
@@ -278,7 +301,14 @@ def webhook() -> Response:
         elif event.event == CANCELED:
             billing.apply_cancel(event.provider_payment_id)
         elif event.event == REFUNDED:
-            billing.apply_refund(event.provider_payment_id)
+            billing.apply_refund(event.provider_payment_id, event.amount_kopecks,
+                                 refund_id=event.refund_id)
+    except billing.RefundTooEarly:
+        # Not a «no»: the payment's success has not reached us yet. A non-2xx answer makes
+        # the provider announce the refund again later, when it applies.
+        log.warning("refund of payment %s announced before its success: asked again later",
+                    event.provider_payment_id)
+        return Response(status=409)
     except billing.AmountMismatch:
         log.error("payment %s: the provider reports %s kopecks, not what we asked",
                   event.provider_payment_id, event.amount_kopecks)

@@ -64,7 +64,17 @@ class ProviderEvent:
 
     event: str  # SUCCEEDED, CANCELED, REFUNDED, or "" for nothing to do
     provider_payment_id: str
-    amount_kopecks: int | None = None
+    amount_kopecks: int | None = None  # a refund's: what that refund returned
+    refund_id: str | None = None  # REFUNDED: which refund (a payment may have several)
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """The provider's answer to a refund request: the refund's id and its status,
+    "succeeded" (the money is back), "pending" (it will say later) or "canceled"."""
+
+    refund_id: str
+    status: str
 
 
 @runtime_checkable
@@ -81,8 +91,14 @@ class PaymentProvider(Protocol):
     ) -> ProviderEvent:
         """Verify a webhook request and say what it reports; NotificationRejected if forged."""
 
-    def refund(self, provider_payment_id: str, amount_kopecks: int, idempotence_key: str) -> str:
-        """Return the money; answers the refund's status ("succeeded" or "pending")."""
+    def refund(self, provider_payment_id: str, amount_kopecks: int,
+               idempotence_key: str) -> ProviderRefund:
+        """Return `amount_kopecks` of a succeeded payment (idempotent per key)."""
+
+    def cancel(self, provider_payment_id: str, idempotence_key: str) -> str:
+        """Cancel a payment nobody has paid; answers its status there afterwards: "canceled"
+        (its link takes no money any more), "pending" (the provider cannot cancel it: it stays
+        payable until it expires there) or "succeeded" (paid meanwhile)."""
 
 
 def make_provider(app: Flask) -> PaymentProvider:

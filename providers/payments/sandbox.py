@@ -32,6 +32,7 @@ from providers.payments import (
     NotificationRejected,
     PaymentError,
     ProviderEvent,
+    ProviderRefund,
 )
 
 log = logging.getLogger("propusk.sandbox")
@@ -123,15 +124,20 @@ class SandboxProvider:
         url = url_for("sandbox_bank.pay_page", payment_id=found.id, _external=True)
         return Checkout(found.id, url)
 
-    def refund(self, provider_payment_id: str, amount_kopecks: int, idempotence_key: str) -> str:
-        """Give the whole payment back and tell the shop by webhook."""
+    def refund(self, provider_payment_id: str, amount_kopecks: int,
+               idempotence_key: str) -> ProviderRefund:
+        """Give money back and tell the shop by webhook.
+
+        The bank keeps no partial state: any refund of a paid payment (the whole of it, or
+        what is left after refunds announced elsewhere) closes it as refunded.
+        """
         payment = SandboxBankPayment.get_or_none(SandboxBankPayment.id == provider_payment_id)
         if payment is None:
             raise PaymentError("no such payment at the sandbox bank")
         if payment.status == "refunded":
-            return "succeeded"
-        if payment.status != "succeeded" or amount_kopecks != payment.amount_kopecks:
-            raise PaymentError("the sandbox bank refunds only a whole succeeded payment")
+            return ProviderRefund(payment.refund_id or "", "succeeded")
+        if payment.status != "succeeded" or not 0 < amount_kopecks <= payment.amount_kopecks:
+            raise PaymentError("the sandbox bank refunds a succeeded payment, up to its amount")
         refund = {
             "id": f"rfd-{hashlib.sha256(idempotence_key.encode()).hexdigest()[:24]}",
             "payment_id": payment.id,
@@ -139,7 +145,19 @@ class SandboxProvider:
             "amount": {"value": kopecks_to_value(amount_kopecks), "currency": "RUB"},
         }
         self._move(payment, "succeeded", "refunded", REFUNDED, refund, refund_id=refund["id"])
-        return "succeeded"
+        return ProviderRefund(refund["id"], "succeeded")
+
+    def cancel(self, provider_payment_id: str, idempotence_key: str) -> str:
+        """The shop cancels a payment nobody paid: its page takes no money any more. The shop
+        asked, so no notification is sent (it knows)."""
+        payment = SandboxBankPayment.get_or_none(SandboxBankPayment.id == provider_payment_id)
+        if payment is None:
+            raise PaymentError("no such payment at the sandbox bank")
+        SandboxBankPayment.update(status="canceled").where(
+            (SandboxBankPayment.id == payment.id) & (SandboxBankPayment.status == "pending")
+        ).execute()
+        status = SandboxBankPayment.get_by_id(payment.id).status
+        return "succeeded" if status == "refunded" else status
 
     def parse_notification(self, body: bytes, headers: dict[str, str],
                            remote_addr: str) -> ProviderEvent:
@@ -200,7 +218,8 @@ def read_notification(body: bytes) -> ProviderEvent:
             raise ValueError("not a notification")
         if event == REFUNDED:
             return ProviderEvent(REFUNDED, str(obj["payment_id"]),
-                                 value_to_kopecks(obj["amount"]["value"]))
+                                 value_to_kopecks(obj["amount"]["value"]),
+                                 refund_id=str(obj["id"]) if obj.get("id") else None)
         if event in (SUCCEEDED, CANCELED):
             amount = obj["amount"]
             if amount.get("currency", "RUB") != "RUB":

@@ -32,6 +32,7 @@ from providers.payments import (
     NotificationRejected,
     PaymentError,
     ProviderEvent,
+    ProviderRefund,
 )
 
 DEFAULT_API_URL = "https://api.yookassa.ru/v3"
@@ -98,8 +99,9 @@ class YooKassaProvider:
             raise PaymentError("YooKassa answered without a payment id or confirmation")
         return Checkout(str(response.id), str(url))
 
-    def refund(self, provider_payment_id: str, amount_kopecks: int, idempotence_key: str) -> str:
-        """Refund the whole payment."""
+    def refund(self, provider_payment_id: str, amount_kopecks: int,
+               idempotence_key: str) -> ProviderRefund:
+        """Refund `amount_kopecks` of the payment."""
         params = {
             "payment_id": provider_payment_id,
             "amount": {"value": kopecks_to_value(amount_kopecks), "currency": "RUB"},
@@ -108,7 +110,23 @@ class YooKassaProvider:
             response = Refund.create(params, idempotence_key)
         except Exception as error:  # noqa: BLE001 — see _UNREACHABLE
             raise PaymentError(f"YooKassa did not refund: {error!r}") from error
-        return str(response.status)
+        return ProviderRefund(str(response.id), str(response.status))
+
+    def cancel(self, provider_payment_id: str, idempotence_key: str) -> str:
+        """Cancel the payment if YooKassa lets us; its status there afterwards.
+
+        The API cancels only a payment waiting for capture; a one-stage payment still
+        pending is refused, stays payable and is canceled by YooKassa when its time to pay
+        runs out (then a payment.canceled notification comes).
+        """
+        try:
+            try:
+                status = str(Payment.cancel(provider_payment_id, idempotence_key).status)
+            except ApiError:
+                status = str(Payment.find_one(provider_payment_id).status)
+        except Exception as error:  # noqa: BLE001 — see _UNREACHABLE
+            raise PaymentError(f"YooKassa did not cancel: {error!r}") from error
+        return {"canceled": "canceled", "succeeded": "succeeded"}.get(status, "pending")
 
     def is_trusted(self, remote_addr: str) -> bool:
         """Whether the address is one YooKassa sends notifications from."""
@@ -135,7 +153,8 @@ class YooKassaProvider:
                 if refund.status != "succeeded":
                     return ProviderEvent("", str(refund.payment_id))
                 return ProviderEvent(REFUNDED, str(refund.payment_id),
-                                     value_to_kopecks(refund.amount.value))
+                                     value_to_kopecks(refund.amount.value),
+                                     refund_id=str(refund.id))
             payment = Payment.find_one(object_id)
         except ApiError as error:
             raise NotificationRejected(f"YooKassa does not know {object_id}: {error}") from None

@@ -46,6 +46,9 @@ def test_buy_app_access_with_sbp(browser, demo):
     # The checkout page learns it by itself, within a couple of polls.
     page.wait_for_selector("#payment-status:has-text('Оплачено до')", timeout=5000)
     assert "every 1s" not in (page.locator("#payment-status").get_attribute("hx-trigger") or "")
+    # And the way to pay goes with it: no QR code or bank link beside «Оплачено».
+    expect(page.locator("#checkout-pay .qr")).to_have_count(0)
+    expect(page.locator("[data-bank-link]")).to_have_count(0)
     page.goto(demo["base"] + "/payments")
     row = page.locator("tr[data-payment]").first
     assert "Завершен" in row.inner_text() and "Приложение" in row.inner_text()

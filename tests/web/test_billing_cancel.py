@@ -86,15 +86,74 @@ def test_nobody_else_cancels_it_and_a_paid_one_stays_paid(app, shop, make_accoun
     assert _promo_uses() == 1
 
 
-def test_paid_at_the_bank_after_the_cancel_it_still_buys(shop):
+def test_the_cancel_closes_the_bank_link_so_the_promo_limit_holds(app, shop):
+    """Audit: «Отменить» gave the promo's use back while the bank still took money by the old
+    link; a second checkout took the use again, both were paid at the discount: «2 / 1»."""
+    first, _page = _checkout(shop)
+    post(shop["parent"], f"/t/{shop['tid']}/billing/payments/{first.id}/cancel")
+    assert Payment.get_by_id(first.id).status == "canceled" and _promo_uses() == 0
+    # The bank's page of the canceled payment offers nothing to pay, and paying is refused.
+    bank = first.confirmation_url.replace("http://localhost", "")
+    assert "Оплатить" not in shop["parent"].get(bank).get_data(as_text=True)
+    second, _page = _checkout(shop)  # the use was free: taken again
+    assert _promo_uses() == 1
+    assert _bank_pays(shop["parent"], second).status_code == 302
+    assert _bank_pays(shop["parent"], first).status_code == 409  # «деньги не списаны»
+    assert Payment.get_by_id(first.id).status == "canceled"
+    assert Payment.get_by_id(second.id).status == "succeeded"
+    assert _promo_uses() == 1
+    settings = shop["admin"].get(f"/t/{shop['tid']}/billing/settings")
+    assert "сверх лимита" not in settings.get_data(as_text=True)
+
+
+def _provider_cannot_cancel(app, monkeypatch):
+    """A provider that cannot cancel a pending payment (YooKassa's one-stage payments): it
+    stays payable until the provider lets it expire."""
+    monkeypatch.setattr(app.extensions["payments"], "cancel", lambda *_args: "pending")
+
+
+def test_paid_at_the_bank_after_the_cancel_it_still_buys(app, shop, monkeypatch):
+    _provider_cannot_cancel(app, monkeypatch)
     payment, _page = _checkout(shop)
     post(shop["parent"], f"/t/{shop['tid']}/billing/payments/{payment.id}/cancel")
-    assert _promo_uses() == 0
+    assert Payment.get_by_id(payment.id).status == "canceled"
+    # The link can still be paid: the use stays taken, nobody else gets it meanwhile.
+    assert _promo_uses() == 1
+    refused = post(shop["parent"], f"/t/{shop['tid']}/billing/access", {
+        "period": billing.TariffPeriod.of(shop["tid"]).first().id, "email": "p@example.com",
+        "method": "sbp", "promo": "leto"})
+    assert refused.status_code == 422 and "исчерпаны" in refused.get_data(as_text=True)
     assert _bank_pays(shop["parent"], payment).status_code == 302
     paid = Payment.get_by_id(payment.id)
     assert (paid.status, paid.amount_kopecks, paid.closed_at) == ("succeeded", 7650, None)
     assert AccessGrant.get().paid_until == paid.paid_until
-    assert _promo_uses() == 1  # paid at the discount: the use counts again
+    assert _promo_uses() == 1  # counted once: it never went back
+
+
+def test_the_providers_own_cancel_gives_the_use_back_once(app, shop, monkeypatch):
+    _provider_cannot_cancel(app, monkeypatch)
+    payment, _page = _checkout(shop)
+    post(shop["parent"], f"/t/{shop['tid']}/billing/payments/{payment.id}/cancel")
+    assert _promo_uses() == 1
+    for _ in range(2):  # the provider let it expire and says so, twice
+        billing.apply_cancel(payment.provider_payment_id)
+    assert _promo_uses() == 0
+
+
+def test_a_success_beyond_the_limit_applies_and_says_so(app, shop, caplog):
+    """A provider that takes money for a payment it had canceled (the use went back, another
+    checkout took it): the money is taken, so the purchase stands; the use counts, for the
+    discount was given; the excess is logged and shown beside the code."""
+    first, _page = _checkout(shop)
+    post(shop["parent"], f"/t/{shop['tid']}/billing/payments/{first.id}/cancel")
+    second, _page = _checkout(shop)
+    assert billing.apply_success(second.provider_payment_id, second.expected_kopecks)
+    assert billing.apply_success(first.provider_payment_id, first.expected_kopecks)
+    assert Payment.get_by_id(first.id).status == "succeeded"
+    assert _promo_uses() == 2
+    assert "beyond its usage limit" in caplog.text
+    settings = shop["admin"].get(f"/t/{shop['tid']}/billing/settings")
+    assert "сверх лимита" in settings.get_data(as_text=True)
 
 
 def test_the_hourly_job_cancels_payments_pending_too_long(app, shop):
@@ -109,9 +168,22 @@ def test_the_hourly_job_cancels_payments_pending_too_long(app, shop):
     assert Payment.get_by_id(old.id).status == "canceled"
     assert _promo_uses() == 0
     assert Payment.select().where(Payment.status == "pending").count() == 1
-    # The link still works at the bank; paid now, it still buys what it was for.
+    # Canceled at the bank too: its link takes no money, so the use it gave back holds.
     _bank_pays(shop["parent"], old)
-    assert Payment.get_by_id(old.id).status == "succeeded"
+    assert Payment.get_by_id(old.id).status == "canceled"
+
+
+def test_the_hourly_job_keeps_the_use_while_the_provider_cannot_cancel(app, shop,
+                                                                       monkeypatch):
+    _provider_cannot_cancel(app, monkeypatch)
+    old, _page = _checkout(shop)
+    long_ago = utcnow() - billing.PENDING_LIFETIME - dt.timedelta(minutes=1)
+    Payment.update(created_at=long_ago).where(Payment.id == old.id).execute()
+    PurgeJob(app).run_once()
+    assert Payment.get_by_id(old.id).status == "canceled"
+    assert _promo_uses() == 1
+    _bank_pays(shop["parent"], old)
+    assert Payment.get_by_id(old.id).status == "succeeded" and _promo_uses() == 1
 
 
 # -- deletion of the payer's account -----------------------------------------------------------

@@ -316,3 +316,69 @@ def test_the_receipt_keeps_the_language_bought_in_when_the_account_switches(app,
     with app.app_context():
         receipt = providers.outbox().latest(to="parent@example.com", channel="email")
     assert "Total: 85.00" in receipt["text"] and "Итого" not in receipt["text"]
+
+
+def test_the_receipt_names_a_promo_code_deleted_before_the_payment(app, client, shop):
+    """Audit: a code deleted between the checkout and the payment left «Скидка по промокоду :
+    −8,50 ₽» on the receipt."""
+    with app.app_context():
+        billing.add_promo(shop["territory"], "leto", percent=10)
+    _buy_access(client, shop["tid"], promo=" Leto ")
+    payment = Payment.get()
+    assert payment.promo_code == "LETO"
+    with app.test_request_context():
+        billing.delete_promo(shop["territory"], payment.promo_id)
+    assert Payment.get().promo_id is None
+    _bank_pay(client, payment)
+    with app.app_context():
+        receipt = providers.outbox().latest(to="parent@example.com", channel="email")
+    assert "Скидка по промокоду LETO: −8,50\xa0₽" in receipt["text"]
+
+
+def test_an_earlier_payment_without_the_codes_text_falls_back(app, client, shop):
+    """Paid before the code's text was kept: the code as it is now, or no name at all."""
+    with app.app_context():
+        billing.add_promo(shop["territory"], "LETO", percent=10)
+    _buy_access(client, shop["tid"], promo="leto")
+    Payment.update(promo_code=None).execute()
+    assert Payment.get().promo_label == "LETO"
+    with app.test_request_context():
+        billing.delete_promo(shop["territory"], Payment.get().promo_id)
+    _bank_pay(client, Payment.get())
+    with app.app_context():
+        receipt = providers.outbox().latest(to="parent@example.com", channel="email")
+    assert "Скидка по промокоду: −8,50\xa0₽" in receipt["text"]
+    assert "промокоду :" not in receipt["text"]
+
+
+def test_once_paid_the_checkout_drops_the_qr_code_and_the_bank_link(app, client, shop):
+    """Audit: the status turned «Оплачено» while the QR code and «Открыть в приложении
+    банка» stayed beside it (outside the polled widget)."""
+    checkout = _buy_access(client, shop["tid"]).headers["Location"]
+    payment = Payment.get()
+    page = client.get(checkout).get_data(as_text=True)
+    assert '<div id="checkout-pay">' in page and "data-bank-link" in page
+    status_url = f"/t/{shop['tid']}/billing/payments/{payment.id}/status"
+    waiting = client.get(status_url, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "hx-swap-oob" not in waiting  # nothing to drop while it waits
+    _bank_pay(client, payment)
+    done = client.get(status_url, headers={"HX-Request": "true"})
+    body = done.get_data(as_text=True)
+    assert done.status_code == 286 and "Оплачено" in body
+    assert '<div id="checkout-pay" hx-swap-oob="true"></div>' in body
+    assert "data-bank-link" not in body and "<script" not in body
+    # Loaded afresh, the page has no way to pay either, and no second #checkout-pay.
+    page = client.get(checkout).get_data(as_text=True)
+    assert "data-bank-link" not in page and "<svg" not in page
+    assert page.count('id="checkout-pay"') == 1
+
+
+def test_a_canceled_checkout_drops_the_way_to_pay_too(app, client, shop):
+    checkout = _buy_access(client, shop["tid"], method="bank_card").headers["Location"]
+    payment = Payment.get()
+    bank = payment.confirmation_url.replace("http://localhost", "")
+    client.post(bank + "/decline", data={"csrf_token": token(client, bank)})
+    status_url = f"/t/{shop['tid']}/billing/payments/{payment.id}/status"
+    body = client.get(status_url, headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert "Отменен" in body and 'id="checkout-pay" hx-swap-oob="true"' in body
+    assert "Перейти к оплате картой" not in client.get(checkout).get_data(as_text=True)

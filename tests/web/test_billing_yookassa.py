@@ -26,7 +26,7 @@ SHOP, KEY = "123456", "test_secret"
 
 
 class FakeYooKassa(ThreadingHTTPServer):
-    """Just enough of api.yookassa.ru/v3: create/get payments, create/get refunds."""
+    """Just enough of api.yookassa.ru/v3: create/get/cancel payments, create/get refunds."""
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), Handler)
@@ -34,6 +34,7 @@ class FakeYooKassa(ThreadingHTTPServer):
         self.refunds: dict[str, dict] = {}
         self.keys: dict[str, dict] = {}  # Idempotence-Key → the object it created
         self.requests: list[tuple[str, str, dict]] = []
+        self.refund_status = "succeeded"  # what a new refund starts as
 
     @property
     def url(self):
@@ -64,7 +65,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         if not self._authorized():
             return
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else {}
         key = self.headers.get("Idempotence-Key")
         self.server.requests.append(("POST", self.path, {"key": key, "body": body}))
         if not key:
@@ -88,9 +90,17 @@ class Handler(BaseHTTPRequestHandler):
             self.server.payments[pid] = obj
         elif self.path == "/v3/refunds":
             payment = self.server.payments[body["payment_id"]]
-            obj = {"id": str(uuid.uuid4()), "payment_id": payment["id"], "status": "succeeded",
+            obj = {"id": str(uuid.uuid4()), "payment_id": payment["id"],
+                   "status": self.server.refund_status,
                    "amount": body["amount"], "created_at": "2024-03-10T10:00:00.000Z"}
             self.server.refunds[obj["id"]] = obj
+        elif self.path.startswith("/v3/payments/") and self.path.endswith("/cancel"):
+            # Only a payment waiting for capture can be canceled; a pending one cannot.
+            obj = self.server.payments[self.path.split("/")[3]]
+            if obj["status"] != "waiting_for_capture":
+                return self._send(400, {"type": "error", "code": "invalid_request",
+                                        "description": "Payment is not waiting for capture"})
+            obj["status"] = "canceled"
         else:
             return self._send(404, {"type": "error", "code": "not_found"})
         self.server.keys[key] = obj
@@ -225,12 +235,76 @@ def test_refund_through_the_api(yk, api):
     refunded = Payment.get()
     assert refunded.status == "refunded"
     post = [r for r in api.requests if r[1] == "/v3/refunds"][0]
-    assert post[2]["key"] == f"{payment.idempotence_key}-refund"
+    assert post[2]["key"] == f"{payment.idempotence_key}-refund-8500"
     assert post[2]["body"]["amount"] == {"value": "85.00", "currency": "RUB"}
     # YooKassa's later refund.succeeded notification changes nothing more.
     refund_id = next(iter(api.refunds))
     assert _notify(yk, refund_id, event="refund.succeeded").status_code == 200
     assert Payment.get().status == "refunded"
+
+
+def _as_admin(yk):
+    client = yk["client"]
+    Auth(client).logout()
+    Auth(client).login(yk["admin"].phone)
+    return client
+
+
+def test_a_refund_yookassa_confirms_later_is_said_to_be_requested(yk, api):
+    _buy(yk)
+    payment = Payment.get()
+    api.payments[payment.provider_payment_id].update(status="succeeded", paid=True)
+    _notify(yk, payment.provider_payment_id)
+    api.refund_status = "pending"
+    client = _as_admin(yk)
+    page = client.post(f"/payments/{payment.id}/refund", follow_redirects=True,
+                       data={"csrf_token": token(client, "/payments")}).get_data(as_text=True)
+    assert "запрошен" in page and "возвращён" not in page
+    assert Payment.get().status == "succeeded"  # nothing is back yet
+    refund_id = next(iter(api.refunds))
+    assert _notify(yk, refund_id, event="refund.succeeded").status_code == 200
+    assert Payment.get().status == "succeeded"  # YooKassa still says pending
+    api.refunds[refund_id]["status"] = "succeeded"
+    assert _notify(yk, refund_id, event="refund.succeeded").status_code == 200
+    refunded = Payment.get()
+    assert (refunded.status, refunded.refunded_kopecks) == ("refunded", 8500)
+    assert AccessGrant.get().paid_until <= refunded.closed_at
+
+
+def test_a_partial_refund_made_at_yookassa_is_partial_here(yk, api):
+    _buy(yk)
+    payment = Payment.get()
+    api.payments[payment.provider_payment_id].update(status="succeeded", paid=True)
+    _notify(yk, payment.provider_payment_id)
+    until = AccessGrant.get().paid_until
+    api.refunds["r-1"] = {"id": "r-1", "payment_id": payment.provider_payment_id,
+                          "status": "succeeded", "amount": {"value": "10.00", "currency": "RUB"},
+                          "created_at": "2024-03-10T10:00:00.000Z"}
+    assert _notify(yk, "r-1", event="refund.succeeded").status_code == 200
+    partly = Payment.get()
+    assert (partly.status, partly.refunded_kopecks) == ("succeeded", 1000)
+    assert AccessGrant.get().paid_until == until
+
+
+def test_the_payers_cancel_keeps_the_promo_use_until_yookassa_cancels(yk, api):
+    """A pending one-stage payment cannot be canceled through the API: it stays payable, so
+    the use stays taken until YooKassa cancels it (payment.canceled)."""
+    billing.add_promo(yk["territory"], "ONCE", percent=10, usage_limit=1)
+    client, tid = yk["client"], yk["territory"].id
+    path = f"/t/{tid}/billing/access"
+    client.post(path, data={"csrf_token": token(client, path), "email": "parent@example.com",
+                            "period": billing.TariffPeriod.of(tid).first().id, "method": "sbp",
+                            "promo": "once"})
+    payment = Payment.get()
+    checkout = f"/t/{tid}/billing/payments/{payment.id}"
+    client.post(checkout + "/cancel", data={"csrf_token": token(client, checkout)})
+    assert ("POST", f"/v3/payments/{payment.provider_payment_id}/cancel") in [
+        r[:2] for r in api.requests]
+    assert Payment.get().status == "canceled"
+    assert billing.PromoCode.get().used_count == 1
+    api.payments[payment.provider_payment_id]["status"] = "canceled"
+    assert _notify(yk, payment.provider_payment_id, event="payment.canceled").status_code == 200
+    assert billing.PromoCode.get().used_count == 0
 
 
 def test_unreachable_api_leaves_no_half_payment(yk, api):

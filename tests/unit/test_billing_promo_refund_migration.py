@@ -1,0 +1,46 @@
+"""Migration 9 on a database made before it: payments keep working, learn their promo code's
+text while the code exists, and a refunded one counts its whole amount as refunded."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from domain.accounts import Account
+from domain.billing import Payment, PromoCode
+from domain.schema import app_models, upgrade
+from domain.territories import Territory
+
+T0 = dt.datetime(2024, 1, 10, 9, 0, tzinfo=dt.UTC)
+
+
+def test_a_database_from_before_promo_texts_and_partial_refunds_upgrades(scratch):
+    database = scratch()
+    models = app_models()
+    with database.bind_ctx(models):
+        database.create_tables(models)
+        t = Territory.create(code="123456", name="Сад", kind="kindergarten")
+        parent = Account.create(phone="+79990001122")
+        leto = PromoCode.create(territory=t, code="LETO", percent=10)
+
+        def paid(key, status, promo=None):
+            return Payment.create(
+                territory=t, account=parent, kind="app", status=status, method="sbp",
+                title="Доступ", months=3, price_kopecks=8500, discount_kopecks=850 if promo else 0,
+                expected_kopecks=7650 if promo else 8500, amount_kopecks=7650 if promo else 8500,
+                promo=promo, provider="sandbox", idempotence_key=key, email="p@example.com",
+                paid_at=T0).id
+
+        with_code, refunded, plain = paid("a", "succeeded", leto), paid("b", "refunded"), paid(
+            "c", "succeeded")
+        database.execute_sql("ALTER TABLE payment DROP COLUMN promo_code")
+        database.execute_sql("ALTER TABLE payment DROP COLUMN refunded_kopecks")
+    database.close()
+
+    database = scratch()
+    with database.bind_ctx(models):
+        assert 9 in upgrade(database)
+        assert Payment.get_by_id(with_code).promo_code == "LETO"
+        assert Payment.get_by_id(plain).promo_code is None
+        assert Payment.get_by_id(refunded).refunded_kopecks == 8500
+        assert Payment.get_by_id(plain).refunded_kopecks == 0
+        assert Payment.get_by_id(plain).refundable_kopecks == 8500
