@@ -10,9 +10,12 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from peewee import (
+    SQL,
+    AutoField,
     DatabaseProxy,
     DateTimeField,
     Model,
+    NodeList,
     OperationalError,
     PostgresqlDatabase,
     SqliteDatabase,
@@ -79,8 +82,32 @@ class UtcDateTimeField(DateTimeField):
         return value
 
 
+class NeverReusedId(AutoField):
+    """The `id` of a model without a primary key of its own: never given to a second row.
+
+    SQLite's plain INTEGER PRIMARY KEY gives max(id) + 1, so once the newest row is deleted
+    the next insert takes its id, and a page still open acts on the newcomer: a manager's
+    «Принять» on a request its author had cancelled made a stranger an operator. On SQLite
+    the column is INTEGER PRIMARY KEY AUTOINCREMENT (the largest id ever given is kept in
+    sqlite_sequence); PostgreSQL's SERIAL sequence never goes back, so there it stays as is.
+    Which one is decided by the database that creates the table, so one model serves both.
+    """
+
+    def ddl(self, ctx: Any) -> Any:
+        node = super().ddl(ctx)
+        # The schema manager's database is the one whose context `ctx` is: a bind_ctx()
+        # or a pool swapped in by init_db() is seen, not the database of the moment the
+        # model was declared.
+        database = self.model._schema.database
+        if isinstance(getattr(database, "obj", database), SqliteDatabase):
+            return NodeList((node, SQL("AUTOINCREMENT")))
+        return node
+
+
 class BaseModel(Model):
-    """Base of every model: bound to the deferred database."""
+    """Base of every model: bound to the deferred database; `id` unless a model has its own key."""
+
+    id = NeverReusedId()
 
     class Meta:
         database = db

@@ -14,8 +14,10 @@ table added since. Steps are idempotent, so a database created between two relea
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from graphlib import TopologicalSorter
 from typing import Any
 
 from peewee import CharField, IntegerField, Model, PostgresqlDatabase, SqliteDatabase
@@ -99,6 +101,10 @@ MIGRATIONS: list[Migration] = [
      lambda s: s.add_columns(_model("billing", "Payment"), "locale", "tariff_name")),
     (9, "payment.promo_code, refunded_kopecks: the code as typed; what refunds returned",
      lambda s: _record_promo_codes_and_refunds(s)),
+    # A deleted newest row's id went to the next row, and a page still open on the old one
+    # acted on the newcomer (a cancelled join request's «Принять» admitted a stranger).
+    (10, "SQLite: every auto id AUTOINCREMENT, so a deleted row's id is never given again",
+     lambda s: _ids_never_reused(s)),
 ]
 
 
@@ -172,6 +178,111 @@ def _one_gate_per_controller(s: Steps) -> None:
                     gate.id, gate.territory_id, host, port, unit_id, keeper.id,
                     keeper.territory_id, moved)
     s.add_index(Gate, "host", "port", "unit_id", unique=True)
+
+
+REBUILT = "__rebuilt"  # a table's new version is named so until the old one goes
+_REFERENCES = re.compile(r'(\bREFERENCES\s+)"?(\w+)"?', re.IGNORECASE)
+_AUTOINCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)
+
+
+def _ids_never_reused(s: Steps) -> None:
+    """SQLite: rebuild each table whose auto `id` (db.NeverReusedId) lacks AUTOINCREMENT with
+    it, keeping every row, id, index, trigger and foreign key, so that the id of a deleted
+    row is never given again. PostgreSQL's sequences never go back: nothing to do there.
+
+    SQLite cannot add AUTOINCREMENT to a table; it takes the documented rebuild
+    (sqlite.org/lang_altertable.html#otheralter). Its first step, foreign keys off, cannot be
+    taken here: the upgrade is one transaction, and inside one PRAGMA foreign_keys does
+    nothing. With them on, DROP TABLE first deletes the table's rows and so fires the
+    ON DELETE actions of the tables that refer to it: dropping the old `territory` would
+    empty memberships, passes and payments. So no table is dropped while another refers to
+    it. Each table that refers to a rebuilt one, directly or further down, is rebuilt too
+    (gate_status, keyed by its gate, as it is); the new tables refer to each other's new
+    versions; the old ones are dropped children first, when nothing refers to them any
+    more; renaming a new version to its table's name carries those references along.
+    PRAGMA defer_foreign_keys holds the copied rows' checks for foreign_key_check, which
+    names any row whose parent is missing, and the upgrade is refused whole.
+
+    sqlite_sequence gets each table's largest id: none at or below it is given again. A
+    newest row deleted before this step had its id given again already, as always.
+    """
+    database = s.database
+    if not isinstance(getattr(database, "obj", database), SqliteDatabase):
+        return
+    from domain.db import NeverReusedId
+
+    def rows(sql: str, params: tuple = ()) -> list[tuple]:
+        return list(database.execute_sql(sql, params).fetchall())
+
+    tables: dict[str, str] = dict(rows(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+        " AND substr(name, 1, 7) <> 'sqlite_'"))
+    keys = {m._meta.table_name: m._meta.primary_key.column_name for m in app_models()
+            if isinstance(m._meta.primary_key, NeverReusedId)}
+    wanted = {t for t in keys if t in tables and not _AUTOINCREMENT.search(tables[t])}
+    if not wanted:
+        return
+    parents = {t: {r[2] for r in rows(f'PRAGMA foreign_key_list("{t}")')} - {t}
+               for t in tables}
+    rebuilt = set(wanted)
+    while more := {t for t in tables if t not in rebuilt and parents[t] & rebuilt}:
+        rebuilt |= more
+    order = list(TopologicalSorter({t: parents[t] & rebuilt for t in rebuilt}).static_order())
+    kept = {t: [sql for (sql,) in rows(
+        "SELECT sql FROM sqlite_master WHERE tbl_name = ? AND type IN ('index', 'trigger')"
+        " AND sql IS NOT NULL ORDER BY type, name", (t,))] for t in order}
+    issued = dict(rows("SELECT name, seq FROM sqlite_sequence")) if rows(
+        "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'") else {}
+    deferred = rows("PRAGMA defer_foreign_keys")[0][0]
+    database.execute_sql("PRAGMA defer_foreign_keys = ON")
+    # The names put into SQL below are the database's own tables and columns; values go as
+    # parameters.
+    for t in order:  # parents first
+        key = keys[t] if t in wanted else None
+        database.execute_sql(_rebuilt_table(tables[t], t, rebuilt, key))
+        columns = ", ".join(f'"{r[1]}"' for r in rows(f'PRAGMA table_info("{t}")'))
+        database.execute_sql(
+            f'INSERT INTO "{t}{REBUILT}" ({columns}) SELECT {columns} FROM "{t}"')  # noqa: S608
+    for t in reversed(order):  # children first: nothing refers to a table as it goes
+        database.execute_sql(f'DROP TABLE "{t}"')
+    for t in order:
+        database.execute_sql(f'ALTER TABLE "{t}{REBUILT}" RENAME TO "{t}"')
+    # Once every table has its name back: a trigger may name another rebuilt table.
+    for t in order:
+        for sql in kept[t]:
+            database.execute_sql(sql)
+        if t in wanted or _AUTOINCREMENT.search(tables[t]):
+            database.execute_sql("DELETE FROM sqlite_sequence WHERE name = ?", (t,))
+            largest = f'SELECT ?, MAX(?, COALESCE(MAX(rowid), 0)) FROM "{t}"'  # noqa: S608
+            database.execute_sql(f"INSERT INTO sqlite_sequence (name, seq) {largest}",
+                                 (t, issued.get(t, 0)))
+    # A rename that did not carry a reference along (PRAGMA legacy_alter_table) leaves it
+    # pointing at a table that is gone.
+    stale = rows("SELECT name FROM sqlite_master WHERE instr(sql, ?) > 0", (REBUILT,))
+    broken = [row for t in order for row in rows(f'PRAGMA foreign_key_check("{t}")')]
+    if stale or broken:
+        raise RuntimeError(
+            f"ids never reused: not rebuilt; still naming a rebuilt table: {stale}; rows whose "
+            f"parent is missing (table, rowid, parent, constraint): {broken}")
+    database.execute_sql(f"PRAGMA defer_foreign_keys = {int(deferred)}")
+    log.info("ids never reused: %s rebuilt with AUTOINCREMENT", ", ".join(sorted(wanted)))
+
+
+def _rebuilt_table(sql: str, table: str, rebuilt: set[str], key: str | None) -> str:
+    """The CREATE TABLE of `table`'s new version, from its own: references to a rebuilt
+    table name that table's new version, and the column `key`, if given, gains AUTOINCREMENT
+    after its INTEGER PRIMARY KEY."""
+    body = sql.partition("(")[2]
+    body = _REFERENCES.sub(
+        lambda m: f'{m[1]}"{m[2]}{REBUILT}"' if m[2] in rebuilt else m[0], body)
+    if key is not None:
+        body, found = re.subn(
+            rf'((?:^|,)\s*"?{re.escape(key)}"?\s+INTEGER\b[^,]*?\bPRIMARY\s+KEY)(?=\s*[,)])',
+            r"\1 AUTOINCREMENT", body, count=1, flags=re.IGNORECASE)
+        if not found:
+            raise RuntimeError(f"{table}: no INTEGER PRIMARY KEY {key!r} to add AUTOINCREMENT "
+                               f"to in {sql}")
+    return f'CREATE TABLE "{table}{REBUILT}" ({body}'
 
 
 def _territory() -> type[Model]:
