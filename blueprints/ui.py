@@ -35,6 +35,29 @@ def paged(query, number: int, per: int, fetch=list) -> tuple[list, bool]:
     return rows[:per], len(rows) > per
 
 
+def keyset_page(model, query, pivots, per: int) -> tuple[list, bool, int]:
+    """One page of a newest-first list (a domain.db.NewestFirst model): (rows, more, number).
+
+    ?after=<id> of the last row shown asks for the next page, ?before=<id> of the first for
+    the previous one (the pivot is looked for among `pivots`: another territory's id is
+    none, and the first page is shown); a bare ?page=N, as old links have it, goes by
+    OFFSET."""
+    number = page_number()
+    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
+    pivot = pivots.where(model.id == (after or before)).first() if after or before else None
+    if pivot is not None:
+        rows, beyond = model.page_after(query, pivot, per, backwards=not after)
+        more = beyond if after else True
+        if before and not beyond:
+            number = 1  # reached the top: whatever the link said, this is the first page
+        return rows, more, number
+    if number > 1 and not (after or before):
+        rows, more = paged(query, number, per)
+        return rows, more, number
+    rows, more = model.page_after(query, None, per)
+    return rows, more, 1
+
+
 def form_error(form: FlaskForm, error: DomainError) -> None:
     """Show a domain error at the field it names, or above the form."""
     field = getattr(form, error.field, None) if error.field else None

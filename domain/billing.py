@@ -36,9 +36,8 @@ from peewee import (
 
 from domain import versions
 from domain.accounts import Account
-from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, NewestFirst, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
-from domain.passes import VehiclePass
 from domain.territories import Territory
 
 log = logging.getLogger("propusk.billing")
@@ -306,7 +305,7 @@ class PromoCode(BaseModel):
         return cls.select().where(cls.territory == territory_id).order_by(cls.created_at.desc())
 
 
-class Payment(BaseModel):
+class Payment(NewestFirst, BaseModel):
     """One attempt to buy a card or app access, as we asked a payment provider for it."""
 
     territory = ForeignKeyField(Territory, backref="payments", on_delete="CASCADE")
@@ -408,10 +407,6 @@ class Payment(BaseModel):
             .join(Territory)
             .order_by(cls.created_at.desc(), cls.id.desc())
         )
-
-    # The registry's pages by keyset, as the manager's pass list has them: that helper reads
-    # only the model's created_at and id, which a payment has too, in the same order.
-    page_after = classmethod(VehiclePass.page_after.__func__)
 
 
 class PaymentEvent(BaseModel):

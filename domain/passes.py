@@ -18,7 +18,7 @@ from peewee import JOIN, BooleanField, CharField, ForeignKeyField
 
 from domain import versions
 from domain.accounts import Account
-from domain.db import BaseModel, UtcDateTimeField, contains_text, db, utcnow
+from domain.db import BaseModel, NewestFirst, UtcDateTimeField, contains_text, db, utcnow
 from domain.errors import DomainError, NotFound
 from domain.phones import phone_fragment
 from domain.prepared import Prepared, Slot
@@ -255,7 +255,7 @@ STATUSES = {
 }
 
 
-class VehiclePass(BaseModel):
+class VehiclePass(NewestFirst, BaseModel):
     """Permission for one plate to enter one territory within a period (or for good).
 
     The plate is stored normalised (as the gate sends it), so a lookup is one equality.
@@ -320,31 +320,6 @@ class VehiclePass(BaseModel):
             .where(cls.territory == territory_id)
             .order_by(cls.created_at.desc(), cls.id.desc())
         )
-
-    @classmethod
-    def page_after(cls, query, pivot: VehiclePass | None, per: int, backwards: bool = False):
-        """One page of an of_territory() query that starts next to `pivot`, by keyset.
-
-        Newest first is (created_at, id) descending; the page after a pivot holds the rows
-        below it, `backwards` the rows above it (returned in list order). No OFFSET, so a page
-        deep in a territory of a million passes costs what the first one does: the index on
-        (territory, created_at, id) is entered at the pivot. Returns (rows, more), `more`
-        saying that another page lies beyond in the same direction.
-        """
-        if pivot is not None:
-            at, pid = pivot.created_at, pivot.id
-            if backwards:
-                query = query.where(
-                    (cls.created_at >= at) & ((cls.created_at > at) | (cls.id > pid))
-                ).order_by(cls.created_at.asc(), cls.id.asc())
-            else:
-                query = query.where(
-                    (cls.created_at <= at) & ((cls.created_at < at) | (cls.id < pid))
-                )
-        rows = list(query.limit(per + 1))
-        more = len(rows) > per
-        rows = rows[:per]
-        return (rows[::-1] if backwards else rows), more
 
     @classmethod
     def with_status(cls, query, status: str, now: dt.datetime):

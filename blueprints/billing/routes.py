@@ -13,7 +13,7 @@ from wtforms.fields.choices import SelectChoice
 from blueprints.billing import flows
 from blueprints.billing.forms import BindCardForm, BuyAccessForm, BuyCardForm, RegistryFilterForm
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page, page_number
+from blueprints.ui import EmptyForm, form_error, keyset_page, page
 from domain import billing
 from domain.accounts import Account
 from domain.billing import Card, Payment, TariffPeriod
@@ -210,18 +210,7 @@ def _registry(scope: str, query, form: RegistryFilterForm, show_payer: bool,
     for the previous one; the filters ride along in every link."""
     filters = {k: v for k, v in (("status", form.status.data), ("kind", form.kind.data)) if v}
     shown = _with_payers(_filtered(query, form))
-    number = page_number()
-    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
-    pivot = query.where(Payment.id == (after or before)).first() if after or before else None
-    if pivot is None:
-        number = 1
-        rows, more = Payment.page_after(shown, None, REGISTRY_PER_PAGE)
-    else:
-        rows, beyond = Payment.page_after(shown, pivot, REGISTRY_PER_PAGE,
-                                          backwards=not after)
-        more = beyond if after else True
-        if before and not beyond:
-            number = 1  # reached the top: whatever the link said, this is the first page
+    rows, more, number = keyset_page(Payment, shown, query, REGISTRY_PER_PAGE)
     return page("billing/payments.html", "billing/_payments.html", form=form,
                 payments=rows, more=more, number=number, scope=scope,
                 show_payer=show_payer, filtered=bool(filters), endpoint=endpoint,

@@ -20,7 +20,15 @@ from blueprints.passes.forms import (
     could_be_plate,
 )
 from blueprints.scope import territory_route
-from blueprints.ui import EmptyForm, form_error, page, page_number, paged, wants_partial
+from blueprints.ui import (
+    EmptyForm,
+    form_error,
+    keyset_page,
+    page,
+    page_number,
+    paged,
+    wants_partial,
+)
 from domain import gates, passes
 from domain.access import check_plate
 from domain.accounts import Account
@@ -99,23 +107,8 @@ def all_passes(tid: int) -> Response:
     query = VehiclePass.search(VehiclePass.of_territory(tid), filters.q.data or "")
     if filters.status.data in ("active", "upcoming", "expired", "revoked"):
         query = VehiclePass.with_status(query, filters.status.data, now)
-    number = page_number()
-    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
-    pivot = None
-    if after or before:
-        pivot = VehiclePass.get_or_none(
-            (VehiclePass.id == (after or before)) & (VehiclePass.territory == tid)
-        )
-    if pivot is not None:
-        backwards = not after
-        rows, beyond = VehiclePass.page_after(query, pivot, PER_PAGE, backwards=backwards)
-        more = True if backwards else beyond
-        if backwards and not beyond:
-            number = 1  # reached the top: whatever the link said, this is the first page
-    elif number > 1:
-        rows, more = paged(query, number, PER_PAGE)  # an old or typed ?page=N link
-    else:
-        rows, more = VehiclePass.page_after(query, None, PER_PAGE)
+    rows, more, number = keyset_page(
+        VehiclePass, query, VehiclePass.select().where(VehiclePass.territory == tid), PER_PAGE)
     args = {k: v for k, v in request.args.items() if k not in ("page", "after", "before") and v}
     return page(
         "passes/all.html", "passes/_table.html", rows=rows, more=more, number=number,
