@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Response, make_response, render_template, request
 from flask_wtf import FlaskForm
+from markupsafe import Markup
+from wtforms.widgets import HiddenInput
 
 from domain.errors import DomainError
 
@@ -67,5 +69,16 @@ def form_error(form: FlaskForm, error: DomainError) -> None:
         form.form_errors.append(error.message)
 
 
-class EmptyForm(FlaskForm):
+class Form(FlaskForm):
+    """Every form of the app. Its hidden fields (the CSRF token) are rendered without an id:
+    a page of several forms (the profile, the requests to decide) had id="csrf_token" once
+    for each, which HTML forbids and which leaves a label or a script to pick one."""
+
+    def hidden_tag(self, *fields: Any) -> Markup:
+        chosen = (getattr(self, f, None) if isinstance(f, str) else f for f in fields or self)
+        return Markup("\n").join(f(id=False) for f in chosen
+                                  if f is not None and isinstance(f.widget, HiddenInput))
+
+
+class EmptyForm(Form):
     """A form with nothing but the CSRF token, for action buttons."""

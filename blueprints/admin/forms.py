@@ -1,12 +1,13 @@
 """Forms of the platform admin's console."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
+from blueprints.ui import Form
 
-class AttachForm(FlaskForm):
+
+class AttachForm(Form):
     """Put a person into a territory directly: its code, the role and a unit."""
 
     code = StringField(

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
+from blueprints.ui import Form
 from domain.accounts import check_password_rules, parse_email
 from domain.errors import DomainError
 from domain.phones import parse_phone
@@ -56,7 +57,7 @@ def _or_empty(parse: Callable[[str], str], text: str) -> str:
         return ""
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     """Phone or e-mail and password."""
 
     login = StringField(
@@ -80,7 +81,7 @@ def consent_field() -> BooleanField:
     )
 
 
-class PhoneForm(FlaskForm):
+class PhoneForm(Form):
     """«Телефон» (+ consent on sign-up) → «Далее»."""
 
     phone = StringField(
@@ -92,7 +93,7 @@ class PhoneForm(FlaskForm):
     consent = consent_field()
 
 
-class RecoverPhoneForm(FlaskForm):
+class RecoverPhoneForm(Form):
     """«Восстановление пароля»: «Телефон» → «Далее»."""
 
     phone = StringField(
@@ -103,7 +104,7 @@ class RecoverPhoneForm(FlaskForm):
     )
 
 
-class RecoverEmailForm(FlaskForm):
+class RecoverEmailForm(Form):
     """Recovery by e-mail link."""
 
     email = StringField(
@@ -113,7 +114,7 @@ class RecoverEmailForm(FlaskForm):
     )
 
 
-class CodeForm(FlaskForm):
+class CodeForm(Form):
     """«4 цифры входящего номера»."""
 
     code = StringField(
@@ -124,13 +125,13 @@ class CodeForm(FlaskForm):
     )
 
 
-class ResendForm(FlaskForm):
+class ResendForm(Form):
     """Ask for a new code by call or by SMS."""
 
     channel = HiddenField()
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(Form):
     """«Новый пароль» / «Пароль повторно» → «Готово»; `personal`: the phone or e-mail it is for."""
 
     password = PasswordField(
@@ -150,7 +151,7 @@ class NewPasswordForm(FlaskForm):
         self.personal = personal
 
 
-class EmailSignupForm(FlaskForm):
+class EmailSignupForm(Form):
     """Sign-up by e-mail (seed 004 §1.2)."""
 
     full_name = StringField(

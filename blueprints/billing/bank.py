@@ -10,18 +10,17 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, url_
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import DataRequired, Regexp
 
-from blueprints.ui import EmptyForm, page
+from blueprints.ui import EmptyForm, Form, page
 from providers.payments import PaymentError, payments
 from providers.payments.sandbox import SandboxBankPayment, SandboxProvider
 
 bp = Blueprint("sandbox_bank", __name__, url_prefix="/sandbox-bank")
 
 
-class CardDetailsForm(FlaskForm):
+class CardDetailsForm(Form):
     """A test card: any 16 digits, a future-looking MM/YY and three digits (nothing is kept)."""
 
     number = StringField(_l("Номер карты"), validators=[

@@ -23,6 +23,7 @@ from wtforms.validators import (
 )
 
 from blueprints.i18n import format_money
+from blueprints.ui import Form
 from domain.billing import KINDS, METHODS, STATUSES, parse_rubles
 from domain.errors import DomainError
 
@@ -85,7 +86,7 @@ def _choices(labels: dict) -> list[SelectChoice]:
     return [SelectChoice("", _l("Все"))] + [SelectChoice(k, v) for k, v in labels.items()]
 
 
-class BindCardForm(FlaskForm):
+class BindCardForm(Form):
     """«У меня есть карта»: the number printed on the back."""
 
     card_number = StringField(
@@ -95,7 +96,7 @@ class BindCardForm(FlaskForm):
     )
 
 
-class PurchaseForm(FlaskForm):
+class PurchaseForm(Form):
     """What every purchase asks: a promo code, the receipt's e-mail, the way to pay."""
 
     promo = StringField(
@@ -123,7 +124,7 @@ class BuyAccessForm(PurchaseForm):
                         validators=[InputRequired(_l("Выберите период"))])
 
 
-class CardOfferForm(FlaskForm):
+class CardOfferForm(Form):
     """The territory's card: price and validity."""
 
     price = MoneyField(_l("Стоимость карты, ₽"), validators=[DataRequired(_l("Введите цену"))],
@@ -134,7 +135,7 @@ class CardOfferForm(FlaskForm):
     )
 
 
-class ApproveCardForm(FlaskForm):
+class ApproveCardForm(Form):
     """The manager approves a card paid outside the app, up to a last day."""
 
     until = DateField(_l("Действует по (включительно)"),
@@ -147,7 +148,7 @@ class ApproveCardForm(FlaskForm):
         self.until.id = self.until.label.field_id = f"until-{card_id}"
 
 
-class TariffForm(FlaskForm):
+class TariffForm(Form):
     """A new tariff."""
 
     name = StringField(_l("Название тарифа"),
@@ -155,7 +156,7 @@ class TariffForm(FlaskForm):
                        render_kw={"placeholder": _l("Родители группы 1")})
 
 
-class PeriodForm(FlaskForm):
+class PeriodForm(Form):
     """A new period of a tariff."""
 
     months = WholeNumberField(_l("Срок, мес."), validators=[
@@ -164,7 +165,7 @@ class PeriodForm(FlaskForm):
                        render_kw={"inputmode": "decimal", "placeholder": "85,00"})
 
 
-class PromoForm(FlaskForm):
+class PromoForm(Form):
     """A new promo code."""
 
     code = StringField(_l("Промокод"), validators=[DataRequired(_l("Введите промокод")),
@@ -186,7 +187,7 @@ class PromoForm(FlaskForm):
     )
 
 
-class RegistryFilterForm(FlaskForm):
+class RegistryFilterForm(Form):
     """Filters of the registry, sent by GET (nothing changes, so no CSRF token)."""
 
     class Meta:

@@ -1,15 +1,15 @@
 """Forms of the gates area."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange
 
+from blueprints.ui import Form
 from domain.gates import DIRECTIONS, gate_problems
 
 
-class GateForm(FlaskForm):
+class GateForm(Form):
     """A gate and how to reach its GATE-CTL controller, for a territory's gate `gate_id`
     (None for a new one)."""
 

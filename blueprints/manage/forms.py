@@ -1,13 +1,13 @@
 """Forms of the manager's console."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from blueprints.territories.forms import timezone_choices
+from blueprints.ui import Form
 from domain.territories import ROLES
 
 
@@ -25,7 +25,7 @@ def unit_choices(units, empty_label) -> list[SelectChoice]:
     return choices
 
 
-class AcceptForm(FlaskForm):
+class AcceptForm(Form):
     """Accept a join request: an existing or a new unit, and the role."""
 
     unit = SelectField(_l("Объект"), coerce=int, choices=[])
@@ -33,13 +33,13 @@ class AcceptForm(FlaskForm):
     role = SelectField(_l("Роль"), choices=[])
 
 
-class RejectForm(FlaskForm):
+class RejectForm(Form):
     """Reject a join request, optionally saying why."""
 
     reason = StringField(_l("Причина (необязательно)"), validators=[Length(max=500)])
 
 
-class MemberSearchForm(FlaskForm):
+class MemberSearchForm(Form):
     """The search over a territory's members (GET, no CSRF)."""
 
     class Meta:
@@ -48,14 +48,14 @@ class MemberSearchForm(FlaskForm):
     q = StringField(_l("Поиск"), render_kw={"placeholder": _l("ФИО, телефон, почта, объект")})
 
 
-class MemberForm(FlaskForm):
+class MemberForm(Form):
     """A member's role and unit."""
 
     role = SelectField(_l("Роль"), choices=[])
     unit = SelectField(_l("Объект"), coerce=int, choices=[])
 
 
-class UnitForm(FlaskForm):
+class UnitForm(Form):
     """A unit's name and account number."""
 
     name = StringField(
@@ -66,13 +66,13 @@ class UnitForm(FlaskForm):
     account_number = StringField(_l("Лицевой счёт (необязательно)"), validators=[Length(max=40)])
 
 
-class ImportForm(FlaskForm):
+class ImportForm(Form):
     """A CSV file of units and account numbers."""
 
     file = FileField(_l("Файл CSV"), validators=[FileRequired(_l("Выберите файл"))])
 
 
-class SettingsForm(FlaskForm):
+class SettingsForm(Form):
     """The territory's name, place and switches."""
 
     name = StringField(

@@ -25,6 +25,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from blueprints.ui import Form
 from domain.passes import QUICK_PERIODS, local_moment, normalize_plate, quick_period
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -38,7 +39,7 @@ PLATE_INPUT = {
 }
 
 
-class PassForm(FlaskForm):
+class PassForm(Form):
     """«Добавить новую заявку»: the plate and the period."""
 
     plate = StringField(
@@ -82,7 +83,7 @@ class PassForm(FlaskForm):
         return {"valid_from": start, "valid_to": end}
 
 
-class LimitForm(FlaskForm):
+class LimitForm(Form):
     """The manager's setting: permanent passes per person."""
 
     limit = IntegerField(
@@ -94,7 +95,7 @@ class LimitForm(FlaskForm):
     )
 
 
-class PassFilterForm(FlaskForm):
+class PassFilterForm(Form):
     """Search and filters of the manager's list of passes (GET, no CSRF)."""
 
     class Meta:
@@ -138,7 +139,7 @@ def plate_like(form: FlaskForm, field: StringField) -> None:
             _l("Это не номер автомобиля: в номере только буквы и цифры (например: А777АА999)"))
 
 
-class CheckForm(FlaskForm):
+class CheckForm(Form):
     """«Проверить номер» (GET, no CSRF: it changes nothing)."""
 
     class Meta:
@@ -163,7 +164,7 @@ DECISION_FILTERS = [
 ]
 
 
-class EventFilterForm(FlaskForm):
+class EventFilterForm(Form):
     """Filters of the event log (GET, no CSRF)."""
 
     class Meta:

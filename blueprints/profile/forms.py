@@ -6,6 +6,7 @@ from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, StopValidation
 
 from blueprints.auth.forms import PHONE_ATTRS, Checked, password_rules
+from blueprints.ui import Form
 from domain.accounts import Account, check_email_kept, parse_email
 from domain.errors import DomainError
 from domain.phones import parse_phone
@@ -20,7 +21,7 @@ def _email_kept(form: FlaskForm, field: StringField) -> None:
         raise StopValidation(error.message) from None
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(Form):
     """«Личные данные» of `account`: surname, name, patronymic, e-mail."""
 
     surname = StringField(_l("Фамилия"),
@@ -40,7 +41,7 @@ class ProfileForm(FlaskForm):
         self.account = account
 
 
-class PhoneChangeForm(FlaskForm):
+class PhoneChangeForm(Form):
     """«Номер телефона»: the new phone gets a code."""
 
     phone = StringField(
@@ -51,7 +52,7 @@ class PhoneChangeForm(FlaskForm):
     )
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(Form):
     """The current password, the new one twice, for `account` (the current one is checked by
     the domain, once, with the sign-in limits: see profile.password)."""
 
@@ -77,7 +78,7 @@ def _tick(label: str) -> BooleanField:
     return BooleanField(label, validators=[DataRequired(_l("Отметьте, что вы это понимаете"))])
 
 
-class DeletionConsequencesForm(FlaskForm):
+class DeletionConsequencesForm(Form):
     """Every consequence of deletion must be ticked."""
 
     access = _tick(_l("Я потеряю доступ ко всем территориям, воротам и шлагбаумам"))
@@ -88,7 +89,7 @@ class DeletionConsequencesForm(FlaskForm):
     grace = _tick(_l("Аккаунт будет удалён через 30 дней; до этого удаление можно отменить"))
 
 
-class SmsCodeForm(FlaskForm):
+class SmsCodeForm(Form):
     """The 4-digit code from an SMS."""
 
     code = StringField(

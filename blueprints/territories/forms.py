@@ -1,12 +1,12 @@
 """Forms of creating, choosing and joining territories."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
 from blueprints.auth.forms import Checked
+from blueprints.ui import Form
 from domain.territories import DEFAULT_TZ, KINDS, TIMEZONES, parse_code
 
 
@@ -20,7 +20,7 @@ def timezone_choices() -> list[SelectChoice]:
     return [SelectChoice(zone, label) for zone, label in TIMEZONES.items()]
 
 
-class CreateForm(FlaskForm):
+class CreateForm(Form):
     """«Создать территорию»: name, kind, address, time zone."""
 
     name = StringField(
@@ -39,7 +39,7 @@ class CreateForm(FlaskForm):
         self.kind.choices = kind_choices()
 
 
-class JoinForm(FlaskForm):
+class JoinForm(Form):
     """«Подключиться к территории»: the code and the person's place in it."""
 
     code = StringField(
@@ -55,7 +55,7 @@ class JoinForm(FlaskForm):
     )
 
 
-class AddByNumberForm(FlaskForm):
+class AddByNumberForm(Form):
     """«+ Добавить объект»: a territory from the list and the account number."""
 
     territory = SelectField(_l("Объект"), coerce=int, choices=[],

@@ -60,7 +60,7 @@ def test_without_free_exit_the_bridge_decides_exits_as_access_does(
                     for e in GateEvent.select().order_by(GateEvent.id) if e.code != 6]
 
     assert wait_for(lambda: len(recorded()) == 4), bridge.log()
-    assert recorded() == [(2, 2, "no_pass"), (2, 1, "pass_valid"), (1, 3, "pass_expired"),
+    assert recorded() == [(2, 2, "no_pass"), (2, 1, "exit_after_pass"), (1, 3, "pass_expired"),
                           (2, 1, "exit_button")]
 
     # Ticked again: a stranger drives out once the bridge has reloaded its gates.

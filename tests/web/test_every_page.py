@@ -38,11 +38,14 @@ class _Shown(HTMLParser):
         self.forms: list[dict] = []
         self._form: dict | None = None
         self._hidden = 0
+        self.ids: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag in ("script", "style", "template"):
             self._hidden += 1
+        if attrs.get("id"):
+            self.ids.append(attrs["id"])
         if tag == "a" and attrs.get("href"):
             self.links.append(attrs["href"])
         self._collect(tag, attrs)
@@ -113,6 +116,9 @@ def _walk(client, start: str = "/", forms: list | None = None) -> dict[str, str]
         page = _Shown()
         page.feed(response.get_data(as_text=True))
         seen[url] = " ".join(page.parts)
+        # An id twice (one CSRF field's per form) leaves a label or a script to pick one.
+        twice = sorted({i for i in page.ids if page.ids.count(i) > 1})
+        assert not twice, (url, twice)
         for form in page.forms:
             if forms is not None and form["action"] not in actions:
                 actions.add(form["action"])
