@@ -240,6 +240,9 @@ class CooperativeSqlite:
 
     busy_wait = BUSY_WAIT_S
 
+    def _patience(self) -> float:
+        return self.busy_wait if _pg_wait[-1] is not None else PATIENT_LOCK_S
+
     def init(self, database: Any, **kwargs: Any) -> None:
         super().init(database, **kwargs)
         # sqlite3.connect's `timeout` is a busy timeout too, slept in C like the pragma's.
@@ -252,17 +255,17 @@ class CooperativeSqlite:
         self.register_function(_lower, "lower", 1)
 
     def _connect(self) -> Any:
-        return patiently(super()._connect, self.busy_wait)
+        return patiently(super()._connect, self._patience())
 
     def begin(self, lock_type: str | None = None) -> None:
         parent = super()
-        patiently(lambda: parent.begin(lock_type), self.busy_wait)
+        patiently(lambda: parent.begin(lock_type), self._patience())
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
         parent = super()
         if self._in_transaction():
             return parent.execute_sql(sql, params)
-        return patiently(lambda: parent.execute_sql(sql, params), self.busy_wait)
+        return patiently(lambda: parent.execute_sql(sql, params), self._patience())
 
     def _in_transaction(self) -> bool:
         # Peewee's stack knows its atomic() blocks; the connection also knows a BEGIN sent
@@ -310,9 +313,18 @@ def open_database(url: str, pooled: bool = True) -> Any:
     raise ValueError(f"unsupported DATABASE_URL scheme: {url.split(':', 1)[0]}")
 
 
+# How long work known to be long waits for SQLite's write lock (patient_server): another
+# process's schema upgrade holds it for as long as the upgrade takes (13.7 s for a tenth of
+# bench/gen.py's full scale, minutes for all of it).
+PATIENT_LOCK_S = 3600.0
+
+
 @contextmanager
 def patient_server() -> Iterator[None]:
-    """Wait for a silent PostgreSQL server without limit, for work known to be long."""
+    """For work known to be long (the schema upgrade): wait for a silent PostgreSQL server
+    without limit, and for SQLite's write lock up to PATIENT_LOCK_S. A web process and the
+    bridge started together both upgrade; the one that loses the race waits for the other
+    one's upgrade, which holds the lock throughout, instead of dying after BUSY_WAIT_S."""
     _pg_wait.append(None)
     try:
         yield

@@ -20,7 +20,15 @@ from contextlib import contextmanager
 from graphlib import TopologicalSorter
 from typing import Any
 
-from peewee import CharField, IntegerField, Model, PostgresqlDatabase, SqliteDatabase
+from peewee import (
+    SQL,
+    CharField,
+    IntegerField,
+    Model,
+    PostgresqlDatabase,
+    SqliteDatabase,
+    Value,
+)
 from playhouse.migrate import SchemaMigrator, migrate
 
 from domain.db import BaseModel, UtcDateTimeField, db, patient_server, utcnow
@@ -55,10 +63,39 @@ class Steps:
         ops = []
         for name in names:
             field = model._meta.fields[name]
-            if field.column_name not in present:
+            if field.column_name in present:
+                continue
+            if not field.null and self._sqlite():
+                ops.append(self._add_not_null_in_place(table, field))
+            else:
                 ops.append(self.migrator.add_column(table, field.column_name, field))
         if ops:
             migrate(*ops)
+
+    def _sqlite(self) -> bool:
+        return isinstance(getattr(self.database, "obj", self.database), SqliteDatabase)
+
+    def _add_not_null_in_place(self, table: str, field: Any) -> Any:
+        """A NOT NULL column added to a SQLite table with its default, in one ALTER TABLE.
+
+        playhouse adds it as NULL, fills it and then rebuilds the table to say NOT NULL: a
+        copy, DROP TABLE, a rename. With foreign keys on, that DROP first deletes every row,
+        and the ON DELETE actions of the tables that refer to it run: step 9 emptied
+        payment_event and unlinked cards from their purchases, step 1 emptied every table
+        under territory. SQLite adds a NOT NULL column with a constant default in place.
+        """
+        default = field.default
+        if isinstance(default, bool):
+            literal = "1" if default else "0"
+        elif isinstance(default, int | float):
+            literal = repr(default)
+        elif isinstance(default, str):
+            literal = "'" + default.replace("'", "''") + "'"
+        else:
+            raise ValueError(f"{table}.{field.column_name}: NOT NULL needs a constant default")
+        field = field.clone()
+        field.constraints = [*(field.constraints or []), SQL(f"DEFAULT {literal}")]
+        return self.migrator.add_column(table, field.column_name, field, allow_not_null=True)
 
     def add_index(self, model: type[Model], *names: str, unique: bool = False) -> None:
         """Add an index over the model's fields `names` unless it exists."""
@@ -122,8 +159,9 @@ def _record_card_bindings(s: Steps) -> None:
 
 def _record_promo_codes_and_refunds(s: Steps) -> None:
     """Add the columns; an earlier payment gets its promo code's text while the code exists
-    (codes are never renamed, so it is the text typed), and a refunded one the whole amount
-    as refunded (refunds were whole until then)."""
+    (codes are never renamed, so it is the text typed), a refunded one the whole amount as
+    refunded (refunds were whole until then), and a canceled one with a promo code the
+    record that its use went back (billing.PROMO_RELEASED)."""
     payment, promo = _model("billing", "Payment"), _model("billing", "PromoCode")
     if not s.database.table_exists(payment._meta.table_name):
         return  # created whole, with these columns, at the end of the upgrade
@@ -135,6 +173,17 @@ def _record_promo_codes_and_refunds(s: Steps) -> None:
         payment.update(refunded_kopecks=payment.amount_kopecks).where(
             (payment.status == "refunded") & (payment.refunded_kopecks == 0)
             & payment.amount_kopecks.is_null(False)).execute()
+        # A cancel gave the promo use back at once until now: say so, or the provider's own
+        # cancel arriving after the upgrade gives it back a second time.
+        event = _model("billing", "PaymentEvent")
+        released = event.select(event.payment).where(event.event == "promo.released")
+        with s.database.bind_ctx([event]):
+            event.insert_from(
+                payment.select(payment.id, Value("promo.released"),
+                               Value(utcnow(), converter=event.received_at.db_value))
+                .where((payment.status == "canceled") & payment.promo.is_null(False)
+                       & payment.id.not_in(released)),
+                [event.payment, event.event, event.received_at]).execute()
 
 
 def _one_gate_per_controller(s: Steps) -> None:

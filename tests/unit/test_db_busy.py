@@ -142,3 +142,28 @@ def test_the_schema_upgrade_may_wait_on_the_server_without_limit(tmp_path):
         upgrade(sqlite, models=[SchemaVersion], migrations=[])  # made fresh: nothing runs
         upgrade(sqlite, models=[SchemaVersion], migrations=[look])
     assert seen == [None] and database._pg_wait[-1] == database.PG_WAIT_S
+
+
+def test_an_upgrade_waits_for_another_process_s_upgrade_past_the_usual_limit(sqlite_file):
+    """A web process and the bridge started together both upgrade: the loser waits for the
+    winner's lock as long as its upgrade takes (13.7 s for a tenth of gen.py's scale), where
+    any other write gives up after busy_wait (the bridge died at start, «database is
+    locked»)."""
+    from domain.db import patient_server
+
+    path, database = sqlite_file
+    database.busy_wait = 0.5
+    holder = hold_write_lock(path, 1.5)
+
+    def upgrade_like() -> None:
+        with patient_server(), database.atomic(lock_type="IMMEDIATE"):
+            database.execute_sql("INSERT INTO t (v) VALUES ('upgraded')")
+
+    try:
+        outcome, took, ticks = run_beside_ticker(upgrade_like)
+    finally:
+        holder.communicate(timeout=10)
+    assert outcome is None and took > 1.0, (outcome, took)
+    assert ticks >= took / TICK_S * 0.5, (ticks, took)
+    rows = database.execute_sql("SELECT v FROM t ORDER BY id").fetchall()
+    assert rows == [("holder",), ("upgraded",)]
