@@ -45,6 +45,7 @@ REASONS = {
     "card_not_approved": _l("Карта ожидает подтверждения управляющего"),
     "account_blocked": _l("Владелец заблокирован"),
     "not_member": _l("Владелец больше не состоит в территории"),
+    "owner_operator": _l("Владелец — охранник: пропуска охранников не действуют"),
     "not_paid": _l("Доступ по приложению не оплачен"),
     "passes_off": _l("Пропуска на автомобили на территории выключены"),
     "unknown_territory": _l("Территория не найдена"),
@@ -193,9 +194,10 @@ def _decide_card(territory: Territory, value: str, now: dt.datetime) -> Decision
 
 # When several passes of a plate deny, the one that tells the most wins: an owner problem on
 # a pass that would otherwise let the car in, then one about to start, then an ended one.
-_DENIAL_RANK = {"account_blocked": 0, "not_member": 1, "pass_not_started": 2, "pass_expired": 3,
-                "revoked": 4}
+_DENIAL_RANK = {"account_blocked": 0, "not_member": 1, "owner_operator": 1,
+                "pass_not_started": 2, "pass_expired": 3, "revoked": 4}
 _DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
+                "owner_operator": DENY_NO_PASS,
                 "pass_not_started": DENY_NO_PASS, "pass_expired": DENY_EXPIRED,
                 "revoked": DENY_NO_PASS}
 
@@ -206,7 +208,7 @@ _DENIAL_CODE = {"account_blocked": DENY_BLOCKED, "not_member": DENY_BLOCKED,
 PLATE_PASSES = Prepared(lambda: (
     VehiclePass.select(VehiclePass, Account.id, Account.surname, Account.name,
                        Account.patronymic, Account.phone, Account.blocked,
-                       Unit.id, Unit.name, Membership.id)
+                       Unit.id, Unit.name, Membership.id, Membership.role)
     .join(Account, on=(VehiclePass.account == Account.id))
     .switch(VehiclePass)
     .join(Unit, JOIN.LEFT_OUTER, on=(VehiclePass.unit == Unit.id))
@@ -247,13 +249,19 @@ def _decide_plate(
             reason = "not_member"
         elif reason is None and p.account.blocked:
             reason = "account_blocked"
+        elif reason is None and p.member.role == "operator":
+            # Operators file no passes and see none: one left from before (made an operator
+            # since, or taken back in as one) would open the gate with nobody to see it.
+            reason = "owner_operator"
         if reason is None:
             grants.append(p)
         else:
             denials.append((reason, p))
     if grants:
         # The pass that lasts longest decides how long the grant holds (None = for good).
-        best = max(grants, key=lambda p: p.valid_to or dt.datetime.max.replace(tzinfo=dt.UTC))
+        # On the way out a pass that would also let in tells the log the truth.
+        current = [p for p in grants if _pass_problem(p, ENTRY, now) is None] or grants
+        best = max(current, key=lambda p: p.valid_to or dt.datetime.max.replace(tzinfo=dt.UTC))
         lets_in = _pass_problem(best, ENTRY, now) is None
         return Decision(GRANT, "pass_valid" if lets_in else "exit_after_pass", best.account_id,
                         best.id, best.valid_to if lets_in else None), passes

@@ -826,8 +826,17 @@ def purge_deleted(now: dt.datetime | None = None) -> int:
     due = Account.select().where(
         Account.deletion_due_at.is_null(False) & (Account.deletion_due_at <= now)
     )
+    from domain.territories import left_without_manager
+
     count = 0
     for account in list(due):
+        left = left_without_manager(account)
+        if left:
+            # Became the last manager during the month of grace (the other one left): the
+            # territory keeps them until someone else manages it; the banner stays.
+            log.warning("account %s not purged: the only manager of territories %s",
+                        account.id, [t.id for t in left])
+            continue
         purge_account(account)
         count += 1
     codes.sweep(now)

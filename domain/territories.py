@@ -680,16 +680,16 @@ def _member(territory: Territory, member_id: int) -> Membership:
     return found
 
 
+def _staying_managers(territory: Territory):
+    """The territory's managers whose accounts are not on their way out (deletion asked
+    for): one leaving in a month is no manager to leave the territory to."""
+    return (Membership.select().join(Account)
+            .where((Membership.territory == territory) & (Membership.role == "manager")
+                   & Account.deletion_due_at.is_null()))
+
+
 def _other_managers(territory: Territory, member: Membership) -> int:
-    return (
-        Membership.select()
-        .where(
-            (Membership.territory == territory)
-            & (Membership.role == "manager")
-            & (Membership.id != member.id)
-        )
-        .count()
-    )
+    return _staying_managers(territory).where(Membership.id != member.id).count()
 
 
 def update_member(
@@ -743,10 +743,10 @@ def left_without_manager(account: Account) -> list[Territory]:
                .where((Membership.account == account) & (Membership.role == "manager")))
     left = []
     for territory in managed:
-        others = (Membership.select(Membership.role)
-                  .where((Membership.territory == territory)
-                         & (Membership.account != account)))
-        if others.count() and not others.where(Membership.role == "manager").count():
+        others = Membership.select().where(
+            (Membership.territory == territory) & (Membership.account != account))
+        if others.count() and not _staying_managers(territory).where(
+                Membership.account != account).count():
             left.append(territory)
     return left
 

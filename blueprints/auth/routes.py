@@ -182,6 +182,8 @@ def password(flow: str) -> Response:
     state = _flow_state(flow)
     form = NewPasswordForm(personal=(state["phone"],))
     if form.validate_on_submit():
+        # «Регистрация» of a registered phone resets that account's password: not new.
+        new = flow == "signup" and accounts.find_by_phone(state["phone"]) is None
         try:
             account = accounts.set_password_by_code(
                 FLOWS[flow]["purpose"], state["code_id"], form.password.data
@@ -190,7 +192,7 @@ def password(flow: str) -> Response:
             form_error(form, error)
         else:
             session.pop("verify", None)
-            start_session(account, new_account=flow == "signup")
+            start_session(account, new_account=new)
             flash(_("Пароль задан. Вы вошли."), "success")
             return redirect(url_for("core.home"))
     return page("auth/password.html", flow=flow, form=form, status=_status(form),

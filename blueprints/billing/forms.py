@@ -72,6 +72,10 @@ class WholeNumberField(IntegerField):
     that: the range after it would tell someone who typed letters to type 1 to 120."""
 
     def process_formdata(self, valuelist: list) -> None:
+        if not valuelist or not str(valuelist[0]).strip():
+            # Nothing typed: the field's Optional or InputRequired says what that means.
+            self.data = None
+            return
         try:
             super().process_formdata(valuelist)
         except ValueError:

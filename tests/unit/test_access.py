@@ -26,8 +26,10 @@ def world(app, make_account):
         resident = make_account()
         blocked = make_account()
         gone = make_account()
+        guard = make_account()
         for person in (resident, blocked):
             Membership.create(account=person, territory=territory, role="resident")
+        Membership.create(account=guard, territory=territory, role="operator")
         blocked.blocked = True
         blocked.save()
 
@@ -56,6 +58,11 @@ def world(app, make_account):
             # holds only until then (the bridge caches it that long)
             "Y200YY77": add("Y200YY77", blocked, NOW - H, NOW + 5 * H),
             "Y200YY77+": add("Y200YY77", resident, NOW + H, NOW + 2 * H),
+            # a pass of someone who is an operator now (filed before they became one)
+            "G300GG77": add("G300GG77", guard, NOW - H, NOW + H),
+            # revoked for good, and a current one: the exit is logged on the current one
+            "X111XX77": add("X111XX77", resident, NOW - H, None, revoked=True),
+            "X111XX77+": add("X111XX77", resident, NOW - H, NOW + 5 * H),
         }
         # App access: the resident paid until NOW + 2H, the manager never did.
         AccessGrant.create(account=resident, territory=territory, paid_until=NOW + 2 * H)
@@ -70,7 +77,7 @@ def world(app, make_account):
         Card.create(territory=other, account=resident, number=46, valid_until=NOW + H)
         yield {
             "t": territory, "other": other, "ids": ids, "resident": resident.id,
-            "blocked": blocked.id, "gone": gone.id, "manager": manager.id,
+            "blocked": blocked.id, "gone": gone.id, "manager": manager.id, "guard": guard.id,
         }
 
 
@@ -106,6 +113,10 @@ CASES = [
      {"free_exit": False}, 1, "exit_after_pass", "resident", "B222BB77", None),
     ("a blocked owner's refusal ends when another pass of the plate starts", "plate",
      "Y200YY77", IN, {}, 5, "account_blocked", "blocked", "Y200YY77", NOW + H),
+    ("an operator's pass lets nobody in", "plate", "G300GG77", IN, {}, 2, "owner_operator",
+     "guard", "G300GG77", None),
+    ("exit not free: the current pass, not the revoked one, is the exit's", "plate",
+     "X111XX77", OUT, {"free_exit": False}, 1, "pass_valid", "resident", "X111XX77+", NOW + 5 * H),
     ("exit not free: upcoming pass may not", "plate", "C333CC77", OUT, {"free_exit": False},
      2, "pass_not_started", "resident", "C333CC77", NOW + H),
     ("exit not free: unknown plate", "plate", "X999XX99", OUT, {"free_exit": False}, 2,

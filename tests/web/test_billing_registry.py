@@ -332,3 +332,21 @@ def test_the_card_and_period_forms_say_every_mistake_at_once(client, auth, world
         "value": "10", "usage_limit": "abc"})
     assert _field_errors(response.get_data(as_text=True)) == {
         "usage_limit": "Введите целое число"}
+
+
+def test_an_empty_whole_number_is_left_to_the_field_s_own_rule(client, auth, world):
+    """Sweep: a promo code without a usage limit was refused («Введите целое число»), and an
+    empty period said so instead of «Введите срок»."""
+    auth.login(world["manager"].phone)
+    tid = world["first"].id
+    settings = f"/t/{tid}/billing/settings"
+    response = client.post(f"/t/{tid}/billing/promos", data={
+        "csrf_token": token(client, settings), "code": "NOLIMIT1", "discount_kind": "percent",
+        "value": "10", "usage_limit": ""})
+    assert response.status_code == 302, _field_errors(response.get_data(as_text=True))
+    assert billing.PromoCode.get(billing.PromoCode.code == "NOLIMIT1").usage_limit is None
+    tariff = Tariff.get(Tariff.territory == tid)
+    p = f"p{tariff.id}"
+    response = client.post(f"/t/{tid}/billing/tariffs/{tariff.id}/periods", data={
+        "csrf_token": token(client, settings), f"{p}-months": "", f"{p}-price": "85"})
+    assert _field_errors(response.get_data(as_text=True)) == {f"{p}-months": "Введите срок"}

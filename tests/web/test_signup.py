@@ -84,6 +84,17 @@ def test_a_phone_signup_in_english_makes_an_english_account_recovery_keeps_it(
     assert post(client, "/signup/password", TWICE).status_code == 302
     with db.connection_context():
         assert Account.get(Account.phone == PHONE).locale == "en"
+    # «Регистрация» of a registered Russian phone on a browser left in English resets its
+    # password; the account stays Russian.
+    with app.test_request_context():
+        make_account(phone="+79990005566")
+    third = app.test_client()
+    third.post("/lang/en", data={"csrf_token": csrf_token(third, "/signup")})
+    start_signup(third, "9990005566")
+    post(third, "/signup/code", {"code": last_to(app, "+79990005566", "call")["code"]})
+    assert post(third, "/signup/password", TWICE).status_code == 302
+    with db.connection_context():
+        assert Account.get(Account.phone == "+79990005566").locale is None
     # Recovering a Russian account on a browser left in English: the account stays Russian.
     with app.test_request_context():
         make_account(phone="+79990003344")

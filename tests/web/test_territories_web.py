@@ -585,3 +585,32 @@ def test_a_member_moved_to_another_unit_takes_their_live_passes_along(world):
     with app.test_request_context():
         decision, shown = check_plate(t, "Т902ТТ77", utcnow())
     assert decision.granted and shown.unit.name == "Дом 12, кв. 5"
+
+
+def test_a_manager_on_the_way_out_is_no_manager_to_leave_the_territory_to(world):
+    """Sweep: two managers each asked for deletion, each counting the other, and the purge
+    left a territory with members and no manager."""
+    import datetime as dt
+
+    from domain import accounts
+    from domain.db import utcnow
+    from domain.territories import remove_member, update_member
+
+    app, t = world["app"], world["t"]
+    first, second = world["manager"], world["applicant"]
+    with app.test_request_context():
+        other = Membership.create(account=second, territory=t, role="manager")
+        Membership.create(account=person("Жильцова"), territory=t, role="operator")
+        accounts.start_deletion(first, "127.0.0.1")  # the second manager stays: allowed
+        first.deletion_due_at = utcnow() + dt.timedelta(days=30)
+        first.save()
+        with pytest.raises(accounts.DomainError, match="единственный управляющий"):
+            accounts.start_deletion(second, "127.0.0.1")
+        with pytest.raises(accounts.DomainError, match="последний управляющий"):
+            update_member(t, other.id, role="operator", unit_id=None)
+        with pytest.raises(accounts.DomainError, match="последний управляющий"):
+            remove_member(t, other.id)
+        # Had the second one gone meanwhile, the first is kept until someone manages.
+        Membership.update(role="operator").where(Membership.id == other.id).execute()
+        assert accounts.purge_deleted(utcnow() + dt.timedelta(days=31)) == 0
+        assert Membership.get(Membership.account == first).role == "manager"
