@@ -249,9 +249,10 @@ def _decide_plate(
             reason = "not_member"
         elif reason is None and p.account.blocked:
             reason = "account_blocked"
-        elif reason is None and p.member.role == "operator":
+        elif reason is None and direction != EXIT and p.member.role == "operator":
             # Operators file no passes and see none: one left from before (made an operator
-            # since, or taken back in as one) would open the gate with nobody to see it.
+            # since, or taken back in as one) would let cars in with nobody to see it. Out
+            # is another matter: exit is always allowed (SPEC §6).
             reason = "owner_operator"
         if reason is None:
             grants.append(p)

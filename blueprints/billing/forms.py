@@ -73,8 +73,9 @@ class WholeNumberField(IntegerField):
 
     def process_formdata(self, valuelist: list) -> None:
         if not valuelist or not str(valuelist[0]).strip():
-            # Nothing typed: the field's Optional or InputRequired says what that means.
-            self.data = None
+            # Nothing typed (spaces are nothing): the field's Optional or InputRequired
+            # says what that means.
+            self.data, self.raw_data = None, []
             return
         try:
             super().process_formdata(valuelist)

@@ -27,6 +27,20 @@ from domain.phones import parse_phone
 bp = Blueprint("profile", __name__, url_prefix="/profile")
 
 
+@bp.app_template_global()
+def deletion_held_by() -> str:
+    """The territories that hold the signed-in person's deletion back, «named», or "": they
+    alone manage them while others are members (accounts.purge_deleted waits for another
+    manager)."""
+    if not current_user.is_authenticated or current_user.deletion_due_at is None:
+        return ""
+    from domain.territories import left_without_manager
+    from domain.text import in_quotes
+
+    held = left_without_manager(current_user._get_current_object())
+    return ", ".join(f"«{in_quotes(t.name)}»" for t in held)
+
+
 @bp.before_request
 def _signed_in() -> Response | None:
     # Every page here is the signed-in person's own; only the e-mail link works without it.

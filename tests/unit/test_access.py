@@ -115,6 +115,8 @@ CASES = [
      "Y200YY77", IN, {}, 5, "account_blocked", "blocked", "Y200YY77", NOW + H),
     ("an operator's pass lets nobody in", "plate", "G300GG77", IN, {}, 2, "owner_operator",
      "guard", "G300GG77", None),
+    ("exit not free: an operator's car may still leave", "plate", "G300GG77", OUT,
+     {"free_exit": False}, 1, "pass_valid", "guard", "G300GG77", NOW + H),
     ("exit not free: the current pass, not the revoked one, is the exit's", "plate",
      "X111XX77", OUT, {"free_exit": False}, 1, "pass_valid", "resident", "X111XX77+", NOW + 5 * H),
     ("exit not free: upcoming pass may not", "plate", "C333CC77", OUT, {"free_exit": False},

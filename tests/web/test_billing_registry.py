@@ -348,5 +348,5 @@ def test_an_empty_whole_number_is_left_to_the_field_s_own_rule(client, auth, wor
     tariff = Tariff.get(Tariff.territory == tid)
     p = f"p{tariff.id}"
     response = client.post(f"/t/{tid}/billing/tariffs/{tariff.id}/periods", data={
-        "csrf_token": token(client, settings), f"{p}-months": "", f"{p}-price": "85"})
+        "csrf_token": token(client, settings), f"{p}-months": " ", f"{p}-price": "85"})
     assert _field_errors(response.get_data(as_text=True)) == {f"{p}-months": "Введите срок"}

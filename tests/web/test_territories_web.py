@@ -614,3 +614,9 @@ def test_a_manager_on_the_way_out_is_no_manager_to_leave_the_territory_to(world)
         Membership.update(role="operator").where(Membership.id == other.id).execute()
         assert accounts.purge_deleted(utcnow() + dt.timedelta(days=31)) == 0
         assert Membership.get(Membership.account == first).role == "manager"
+    # The person is told why, and what to do.
+    banner = signed_in(app, first).get("/profile").get_data(as_text=True)
+    assert ("Удаление аккаунта отложено: вы единственный управляющий территории "
+            "«ЖК „Парк“»" in banner)
+    assert "Удаление аккаунта отложено" not in signed_in(app, second).get(
+        "/profile").get_data(as_text=True)
