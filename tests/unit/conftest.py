@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
 
 from domain.db import open_database
@@ -24,3 +28,19 @@ def scratch(request, tmp_path):
     yield connect
     for database in opened:
         database.close()
+
+
+@contextmanager
+def garden(database: Any) -> Iterator[tuple[list, Any, Any]]:
+    """A database of every table with a kindergarten and one parent in it, the models bound
+    to it: what a migration test fills the old way before it drops a step's columns.
+    Yields (models, territory, parent)."""
+    from domain.accounts import Account
+    from domain.schema import app_models
+    from domain.territories import Territory
+
+    models = app_models()
+    with database.bind_ctx(models):
+        database.create_tables(models)
+        territory = Territory.create(code="123456", name="Сад", kind="kindergarten")
+        yield models, territory, Account.create(phone="+79990001122")

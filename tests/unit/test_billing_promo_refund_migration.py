@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from domain.accounts import Account
 from domain.billing import Card, Payment, PaymentEvent, PromoCode
-from domain.schema import app_models, upgrade
+from domain.schema import upgrade
 from domain.territories import Membership, Territory, Unit
+from tests.unit.conftest import garden
 
 T0 = dt.datetime(2024, 1, 10, 9, 0, tzinfo=dt.UTC)
 
 
 def test_a_database_from_before_promo_texts_and_partial_refunds_upgrades(scratch):
     database = scratch()
-    models = app_models()
-    with database.bind_ctx(models):
-        database.create_tables(models)
-        t = Territory.create(code="123456", name="Сад", kind="kindergarten")
-        parent = Account.create(phone="+79990001122")
+    with garden(database) as (models, t, parent):
         leto = PromoCode.create(territory=t, code="LETO", percent=10)
 
         def paid(key, status, promo=None):

@@ -6,21 +6,17 @@ from __future__ import annotations
 import datetime as dt
 
 from domain.access import Credential, decide
-from domain.accounts import Account
 from domain.billing import Card, Payment
-from domain.schema import app_models, upgrade
-from domain.territories import Membership, Territory
+from domain.schema import upgrade
+from domain.territories import Membership
+from tests.unit.conftest import garden
 
 T0 = dt.datetime(2024, 1, 10, 9, 0, tzinfo=dt.UTC)
 
 
 def test_a_database_from_before_card_approval_upgrades(app, scratch):
     database = scratch()
-    models = app_models()
-    with database.bind_ctx(models):
-        database.create_tables(models)
-        t = Territory.create(code="123456", name="Сад", kind="kindergarten")
-        parent = Account.create(phone="+79990001122")
+    with garden(database) as (models, t, parent):
         Membership.create(account=parent, territory=t, role="resident")
         Card.create(territory=t, account=parent, number=42, valid_until=None)
 
