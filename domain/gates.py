@@ -362,6 +362,9 @@ def _name_taken(territory_id: int, name: str, gate_id: int | None) -> bool:
     return any(name_key(g.name) == key for g in query)
 
 
+NAME_MAX = 100
+
+
 def gate_problems(
     territory_id: int, *, name: str, host: str, port: int | None, unit_id: int | None,
     direction: str, poll_ms: int | None, word_order: str, gate_id: int | None = None,
@@ -372,6 +375,10 @@ def gate_problems(
     host = (host or "").strip()
     if not (name or "").strip():
         problems["name"] = _l("Введите название")
+    elif len(name.strip()) > NAME_MAX:
+        # The form stops at it too; the CLI's `gates add` did not, and a longer name made
+        # the gate impossible to save in the form again.
+        problems["name"] = _l("Название — не длиннее %(n)s символов", n=NAME_MAX)
     elif _name_taken(territory_id, name, gate_id):
         problems["name"] = _l("Ворота с таким названием уже есть")
     if direction not in DIRECTIONS:

@@ -58,19 +58,17 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from app import SettingsError, create_app
-    from domain.db import db
-    from domain.schema import upgrade
 
     try:
         app = create_app()
     except SettingsError as error:
         sys.exit(f"python -m gatebridge: {error}")
-    with app.app_context(), db.connection_context():
-        upgrade()
-    bridge = app.extensions["gatebridge"]
     stopping = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     gevent.signal_handler(signal.SIGINT, stopping.set)
+    if not _upgraded(app, stopping):
+        return 0
+    bridge = app.extensions["gatebridge"]
     from jobs import PurgeJob
 
     bridge.start()
@@ -81,6 +79,37 @@ def main(argv: list[str] | None = None) -> int:
     purge.stop()
     bridge.stop()
     return 0
+
+
+def _upgraded(app, stopping: gevent.event.Event) -> bool:
+    """Bring the schema up to date, waiting for a database that cannot be reached yet;
+    False when told to stop meanwhile.
+
+    A bridge that exited at once (a database restarting, a host booting before its remote
+    database) was started again and again by its service manager until that gave up
+    (systemd: five starts in ten seconds), and then stayed down after the database came
+    back. It waits here instead, growing pauses up to START_RETRY_MAX_S. An error that is
+    not about reaching the database (a step that fails) still ends the start.
+    """
+    from peewee import OperationalError
+
+    from domain.db import db
+    from domain.schema import upgrade
+
+    pause = 1.0
+    while True:
+        try:
+            with app.app_context(), db.connection_context():
+                upgrade()
+            return True
+        except OperationalError as error:
+            log.warning("database not reachable (%s); trying again in %.0f s", error, pause)
+        if stopping.wait(pause):
+            return False
+        pause = min(pause * 2, START_RETRY_MAX_S)
+
+
+START_RETRY_MAX_S = 30.0
 
 
 if __name__ == "__main__":

@@ -237,6 +237,11 @@ class GeventModbusTcpClient(ModbusTcpClient):
         return b"".join(chunks)
 
 
+def _same_device(a: ControllerConfig, b: ControllerConfig) -> bool:
+    """Two configurations of a gate name the same controller (address, port, unit)."""
+    return (a.host, a.port, a.unit) == (b.host, b.port, b.unit)
+
+
 def reached_address(client: ModbusTcpClient, config: ControllerConfig) -> str:
     """The IP address the client's connection actually reached, in one spelling: an
     IPv4-mapped IPv6 address as IPv4, every loopback address as "loopback". Falls back to
@@ -851,6 +856,9 @@ class Poller:
         # and the identity each gate last reached, kept while it reconnects (`claim`).
         self.claims: dict[tuple, _Controller] = {}
         self.reached: dict[int, tuple] = {}
+        # Gates switched off («Включены» unticked) whose controller is not polled but stays
+        # theirs: the identity they reached keeps its claim (`update`, `claim`).
+        self.held: dict[int, ControllerConfig] = {}
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -877,12 +885,30 @@ class Poller:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def update(self, configs: Iterable[ControllerConfig]) -> None:
-        """Add, remove and reconfigure controllers while running; unchanged ones keep going."""
+    def update(self, configs: Iterable[ControllerConfig],
+               held: Iterable[ControllerConfig] = ()) -> None:
+        """Add, remove and reconfigure controllers while running; unchanged ones keep going.
+
+        `held`: gates switched off. Their controllers are not polled, but a controller such
+        a gate reached stays its own: switching a gate off for maintenance used to free the
+        claim, and another territory's gate naming the same device by another spelling
+        took the barrier over within seconds. Moved to another address, a held gate lets
+        go of the old one.
+        """
         wanted = {c.gate_id: c for c in configs}
+        keep = {c.gate_id: c for c in held}
+        for gate_id in list(self.held):
+            if gate_id in wanted or gate_id not in keep or not _same_device(
+                    keep[gate_id], self.held[gate_id]):
+                del self.held[gate_id]
+                if gate_id not in self.configs:
+                    self.reached.pop(gate_id, None)
         for gate_id, old in list(self.configs.items()):
             new = wanted.get(gate_id)
-            if new is None or replace(new, free_exit=old.free_exit) != old:
+            if new is None and gate_id in keep and _same_device(keep[gate_id], old):
+                self._remove(gate_id, keep_claim=True)
+                self.held[gate_id] = keep[gate_id]
+            elif new is None or replace(new, free_exit=old.free_exit) != old:
                 self._remove(gate_id)
             elif new != old:
                 # Only how exits are answered changed: keep the connection and the seq seen.
@@ -908,7 +934,8 @@ class Poller:
         """
         identity, gate_id = controller.identity, controller.config.gate_id
         older = [other for other, seen in self.reached.items()
-                 if seen == identity and other < gate_id and other in self.configs]
+                 if seen == identity and other < gate_id
+                 and (other in self.configs or other in self.held)]
         if older:
             return min(older)
         holder = self.claims.get(identity)
@@ -939,9 +966,10 @@ class Poller:
         controller.greenlet = greenlet
         greenlet.link_exception(self._crashed)
 
-    def _remove(self, gate_id: int) -> None:
+    def _remove(self, gate_id: int, keep_claim: bool = False) -> None:
         self.configs.pop(gate_id, None)
-        self.reached.pop(gate_id, None)  # removed or reconfigured: it may reach another
+        if not keep_claim:
+            self.reached.pop(gate_id, None)  # removed or reconfigured: it may reach another
         controller = self.controllers.pop(gate_id, None)
         if controller is not None:
             if controller.greenlet is not None:

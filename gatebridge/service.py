@@ -211,17 +211,17 @@ class BridgeService:
     # -- gates ------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """Poll exactly the enabled gates."""
+        """Poll exactly the enabled gates; the switched-off ones keep their controllers."""
         with db.connection_context():
-            gates = list(Gate.select(Gate, Territory.id, Territory.free_exit).join(Territory)
-                         .where(Gate.enabled == True))  # noqa: E712
-        configs = []
+            gates = list(Gate.select(Gate, Territory.id, Territory.free_exit).join(Territory))
+        configs, held = [], []
         for gate in gates:
             try:
-                configs.append(config_of(gate))
+                (configs if gate.enabled else held).append(config_of(gate))
             except ValueError as exc:
-                log.warning("gate %s is misconfigured: %s", gate.id, exc)
-        self.poller.update(configs)
+                if gate.enabled:
+                    log.warning("gate %s is misconfigured: %s", gate.id, exc)
+        self.poller.update(configs, held)
 
     def on_state(self, config: ControllerConfig, state: ControllerState) -> None:
         """Hand the controller's state to the writer; only a gate's latest one is stored."""

@@ -248,7 +248,8 @@ def _event_filter(form: EventFilterForm) -> EventFilter:
         since=midnight(form.date_from.data),
         # «По» before «С» is shown at the field and, like any bad value, filters nothing.
         until=None if form.date_to.errors else midnight(form.date_to.data, plus=1),
-        gate_id=form.gate.data if isinstance(form.gate.data, int) else None,
+        gate_id=form.gate.data if isinstance(form.gate.data, int) and not form.gate.errors
+        else None,
         code=code,
         plate=form.plate.data or "",
     )
@@ -351,7 +352,7 @@ def events_csv(tid: int) -> Response:
     stamp = utcnow().astimezone(zone).strftime("%Y%m%d-%H%M")
     return Response(
         out.getvalue().encode("utf-8"),
-        mimetype="text/csv; charset=utf-8",
+        mimetype="text/csv",  # Flask adds "; charset=utf-8" itself
         headers={"Content-Disposition": f'attachment; filename="events-{stamp}.csv"'},
     )
 

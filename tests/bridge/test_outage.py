@@ -208,3 +208,18 @@ def test_without_free_exit_an_outage_answers_exits_from_what_was_known(
         return [(e.direction, e.code, e.reason) for e in _events(pg_app)[-5:]] == spooled
 
     assert wait_for(written, timeout=15), (_events(pg_app), bridge.log())
+
+
+def test_a_bridge_started_before_its_database_waits_for_it(tmp_path, start_bridge):
+    """Deploy audit: a bridge started while the database could not be reached exited at once,
+    and its service manager, restarting it every two seconds, gave up before the database
+    came back. It waits now, and runs once the database is there."""
+    folder = tmp_path / "not-yet"  # SQLite cannot open a file in a folder that is missing
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    bridge = start_bridge(f"sqlite:///{folder / 'propusk.db'}", instance)
+    assert wait_for(lambda: "trying again" in bridge.log(), timeout=20), bridge.log()
+    assert bridge.proc.poll() is None, bridge.log()
+    folder.mkdir()
+    assert wait_for(lambda: "gatebridge running" in bridge.log(), timeout=20), bridge.log()
+    assert bridge.stop() == 0

@@ -811,6 +811,28 @@ def test_the_older_gate_takes_its_controller_back_from_a_newer_one(
     assert recorder.event_for(9, seq) is None
 
 
+def test_a_gate_switched_off_keeps_its_controller_from_another_territory(
+    simulator, run_poller, recorder
+):
+    """Gates audit: unticking «Включены» on the older gate freed its controller, and another
+    territory's gate naming the device as «localhost» got its barrier within seconds."""
+    older = config_for(simulator, gate_id=1)
+    _host, port = simulator.addresses[0]
+    newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port, poll_ms=50)
+    poller = run_poller([older, newer], backoff_base=0.1, backoff_cap=0.3)
+    assert online(poller, 1)
+    assert wait_until(lambda: poller.state(9).error_kind == "controller_taken", timeout=3)
+    poller.update([newer], held=[older])  # gate 1 switched off
+    gevent.sleep(1.0)  # the newer gate's retries meanwhile
+    assert poller.state(9).error_kind == "controller_taken"
+    seq = present(simulator, type="card", card=1)
+    gevent.sleep(0.5)
+    assert recorder.event_for(9, seq) is None
+    # Moved to another address, the switched-off gate lets its old controller go.
+    poller.update([newer], held=[replace(older, port=1)])
+    assert online(poller, 9)
+
+
 def test_a_refused_decision_stays_on_the_gate_s_state_after_later_polls(
     simulator, run_poller, recorder
 ):

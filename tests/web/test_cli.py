@@ -193,6 +193,16 @@ def test_a_territory_not_found_or_without_a_manager_is_said_in_russian(app, terr
              "У территории нет управляющего — укажите владельца в --owner")
 
 
+def test_a_gate_name_the_form_would_refuse_is_refused_here_too(app, territory_code):
+    """Gates audit: `gates add` took a 150-character name that the web form then refused on
+    every save, so the gate could not even be switched off."""
+    runner = app.test_cli_runner()
+    _refused(runner.invoke(args=["gates", "add", "--territory", territory_code, "--name",
+                                 "x" * 150, "--host", "h2", "--port", "502", "--unit", "1",
+                                 "--direction", "exit"]),
+             "Название — не длиннее 100 символов")
+
+
 def test_events_refusals_are_in_russian(app):
     runner = app.test_cli_runner()
     _refused(runner.invoke(args=["events", "prune", "--older-than-days", "0"]),

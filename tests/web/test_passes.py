@@ -636,6 +636,11 @@ def test_log_filters_and_pages(app, client, auth, world):
     # a decision that is no choice of the filter is shown at it and filters nothing
     bad = client.get(f"/t/{world.t}/events?decision=9").get_data(as_text=True)
     assert bad.count('class="event ') == 50
+    # so does a gate of another territory (its id is no choice here)
+    bad = client.get(f"/t/{world.t}/events?gate=999999").get_data(as_text=True)
+    assert bad.count('class="event ') == 50
+    csv = client.get(f"/t/{world.t}/events.csv")
+    assert csv.headers["Content-Type"] == "text/csv; charset=utf-8"
 
 
 def test_a_press_that_did_not_open_names_its_presser_once(app, client, auth, world):
