@@ -36,6 +36,10 @@ Choices worth knowing:
   nothing. Without this, a manager of one territory could open another's barrier by
   spelling its address differently. A controller with a map version other than 1 is
   refused as unsupported.
+* Each connection, once its controller is claimed, sets the controller's own watchdog (HR
+  200-201: WATCHDOG_S, offline policy 0), so that with the bridge away the controller lets
+  people out by itself (SPEC: exit stays free). Gates switched off are not polled, but the
+  controller they reached stays claimed for them (`Poller.update`'s `held`).
 * A gate configured as `entry` treats every event as an entry (except the exit button);
   only `both` trusts the direction the controller reports. A misconfigured controller
   then costs a refusal, never a free pass.
@@ -89,6 +93,11 @@ REFUSAL_SHOWN_S = 60.0
 # How often on_state hears about a controller whose status has not changed.
 STATE_EVERY_S = 1.0
 CRASH_RESTART_S = 1.0
+# The controller's own watchdog (HR 200), set on every connection with offline policy 0
+# (HR 201: entries refused, exits free): with the bridge gone (stopped, restarting, crashed)
+# for this long, a controller lets people out by itself. A few polls' worth: a bridge alive
+# but slow never trips it; one restarting does (about four seconds) only for a moment.
+WATCHDOG_S = 10
 
 
 @dataclass(frozen=True)
@@ -435,7 +444,24 @@ class _Controller:
         if holder is not None:
             self._taken(holder)
             return False
+        try:
+            self._set_watchdog(client)
+        except TransportError as exc:
+            self._transport_failed(str(exc))
+            return False
         return True
+
+    def _set_watchdog(self, client: ModbusTcpClient) -> None:
+        """HR 200-201 once per connection (a controller that restarted forgets them): exits
+        stay free while the bridge is away (SPEC). A controller that refuses the write keeps
+        whatever it was set to by hand."""
+        try:
+            self._call("write HR 200-201", lambda: client.write_registers(
+                p.HR_WATCHDOG, [self.poller.watchdog_s, p.OfflinePolicy.DENY_ENTRY_FREE_EXIT],
+                device_id=self.config.unit))
+        except DeviceError as exc:
+            log.info("gate %s: the controller refused its watchdog settings (%s)",
+                     self.config.gate_id, exc)
 
     def _read_info(self, client: ModbusTcpClient) -> p.DeviceInfo | None:
         """IR 0-3, once per connection; None when the device refuses the read (its polls
@@ -831,6 +857,7 @@ class Poller:
         decide_timeout: float | None = DECIDE_TIMEOUT_S,
         state_every: float = STATE_EVERY_S,
         event_max_age: float = EVENT_MAX_AGE_S,
+        watchdog_s: int = WATCHDOG_S,
         rng: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.configs = {c.gate_id: c for c in configs}
@@ -845,6 +872,7 @@ class Poller:
         self.decide_timeout = decide_timeout
         self.state_every = state_every
         self.event_max_age = event_max_age
+        self.watchdog_s = watchdog_s
         self.rng = rng
         self.group = Group()
         self.controllers: dict[int, _Controller] = {}

@@ -19,6 +19,7 @@ from pymodbus.exceptions import ConnectionException
 
 from gatebridge import protocol as p
 from gatebridge.poller import (
+    WATCHDOG_S,
     ControllerConfig,
     ControllerState,
     Poller,
@@ -717,7 +718,11 @@ def test_a_decision_lost_before_the_controller_took_it_is_answered_after_the_rec
         client = make_client(config)
         created.append(client)
         if len(created) == 1:
+            original = client.write_registers
+
             def write_registers(address, values, **kwargs):
+                if address != p.HR_DECISION_START:  # the watchdog's write on connecting
+                    return original(address, values, **kwargs)
                 client.close()
                 raise ConnectionException("link dropped before the write")
             client.write_registers = write_registers
@@ -833,6 +838,26 @@ def test_a_gate_switched_off_keeps_its_controller_from_another_territory(
     assert online(poller, 9)
 
 
+def test_each_connection_sets_the_controller_s_watchdog_so_exits_stay_free_without_it(
+    simulator, run_poller
+):
+    """Deploy audit: the bridge never set HR 200-201, so with the bridge stopped the
+    controllers waited for it forever and nobody could drive out."""
+    assert Poller([], None, None).watchdog_s == WATCHDOG_S == 10
+    poller = run_poller([config_for(simulator)], watchdog_s=1)
+    assert online(poller)
+    settings = state(simulator)
+    assert (settings["watchdog"], settings["offline_policy"]) == (
+        1, p.OfflinePolicy.DENY_ENTRY_FREE_EXIT)
+    poller.stop()
+    gevent.sleep(1.5)  # the watchdog's second passes without a poll
+    opened = state(simulator)["openings"]
+    present(simulator, type="exit_button")
+    assert state(simulator)["openings"] == opened + 1
+    present(simulator, type="plate", plate="A777AA77")  # an entry waits for the bridge
+    assert state(simulator)["openings"] == opened + 1
+
+
 def test_a_refused_decision_stays_on_the_gate_s_state_after_later_polls(
     simulator, run_poller, recorder
 ):
@@ -936,7 +961,11 @@ def test_an_event_whose_decision_never_got_there_is_logged_as_not_done(
         state_["clients"] += 1
         client = make_client(config)
         if state_["clients"] == 1:
+            original = client.write_registers
+
             def write_registers(address, values, **kwargs):
+                if address != p.HR_DECISION_START:  # the watchdog's write on connecting
+                    return original(address, values, **kwargs)
                 state_["blocked"] = True
                 client.close()
                 raise ConnectionException("link dropped before the write")
