@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import click
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -57,8 +58,15 @@ TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
 
 
-class SettingsError(ValueError):
-    """A variable of the environment that Propusk cannot read; the message names it."""
+class SettingsError(ValueError, click.ClickException):
+    """A variable of the environment that Propusk cannot read; the message names it.
+
+    Also a click exception: `flask --app app …` builds the app as it starts, and click prints
+    it as one line («Error: …», exit code 1) instead of a traceback."""
+
+    def __init__(self, message: str) -> None:
+        ValueError.__init__(self, message)
+        click.ClickException.__init__(self, message)
 
 
 def env_flag(name: str, default: bool) -> bool:

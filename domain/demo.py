@@ -129,6 +129,9 @@ def _passes_and_gate(territory: Territory, people: dict[str, Account]) -> None:
         )
     # The simulator's controller (`make run`) is found by its address, not by the gate's name:
     # a manager may have renamed the gate, and one controller takes one gate (migration 7).
-    if Gate.get_or_none(host="127.0.0.1", port=5020, unit_id=1) is None:
+    # A territory that has a gate already keeps it as it is: re-pointed at a real controller,
+    # it is still the demo's «Въезд», and a second one would take its name.
+    if Gate.get_or_none(host="127.0.0.1", port=5020, unit_id=1) is None and not (
+            Gate.select().where(Gate.territory == territory).exists()):
         Gate.create(territory=territory, name="Въезд", host="127.0.0.1", port=5020, unit_id=1,
                     direction="both")

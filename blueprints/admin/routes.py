@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from blueprints.admin.forms import AttachForm
 from blueprints.manage.forms import role_choices
-from blueprints.ui import EmptyForm, form_error, page
+from blueprints.ui import EmptyForm, form_error, page, page_number, paged
 from domain import admin, territories
 from domain.errors import DomainError, NotFound
 from domain.territories import Membership, Territory
@@ -30,15 +30,18 @@ def _admins_only() -> None:
 def territories_list() -> Response:
     """All territories, searchable by name, address or code."""
     q = request.args.get("q", "").strip()[:100]
-    found = territories.Territory.search(q).limit(PAGE)
-    return page("admin/territories.html", territories=list(found), q=q)
+    number = page_number()
+    found, more = paged(territories.Territory.search(q), number, PAGE)
+    return page("admin/territories.html", territories=found, q=q, number=number, more=more)
 
 
 @bp.get("/accounts")
 def accounts() -> Response:
     """All accounts, searchable by phone, e-mail, name or ID."""
     q = request.args.get("q", "").strip()[:100]
-    return page("admin/accounts.html", accounts=list(admin.search_accounts(q).limit(PAGE)), q=q)
+    number = page_number()
+    found, more = paged(admin.search_accounts(q), number, PAGE)
+    return page("admin/accounts.html", accounts=found, q=q, number=number, more=more)
 
 
 def _account_page(account_id: int, form: AttachForm | None = None, status: int = 200):

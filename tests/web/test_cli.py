@@ -29,6 +29,12 @@ def test_seed_demo_prints_logins_and_is_idempotent(app):
     assert (Account.select().count(), Territory.select().count(), Membership.select().count()) == counts
     kinds = {t.kind for t in Territory.select()}
     assert kinds == {"kindergarten", "residential", "business", "other"}
+    # The demo gate pointed at a real controller: a third run adds no second «Въезд».
+    from domain.gates import Gate
+
+    Gate.update(port=5804).where(Gate.port == 5020).execute()
+    assert runner.invoke(args=["seed-demo"]).exit_code == 0
+    assert Gate.select().where(Gate.name == "Въезд").count() == 1
     resident = Account.get(Account.phone == dict((r, login) for r, login, _ in lines)["resident"])
     kinds = {m.territory.kind for m in Membership.select().where(Membership.account == resident)}
     assert kinds == {"kindergarten", "residential"}

@@ -57,3 +57,12 @@ def test_app_py_refuses_a_port_that_is_not_a_port(tmp_path):
     result = _run(["app.py"], tmp_path / "instance", PORT="70000")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "PORT='70000': expected a positive integer up to 65535" in result.stderr
+
+
+def test_a_flask_command_with_an_unreadable_setting_says_one_line(tmp_path):
+    """Gates audit: every `flask --app app …` command printed a 30-line traceback."""
+    result = _run(["-m", "flask", "--app", "app", "routes"], tmp_path / "instance",
+                  EVENTS_RETENTION_DAYS="abc")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == (
+        "Error: EVENTS_RETENTION_DAYS='abc': expected a positive integer up to 36500")

@@ -558,6 +558,10 @@ def test_the_admin_files_no_pass_where_they_are_no_member(world, admin_client):
     assert response.status_code == 422
     assert "Заявки подают резиденты и управляющие" in response.get_data(as_text=True)
     assert VehiclePass.select().count() == 0
+    # Nor is it offered: no «Добавить новую заявку», «Мои заявки» or access to buy.
+    home = admin_client.get(f"/t/{t.id}/").get_data(as_text=True)
+    assert "Добавить новую заявку" not in home and "Мои заявки" not in home
+    assert 'id="billing-actions"' not in home and "Все пропуска" in home
 
 
 def test_a_member_moved_to_another_unit_takes_their_live_passes_along(world):
@@ -620,3 +624,19 @@ def test_a_manager_on_the_way_out_is_no_manager_to_leave_the_territory_to(world)
             "«ЖК „Парк“»" in banner)
     assert "Удаление аккаунта отложено" not in signed_in(app, second).get(
         "/profile").get_data(as_text=True)
+
+
+def test_the_admin_s_lists_go_on_past_a_page(world, admin_client):
+    """Gates audit: the accounts and territories lists stopped at 100 without a word."""
+    from blueprints.admin.routes import PAGE
+
+    app = world["app"]
+    with app.test_request_context():
+        for n in range(PAGE + 5):
+            person(f"Лишний{n:03d}")
+    first = admin_client.get("/admin/accounts").get_data(as_text=True)
+    assert first.count('<tr>') - 1 == PAGE and "page=2" in first
+    second = admin_client.get("/admin/accounts?page=2").get_data(as_text=True)
+    assert 0 < second.count('<tr>') - 1 <= 10 and "Страница 2" in second
+    searched = admin_client.get("/admin/accounts?q=Лишний").get_data(as_text=True)
+    assert "q=%D0%9B" in searched  # the pager keeps the search
