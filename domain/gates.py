@@ -501,6 +501,16 @@ def update_gate(
     return _claiming_controller(territory_id, gate_id, host, port, unit_id, write)
 
 
+def delete_gate(territory_id: int, gate_id: int) -> Gate:
+    """«Удалить ворота»: the gate goes, with its state and its commands; its events stay in
+    the log («без ворот»), and its controller and name are free for another gate. The bridge
+    lets go of the controller at its next look at the gates (seconds)."""
+    with db.atomic():
+        gate = territory_gate(territory_id, gate_id)
+        gate.delete_instance()
+    return gate
+
+
 # ---------------------------------------------------------------------------------------
 # What the bridge (possibly another process) tells the web, and what the web asks of it.
 

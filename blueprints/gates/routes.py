@@ -149,3 +149,18 @@ def edit(tid: int, gid: int) -> Response:
         problem = gates.saved_host_problem(gate)
         form.host.errors = [problem] if problem else []
     return page("gates/form.html", form=form, gate=gate, status=422 if failed else 200)
+
+
+@bp.post("/t/<int:tid>/gates/<int:gid>/delete")
+@territory_route(roles=["manager"])
+def delete(tid: int, gid: int) -> Response:
+    """«Удалить ворота» (asked to confirm first): the log keeps their events."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    try:
+        gate = gates.delete_gate(tid, gid)
+    except NotFound:
+        abort(404)
+    flash(_("Ворота «%(name)s» удалены; их события остались в журнале", name=gate.name),
+          "success")
+    return redirect(url_for(".index", tid=tid))

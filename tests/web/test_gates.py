@@ -12,7 +12,7 @@ from domain import admin, gates, passes, territories, versions
 from domain.billing import AccessGrant
 from domain.db import utcnow
 from domain.errors import DomainError
-from domain.gates import Gate, GateCommand, GateEvent
+from domain.gates import Gate, GateCommand, GateEvent, record_event
 from domain.territories import Membership, Unit, create_territory
 from tests.conftest import csrf_token
 from tests.gate_race import insert_gate, race
@@ -529,3 +529,37 @@ def test_a_moved_off_gate_whose_controller_is_free_again_gets_it_back(app, clien
     assert client.post(edit, data={"csrf_token": csrf_token(client, edit), **form}).status_code == 302
     with app.app_context():
         assert Gate.get_by_id(moved.id).host == "127.0.0.1"
+
+
+def test_a_manager_deletes_a_gate_and_its_events_stay_in_the_log(app, client, auth, world):
+    """Gates audit: a gate could only be switched off, never deleted, so a retired one kept
+    its name and its controller's address for good."""
+    with app.app_context():
+        record_event(world.t, code=1, reason="pass_valid", kind="plate",
+                     credential="A777AA77", gate=world.off)
+    auth.login("+79990000205")  # an operator may not
+    token = csrf_token(client, f"/t/{world.t}/check")
+    assert client.post(f"/t/{world.t}/gates/{world.off}/delete",
+                       data={"csrf_token": token}).status_code == 404
+    auth.logout()
+    auth.login("+79990000202")
+    edit = client.get(f"/t/{world.t}/gates/{world.off}/edit").get_data(as_text=True)
+    assert "Удалить ворота" in edit and "Их события останутся в журнале" in edit
+    token = csrf_token(client, f"/t/{world.t}/gates")
+    assert client.post(f"/t/{world.t}/gates/{world.other_gate}/delete",
+                       data={"csrf_token": token}).status_code == 404  # another territory's
+    assert client.post(f"/t/{world.t}/gates/{world.off}/delete").status_code == 400  # no CSRF
+    done = client.post(f"/t/{world.t}/gates/{world.off}/delete", data={"csrf_token": token},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "Ворота «Старые» удалены; их события остались в журнале" in done
+    with app.app_context():
+        assert Gate.get_or_none(Gate.id == world.off) is None
+        assert Gate.get_or_none(Gate.id == world.other_gate) is not None
+        assert GateEvent.get(GateEvent.credential == "A777AA77").gate_id is None
+    log = client.get(f"/t/{world.t}/events").get_data(as_text=True)
+    assert "без ворот" in log
+    # Its name and its controller are free again.
+    response = client.post(f"/t/{world.t}/gates/new", data={
+        "csrf_token": token, **_gate_form(name="Старые", host="127.0.0.1", port="5022",
+                                          unit_id="1")})
+    assert response.status_code == 302
