@@ -261,9 +261,10 @@ def _decide_plate(
     if grants:
         # The pass that lasts longest decides how long the grant holds (None = for good).
         # On the way out a pass that would also let in tells the log the truth.
-        current = [p for p in grants if _pass_problem(p, ENTRY, now) is None] or grants
-        best = max(current, key=lambda p: p.valid_to or dt.datetime.max.replace(tzinfo=dt.UTC))
-        lets_in = _pass_problem(best, ENTRY, now) is None
+        current = [p for p in grants if _pass_problem(p, ENTRY, now) is None]
+        lets_in = bool(current)
+        best = max(current or grants,
+                   key=lambda p: p.valid_to or dt.datetime.max.replace(tzinfo=dt.UTC))
         return Decision(GRANT, "pass_valid" if lets_in else "exit_after_pass", best.account_id,
                         best.id, best.valid_to if lets_in else None), passes
     reason, worst = min(denials, key=lambda d: (_DENIAL_RANK[d[0]], d[1].valid_from))

@@ -35,6 +35,13 @@ def phone_gates(membership: Membership) -> list[Gate]:
     return usable_gates(membership)
 
 
+def _gate_or_404(tid: int, gid: int) -> Gate:
+    try:
+        return gates.territory_gate(tid, gid)
+    except NotFound:
+        abort(404)
+
+
 @bp.post("/t/<int:tid>/gates/<int:gid>/press")
 @territory_route()
 def press(tid: int, gid: int) -> Response:
@@ -51,10 +58,7 @@ def press(tid: int, gid: int) -> Response:
 def _press(tid: int, gid: int) -> Response:
     if not EmptyForm().validate_on_submit():
         abort(400)
-    try:
-        gate = gates.territory_gate(tid, gid)
-    except NotFound:
-        abort(404)
+    gate = _gate_or_404(tid, gid)
     if not gate.enabled:
         abort(404)
     member = g.membership
@@ -128,10 +132,7 @@ def new(tid: int) -> Response:
 @territory_route(roles=["manager"])
 def edit(tid: int, gid: int) -> Response:
     """Change a gate."""
-    try:
-        gate = gates.territory_gate(tid, gid)
-    except NotFound:
-        abort(404)
+    gate = _gate_or_404(tid, gid)
     form = GateForm(obj=gate, territory_id=tid, gate_id=gid)
     if form.validate_on_submit():
         try:
