@@ -24,6 +24,7 @@ import providers
 from blueprints import register_blueprints
 from blueprints.errors import init_errors
 from blueprints.i18n import init_i18n
+from blueprints.passes.shortcut import CheckShortcut
 from blueprints.requests import init_requests
 from blueprints.security import init_security
 from blueprints.sessions import init_sessions
@@ -145,6 +146,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(config)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(instance)
+    # Innermost, so that the proxy and public-address fixes below apply to it too.
+    app.wsgi_app = CheckShortcut(app, app.wsgi_app)
     _public_address(app)
     if app.config["PAYMENT_PROVIDER"] == "sandbox" and not app.config["DEV_PAGES"]:
         raise ValueError("PAYMENT_PROVIDER=sandbox pays on a development page, which "

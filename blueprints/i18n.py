@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -76,11 +77,17 @@ _LOCALES = {code: Locale.parse(code) for code in LANGUAGES}
 
 def select_locale() -> Locale:
     """The chosen language: this browser's choice, else the account's, else Russian."""
-    chosen = session.get("lang")
+    account = current_user if current_user and current_user.is_authenticated else None
+    return locale_for(session, account)
+
+
+def locale_for(browser: Mapping[str, Any], account: Any | None) -> Locale:
+    """The language for a browser's session and its signed-in account (None: nobody)."""
+    chosen = browser.get("lang")
     if chosen in LANGUAGES:
         return _LOCALES[chosen]
-    if current_user and current_user.is_authenticated and current_user.locale in LANGUAGES:
-        return _LOCALES[current_user.locale]
+    if account is not None and account.locale in LANGUAGES:
+        return _LOCALES[account.locale]
     return _LOCALES["ru"]
 
 

@@ -51,11 +51,16 @@ def territory_route(roles: Iterable[str] | None = None) -> Callable:
             member = current_membership(tid)
             if allowed is not None and member.role not in allowed:
                 abort(404)
-            g.membership = member
-            g.territory = member.territory
-            g.timezone = member.territory.timezone
+            enter(member)
             return view(tid, *args, **kwargs)
 
         return inner
 
     return wrap
+
+
+def enter(member: Membership) -> None:
+    """Make `member`'s territory the request's: g.membership, g.territory and g.timezone."""
+    g.membership = member
+    g.territory = member.territory
+    g.timezone = member.territory.timezone

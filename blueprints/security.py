@@ -34,15 +34,20 @@ HEADERS = {
 }
 
 
-def init_security(app: Flask) -> None:
-    """Add the security headers and keep authenticated or partial responses out of caches."""
-
+def header_list(app: Flask) -> list[tuple[str, str]]:
+    """The headers every response of `app` carries (HSTS only behind HTTPS)."""
     every = dict(HEADERS)
     if app.config.get("SESSION_COOKIE_SECURE"):
         every["Strict-Transport-Security"] = "max-age=31536000"
+    return list(every.items())
+
+
+def init_security(app: Flask) -> None:
+    """Add the security headers and keep authenticated or partial responses out of caches."""
+
     # Each header added unless the view set its own: one pass over the response's headers
     # (setdefault would scan them once per header, on every response).
-    ours = [(name.lower(), name, value) for name, value in every.items()]
+    ours = [(name.lower(), name, value) for name, value in header_list(app)]
 
     @app.after_request
     def _headers(response: Response) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, make_response, render_template, request
+from flask import Request, Response, make_response, render_template, request
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms.widgets import HiddenInput
@@ -12,9 +12,10 @@ from wtforms.widgets import HiddenInput
 from domain.errors import DomainError
 
 
-def wants_partial() -> bool:
-    """True for an htmx request that swaps part of a page (not a boosted navigation)."""
-    hx = request.htmx
+def wants_partial(req: Request | None = None) -> bool:
+    """True for an htmx request that swaps part of a page (not a boosted navigation); of
+    this request, or of `req` where there is none yet (passes/shortcut.py)."""
+    hx = (req or request).htmx
     return bool(hx) and not hx.boosted and not hx.history_restore_request
 
 

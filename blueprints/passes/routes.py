@@ -7,7 +7,18 @@ import datetime as dt
 import io
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, flash, g, redirect, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from wtforms import SelectChoice
 
@@ -156,6 +167,13 @@ def _check_result(plate: str) -> dict | None:
     return {"plate": norm, "decision": decision, "pass": found}
 
 
+def verdict_html(plate: str) -> str:
+    """The verdict partial for a plate in g.territory. It reads nothing of the request (no
+    context processors), so passes/shortcut.py renders it outside Flask's dispatch alike."""
+    template = current_app.jinja_env.get_template("passes/_verdict.html")
+    return template.render(result=_check_result(plate))
+
+
 @bp.get("/t/<int:tid>/check")
 @territory_route(roles=WATCHERS)
 def check(tid: int) -> Response:
@@ -163,7 +181,10 @@ def check(tid: int) -> Response:
     plate = request.args.get("plate", "")
     if wants_partial() and could_be_plate(plate) and not request.headers.get(MISTAKE_SHOWN):
         # The check form's own request: only the verdict, no form, feed or gates to build.
-        return page("passes/check.html", "passes/_verdict.html", result=_check_result(plate))
+        # Mostly answered before it gets here, by passes/shortcut.py, with the same function.
+        response = make_response(verdict_html(plate))
+        response.headers.add("Vary", "HX-Request")
+        return response
     form = CheckForm(request.args)
     # No plate at all («$$$», «---»): said at the field, and no decision taken.
     result = _check_result(plate) if form.validate() else None
