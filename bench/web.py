@@ -7,7 +7,10 @@ operator and a resident through /login, and drives with wrk (Debian's package, i
 when missing; a Lua script rotates the plates and sends the cookie and HX-Request):
 
 - check   GET /t/1/check?plate=… with HX-Request: true (the partial the operator's page
-          swaps in), plates rotating over ones with passes and unknown ones
+          swaps in), plates rotating over ones with passes and unknown ones; answered by
+          blueprints/passes/shortcut.py
+- flask   the same requests to Propusk without that shortcut in front (same server as
+          anon and floor): the check through the whole of Flask, for comparison
 - passes  GET /t/1/passes, the resident's «Мои заявки»
 - feed    GET /t/1/events/newer?after=<the newest event> with HX-Request: true, the live
           feed's poll when nothing is new, which every open «Журнал» sends every second
@@ -15,13 +18,16 @@ when missing; a Lua script rotates the plates and sends the cookie and HX-Reques
 - anon    GET /anon, a route of Propusk that returns a constant, nobody signed in, same
           server: what Propusk's hooks and extensions cost before any session
 - floor   GET /t/1/floor, a territory route of Propusk that does nothing, same server: the
-          ceiling of any signed-in territory page (session, device, membership, headers)
+          ceiling of any signed-in territory page Flask serves (session, device, membership,
+          headers)
 
-and prints requests per second, p50/p99 and the ratios to the bare handler (aim: check at
-least 40 % of bare, p99 under 100 ms). --workers N serves both with gunicorn's gevent
-workers (`serving.Worker`, the several-process topology of docs/deploy.md) instead of
-`python app.py`'s single process. --profile also samples the server with py-spy (installed
-into the venv for the bench only) during a run of that page and prints where the time goes.
+and prints requests per second, p50/p99, the server's own CPU time per request (from /proc:
+wrk shares the cores, so req/s also measures how much of them wrk left), and the ratios to
+the bare handler (aim: check at least 40 % of bare, p99 under 100 ms). --workers N serves
+both with gunicorn's gevent workers (`serving.Worker`, the several-process topology of
+docs/deploy.md) instead of `python app.py`'s single process. --profile also samples the
+server with py-spy (installed into the venv for the bench only) during a run of that page
+and prints where the time goes.
 
     .venv/bin/python bench/web.py [--seconds 10] [--connections 50] [--scale 0.01]
                                   [--database postgresql|sqlite] [--workers 1] [--rounds 3]
@@ -70,6 +76,8 @@ if os.environ["BENCH_APP"] == "bare":
         return "<div id='check-result'><p>bare</p></div>"
 else:
     app = create_app()
+    # The check through the whole of Flask: without passes/shortcut.py in front.
+    app.wsgi_app = app.wsgi_app.inner
     @app.get("/anon")
     def anon():
         return "<div id='check-result'><p>anon</p></div>"
@@ -130,6 +138,30 @@ def wrk(binary: str, url: str, seconds: float, connections: int, headers: dict[s
     pct = {m[1]: _ms(m[2], m[3]) for m in re.finditer(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", out)}
     return {"rps": rps, "p50": pct["50"], "p99": pct["99"],
             "errors": int(errors[1]) if errors else 0}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process `pid` and its descendants (gunicorn's
+    workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    family, total = {pid}, 0.0
+    for child, parent in sorted(parents.items()):
+        if parent in family:
+            family.add(child)
+    for member in family:
+        total += used.get(member, 0.0)
+    return total
 
 
 def _ms(value: str, unit: str) -> float:
@@ -290,6 +322,7 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
             ("anon", f"http://127.0.0.1:{floor_port}/anon", {}, None),
             ("floor", f"http://127.0.0.1:{floor_port}/t/1/floor", watcher, None),
             ("check", base + "/t/1/check", watcher, str(script)),
+            ("flask", f"http://127.0.0.1:{floor_port}/t/1/check", watcher, str(script)),
             ("passes", base + "/t/1/passes", owner, None),
             ("feed", f"{base}/t/1/events/newer?after={newest}", watcher, None),
         ]
@@ -299,10 +332,16 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
         # VM's speed drifts by a quarter within minutes, and a ratio of two runs taken at
         # different moments would measure the drift.
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in runs}
+        serving = {"bare": bare, "anon": floor, "floor": floor, "flask": floor}
         for _round in range(args.rounds):
             for name, target, headers, lua in runs:
-                rounds[name].append(
-                    wrk(binary, target, args.seconds, args.connections, headers, lua))
+                pid = serving.get(name, app).pid
+                before = cpu_seconds(pid)
+                taken = wrk(binary, target, args.seconds, args.connections, headers, lua)
+                # The server's own CPU per request: what wrk, sharing the cores, cannot blur.
+                taken["cpu_us"] = ((cpu_seconds(pid) - before) * 1e6
+                                   / max(taken["rps"] * args.seconds, 1))
+                rounds[name].append(taken)
         for name, taken in rounds.items():
             results[name] = {**sorted(taken, key=lambda r: r["rps"])[len(taken) // 2],
                              "low": min(r["rps"] for r in taken),
@@ -331,11 +370,16 @@ def run(binary: str, url: str, work: Path, args: argparse.Namespace) -> None:
     for name, r in results.items():
         bad = f"  {r['errors']} non-2xx!" if r["errors"] else ""
         print(f"{name:7s} {r['rps']:8.0f} req/s [{r['low']:.0f}–{r['high']:.0f}]  "
-              f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms{bad}")
+              f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
+              f"server CPU {r['cpu_us']:6.0f} us/req{bad}")
     share, p99 = ratios["check"], results["check"]["p99"]
     verdict = "ok" if share >= AIM_SHARE and p99 < AIM_P99_MS else "BELOW AIM"
     print(f"ratio check/bare: {share:.2f}  (aim >= {AIM_SHARE:.2f}, p99 < "
           f"{AIM_P99_MS:.0f} ms): {verdict}")
+    gain = statistics.median(c["rps"] / f["rps"] for c, f in
+                             zip(rounds["check"], rounds["flask"], strict=True))
+    print(f"ratio flask/bare: {ratios['flask']:.2f}  (the same check through the whole of "
+          f"Flask, without passes/shortcut.py; check/flask: {gain:.2f})")
     print(f"ratio passes/bare: {ratios['passes']:.2f}  (the full page "
           f"of the territory's busiest resident, {owned} passes; no aim)")
     print(f"ratio feed/bare: {ratios['feed']:.2f}  (the live feed's poll with nothing "
