@@ -41,6 +41,10 @@ def territory_route(roles: Iterable[str] | None = None) -> Callable:
 
     Sets g.membership, g.territory and g.timezone (dates show in the territory's zone).
     A member without the role also gets 404: an operator must not learn a manager page exists.
+
+    The plate check's verdict is also answered without this decorator, by
+    passes/shortcut.py, which lets through whom `admits` lets through: a rule for who may
+    enter a territory route belongs in `admits` (or the device query), not in `inner`.
     """
     allowed = set(roles) if roles else None
 
@@ -49,14 +53,20 @@ def territory_route(roles: Iterable[str] | None = None) -> Callable:
         @login_required
         def inner(tid: int, *args: Any, **kwargs: Any) -> Any:
             member = current_membership(tid)
-            if allowed is not None and member.role not in allowed:
+            if not admits(member, allowed):
                 abort(404)
             enter(member)
             return view(tid, *args, **kwargs)
 
+        inner.territory_roles = allowed  # type: ignore[attr-defined]  # read by the shortcut
         return inner
 
     return wrap
+
+
+def admits(member: Membership | None, roles: set[str] | None) -> bool:
+    """Whether a membership opens a territory route for `roles` (None: any member)."""
+    return member is not None and (roles is None or member.role in roles)
 
 
 def enter(member: Membership) -> None:

@@ -9,17 +9,19 @@ membership, the plate's passes and one template.
 `CheckShortcut` wraps the app's WSGI callable. For the check form's own request (GET
 /t/<tid>/check, HX-Request, a plate that could be one, no mistake shown) it does just that
 work, with the functions Flask's path uses: the app's request class, URL map and host
-check, its session interface, sessions._load's query, scope.enter, routes.verdict_html and
-security.header_list. Whenever the answer could differ from the view's it answers nothing
-and hands the request to Flask unchanged: nobody signed in, a device signed out, a
-non-member (the admin's stand-in membership is Flask's), another role, a remember-me
-cookie, a host not served, and any error (Flask then answers it, or shows its error page).
-So it can refuse nothing Flask would allow and allow nothing Flask would refuse.
+check, its session interface, sessions._load's query, scope.admits and scope.enter,
+routes.verdict_html and security.header_list. Whenever the answer could differ from the
+view's it answers nothing and hands the request to Flask unchanged: nobody signed in, a
+device signed out, a non-member (the admin's stand-in membership is Flask's), another
+role, a remember-me cookie, a host not served, and any error (Flask then answers it, or
+shows its error page). So it can refuse nothing Flask would allow and allow nothing Flask
+would refuse.
 
-It serves only while the app's request hooks are the ones it stands in for (`EXPECTED`);
-a hook added later switches it off with a warning, and tests/web/test_check_shortcut.py
-fails until the new hook is considered here. The same test compares its answers byte for
-byte with Flask's.
+Who gets through is decided as the view's own `territory_route` decides it (`scope.admits`
+with the roles read from the view). It serves only while the app's request hooks are the
+ones it stands in for (`EXPECTED`); a hook added later switches it off with a warning, and
+tests/web/test_check_shortcut.py fails until the new hook is considered here. The same test
+compares its answers byte for byte with Flask's.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 
 from blueprints.i18n import locale_for
 from blueprints.passes.forms import could_be_plate
-from blueprints.scope import enter
+from blueprints.scope import admits, enter
 from blueprints.security import header_list
 from blueprints.ui import wants_partial
 from domain.db import db
@@ -87,22 +89,27 @@ class CheckShortcut:
         self.inner = inner
         self._serves: bool | None = None  # decided at the first request: hooks come late
         self._headers: list[tuple[str, str]] = []
+        self._roles: set[str] | None = None
 
     def serves(self) -> bool:
         """Whether the app's hooks are still the ones this shortcut stands in for."""
         if self._serves is None:
             found = hooks(self.app, ENDPOINT.split(".")[0])
             refreshing = [name for name in REFRESHING if self.app.config.get(name)]
-            self._serves = found == EXPECTED and not refreshing
+            view = self.app.view_functions.get(ENDPOINT)
+            # The roles of the view's own territory_route: none read, none served.
+            self._roles = getattr(view, "territory_roles", None)
+            self._serves = found == EXPECTED and not refreshing and bool(self._roles)
             if not self._serves:
-                log.warning("plate check shortcut off: request hooks changed (%s) or cookies "
-                            "refreshed on every request (%s)", found, refreshing)
+                log.warning("plate check shortcut off: request hooks %s, cookies refreshed on "
+                            "every request by %s, the view's roles %s", found, refreshing,
+                            self._roles)
             self._headers = header_list(self.app)
         return self._serves
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         if (environ.get("REQUEST_METHOD") == "GET" and "HTTP_HX_REQUEST" in environ
-                and environ.get("PATH_INFO", "").endswith("/check") and self.serves()):
+                and environ.get("PATH_INFO", "").endswith("/check")):
             try:
                 body = self.verdict(environ)
             except Exception as error:  # Flask answers it again, with its logging and error page
@@ -121,8 +128,10 @@ class CheckShortcut:
 
     def verdict(self, environ: dict) -> bytes | None:
         """The verdict partial's bytes, or None when Flask is to answer."""
-        from blueprints.passes.routes import MISTAKE_SHOWN, WATCHERS, verdict_html
+        from blueprints.passes.routes import MISTAKE_SHOWN, verdict_html
 
+        if not self.serves():
+            return None
         app = self.app
         request = app.request_class(environ)
         try:
@@ -142,8 +151,8 @@ class CheckShortcut:
             db.connect(reuse_if_open=True)
             try:
                 device, member = device_with_membership(token, args["tid"])
-                if device is None or member is None or member.role not in WATCHERS:
-                    return None
+                if device is None or not admits(member, self._roles):
+                    return None  # Flask's: 401, 404, or the admin's stand-in membership
                 enter(member)
                 g._flask_babel = SimpleNamespace(
                     babel_locale=locale_for(session, device.account))

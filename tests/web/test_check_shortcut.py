@@ -269,3 +269,20 @@ def test_any_typed_plate_gets_flasks_answer(app, world, plate):
     served, ours, flasks = answers(app, world.clients["operator"],
                                    f"/t/{world.t}/check?plate={quote(plate)}", HX)
     assert ours == flasks
+
+
+def test_it_lets_through_the_roles_of_the_views_own_decorator(app, world):
+    from blueprints.passes.routes import check
+
+    assert check.territory_roles == {"operator", "manager"}
+    check.territory_roles = {"manager"}
+    try:
+        fresh = CheckShortcut(app, _shortcut(app).inner)
+        environ = _environ(world.clients["operator"], f"/t/{world.t}/check?plate=A777AA77", HX)
+        assert fresh.verdict(dict(environ)) is None
+        environ = _environ(world.clients["manager"], f"/t/{world.t}/check?plate=A777AA77", HX)
+        assert fresh.serves() and fresh.verdict(dict(environ)) is not None
+        del check.territory_roles
+        assert not CheckShortcut(app, _shortcut(app).inner).serves()
+    finally:
+        check.territory_roles = {"operator", "manager"}
