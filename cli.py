@@ -246,6 +246,20 @@ def gates_list(code: str) -> None:
         _fail(error.message)
 
 
+@gates_cli.command("delete")
+@click.option("--territory", "code", required=True, help="Territory code, e.g. 123-456.")
+@click.option("--id", "gate_id", required=True, type=int, help="Gate id, as `gates list` shows.")
+def gates_delete(code: str, gate_id: int) -> None:
+    """Delete a gate as «Удалить ворота» does (its events stay, without the gate); prints
+    the deleted gate's line."""
+    try:
+        with _database():
+            gate = gates.delete_gate(_territory(code).id, gate_id)
+    except DomainError as error:
+        _fail(error.message)
+    click.echo(_gate_line(gate))
+
+
 @click.command("purge-deleted")
 @with_appcontext
 def purge_deleted_command() -> None:

@@ -209,6 +209,36 @@ def test_a_gate_name_the_form_would_refuse_is_refused_here_too(app, territory_co
              "Название — не длиннее 100 символов")
 
 
+def test_gates_delete_removes_one_gate_of_that_territory(app, territory_code, make_account):
+    """Gates audit: a gate could be deleted on the web only. The CLI deletes it the same way
+    (its events stay, without the gate) and only in the territory named."""
+    from domain.gates import Gate, GateEvent
+
+    runner = app.test_cli_runner()
+    added = runner.invoke(args=["gates", "add", "--territory", territory_code, "--name",
+                                "Шлагбаум", "--host", "h3", "--port", "502", "--unit", "1",
+                                "--direction", "entry"])
+    assert added.exit_code == 0, added.output
+    gate_id = int(added.output.split("\t")[0])
+    with app.app_context():
+        gate = Gate.get_by_id(gate_id)
+        GateEvent.create(territory=gate.territory_id, gate=gate, kind="plate",
+                         credential="A777AA77", direction=1, code=1, reason="granted")
+        other = create_territory(make_account(phone="+79990000299"), name="Чужая",
+                                 kind="residential")
+    _refused(runner.invoke(args=["gates", "delete", "--territory", other.display_code,
+                                 "--id", str(gate_id)]), "Ворота не найдены")
+    deleted = runner.invoke(args=["gates", "delete", "--territory", territory_code,
+                                  "--id", str(gate_id)])
+    assert deleted.exit_code == 0, deleted.output
+    assert deleted.output == added.output
+    with app.app_context():
+        assert not Gate.select().where(Gate.id == gate_id).exists()
+        assert GateEvent.get().gate_id is None
+    _refused(runner.invoke(args=["gates", "delete", "--territory", territory_code,
+                                 "--id", str(gate_id)]), "Ворота не найдены")
+
+
 def test_events_refusals_are_in_russian(app):
     runner = app.test_cli_runner()
     _refused(runner.invoke(args=["events", "prune", "--older-than-days", "0"]),
@@ -223,7 +253,8 @@ def test_events_refusals_are_in_russian(app):
 def test_every_command_has_help(app):
     runner = app.test_cli_runner()
     for command in (["seed-demo"], ["create-admin"], ["territories", "list"], ["migrate"],
-                    ["passes", "add"], ["gates", "add"], ["gates", "list"], ["purge-deleted"],
+                    ["passes", "add"], ["gates", "add"], ["gates", "list"], ["gates", "delete"],
+                    ["purge-deleted"],
                     ["events", "prune"], ["events", "partition"]):
         result = runner.invoke(args=[*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
