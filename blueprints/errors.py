@@ -15,6 +15,8 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from domain.db import is_busy
+
 log = logging.getLogger("propusk")
 
 # Status → (heading, what to do). A 404 says the same for "not there" and "not yours".
@@ -30,6 +32,11 @@ MESSAGES = {
     500: (_l("Что-то пошло не так"),
           _l("Ошибка на сервере. Попробуйте ещё раз через минуту.")),
 }
+# SQLite's lock held by another process longer than a request waits for it (domain/db.py).
+BUSY = (_l("Сервер занят"),
+        _l("Сервер сейчас занят другой работой. Подождите несколько секунд и отправьте "
+           "ещё раз."))
+BUSY_RETRY_AFTER_S = 5
 # A form whose token no longer matches: a page left open across a sign-out, or a stale tab.
 STALE = (_l("Страница устарела"),
          _l("Форма устарела или вы вышли из аккаунта в другой вкладке. Обновите страницу и "
@@ -71,6 +78,10 @@ def init_errors(app: Flask) -> None:
             return error
         if isinstance(error, CSRFError):
             title, text = STALE
+        elif status == 500 and is_busy(getattr(error, "original_exception", None)):
+            # A wait rather than a fault: the write that met the lock was not made.
+            headers = [*error.get_headers(), ("Retry-After", str(BUSY_RETRY_AFTER_S))]
+            return _render(503, *BUSY, headers)
         else:
             title, text = MESSAGES.get(status, MESSAGES[400 if status < 500 else 500])
         return _render(status, title, text, error.get_headers())

@@ -187,7 +187,7 @@ class PostgresqlPool(PooledPostgresqlDatabase):
         super()._close_raw(conn)
 
 
-def _busy(exc: BaseException) -> bool:
+def is_busy(exc: BaseException | None) -> bool:
     """Is this SQLite's SQLITE_BUSY (another connection holds the lock), raw or peewee's?"""
     exc = getattr(exc, "orig", exc)  # peewee keeps the driver's exception there
     if not isinstance(exc, sqlite3.OperationalError):
@@ -212,7 +212,7 @@ def patiently(attempt: Callable[[], T], wait: float) -> T:
         try:
             return attempt()
         except (OperationalError, sqlite3.OperationalError) as exc:
-            if not _busy(exc) or time.monotonic() + pause > deadline:
+            if not is_busy(exc) or time.monotonic() + pause > deadline:
                 raise
         gevent.sleep(pause)
         pause = min(pause * 2, BUSY_PAUSE_MAX_S)

@@ -92,3 +92,42 @@ def test_when_even_the_shell_fails_the_page_still_answers(failing, monkeypatch):
     response = failing.get("/boom", headers={"HX-Request": "true"})
     assert response.status_code == 500 and "data-request-error>Ошибка на сервере" in \
         response.get_data(as_text=True)
+
+
+def test_a_database_busy_too_long_is_a_wait_not_a_fault(app, monkeypatch):
+    """Another process holding SQLite's write lock past the request's patience (a long
+    upgrade, a `gen.py` run) used to give the 500 page «Ошибка на сервере»; it is a 503
+    that says to send again, with Retry-After, and nothing is half-written."""
+    import sqlite3
+
+    from domain.db import db
+    from domain.passes import VehiclePass
+    from domain.territories import create_territory
+    from tests import database
+
+    if database.postgresql():
+        pytest.skip("SQLite's file lock")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    with app.test_request_context():
+        manager = person("Управляющий")
+        tid = create_territory(manager, name="ЖК", kind="residential").id
+    client = signed_in(app, manager)
+    token = csrf_token(client, f"/t/{tid}/passes/new")
+    form = {"csrf_token": token, "plate": "А777АА77", "period": "day"}
+    monkeypatch.setattr(db.obj, "busy_wait", 0.3)
+    holder = sqlite3.connect(app.config["DATABASE_URL"].removeprefix("sqlite:///"))
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        response = client.post(f"/t/{tid}/passes/new", data=form)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        html = response.get_data(as_text=True)
+        assert "Сервер занят" in html and "отправьте ещё раз" in html
+        hx = client.post(f"/t/{tid}/passes/new", data=form, headers={"HX-Request": "true"})
+        assert hx.status_code == 503 and "data-request-error>Сервер сейчас занят" in \
+            hx.get_data(as_text=True)
+    finally:
+        holder.rollback()
+        holder.close()
+    with app.app_context():
+        assert VehiclePass.select().count() == 0
+    assert client.post(f"/t/{tid}/passes/new", data=form).status_code == 302
