@@ -626,6 +626,37 @@ def test_a_manager_on_the_way_out_is_no_manager_to_leave_the_territory_to(world)
         "/profile").get_data(as_text=True)
 
 
+def test_the_admin_is_told_of_a_deletion_held_back_and_can_end_it(world, admin_client):
+    """Known weak at stop 20: a deletion held while the person alone manages a territory with
+    members waited forever, and only the person was told. The admin's account page says so
+    and names the territory; the admin adds another manager and the purge goes on."""
+    import datetime as dt
+
+    from domain import accounts
+    from domain.db import utcnow
+
+    app, t, first = world["app"], world["t"], world["manager"]
+    with app.test_request_context():
+        Membership.create(account=world["applicant"], territory=t, role="resident")
+        first.deletion_due_at = utcnow() - dt.timedelta(hours=1)
+        first.save()
+        assert accounts.purge_deleted() == 0
+        substitute = person("Заменова")
+    listed = admin_client.get("/admin/accounts?q=Управляева").get_data(as_text=True)
+    assert "Удаляется" in listed
+    page = admin_client.get(f"/admin/accounts/{first.id}").get_data(as_text=True)
+    assert ("Удаление отложено: аккаунт — единственный управляющий территории «ЖК „Парк“», "
+            "где есть другие участники") in page
+    response = post(admin_client, f"/admin/accounts/{substitute.id}/attach",
+                    {"code": t.display_code, "role": "manager"})
+    assert response.status_code == 302
+    with app.test_request_context():
+        assert accounts.purge_deleted() == 1
+    assert admin_client.get(f"/admin/accounts/{first.id}").status_code == 404
+    calm = admin_client.get(f"/admin/accounts/{substitute.id}").get_data(as_text=True)
+    assert "Удаля" not in calm and "Удаление" not in calm
+
+
 def test_the_admin_s_lists_go_on_past_a_page(world, admin_client):
     """Gates audit: the accounts and territories lists stopped at 100 without a word."""
     from blueprints.admin.routes import PAGE
