@@ -155,7 +155,10 @@
     const config = event.detail.requestConfig;
     const polled = !(config && config.triggeringEvent);
     const wanted = polled && holdsFocus(event.detail.target) ? selectorFor(document.activeElement) : null;
-    giveFocusBack = wanted ? function () { return document.querySelector(wanted); } : null;
+    // Only ever set here: another answer swapped in the 20 ms before an out-of-band swap
+    // settles (the suggestions, asked for 300 ms after typing) wiped its giving back, and the
+    // field lost the keyboard (the likely cause of one e2e failure on a loaded machine).
+    if (wanted) giveFocusBack = function () { return document.querySelector(wanted); };
   });
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
     const id = event.detail.target && event.detail.target.id;
