@@ -65,6 +65,10 @@ class Gate(BaseModel):
     word_order = CharField(default="big")  # big, little (multi-register integers)
     enabled = BooleanField(default=True)
     created_at = UtcDateTimeField(default=utcnow)
+    # Since when the gate names its controller (host, port, unit): two gates reaching one
+    # device, the one that named it first keeps it (gatebridge.poller.Poller.claim). A gate
+    # pointed elsewhere starts again, so re-pointing an old gate takes no barrier over.
+    address_since = UtcDateTimeField(null=True, default=utcnow)  # None: since created_at
 
     class Meta:
         # One controller, one gate, in the whole installation (gate_problems says why); the
@@ -492,6 +496,8 @@ def update_gate(
         gate = territory_gate(territory_id, gate_id)
         _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order)
+        if (gate.host, gate.port, gate.unit_id) != (normal_host(host), port, unit_id):
+            gate.address_since = utcnow()
         gate.name, gate.host, gate.port = name.strip(), normal_host(host), port
         gate.unit_id, gate.direction, gate.poll_ms = unit_id, direction, poll_ms
         gate.word_order, gate.enabled = word_order, bool(enabled)
@@ -556,6 +562,10 @@ class GateStatus(BaseModel):
     error_kind = CharField(null=True, max_length=40)  # a key of CONTROLLER_ERRORS
     last_error = CharField(null=True, max_length=500)  # its technical detail
     updated_at = UtcDateTimeField(default=utcnow)
+    # The controller's identity the bridge reached for the gate, and at which address (JSON,
+    # gatebridge.service.reached_json): kept for the next bridge, so that a gate switched off
+    # keeps its controller across a restart too.
+    reached = CharField(null=True, max_length=400)
 
     def shown_status(self, now: dt.datetime | None = None) -> str:
         """online/offline/fault, offline also when the bridge stopped reporting."""
@@ -599,8 +609,9 @@ def save_status(
     fault_code: int,
     last_error: str | None,
     error_kind: str | None = None,
+    reached: str | None = None,
 ) -> None:
-    """Store what the bridge sees of a controller (one upsert)."""
+    """Store what the bridge sees of a controller (one upsert); `reached` only when given."""
     values = {
         GateStatus.status: status,
         GateStatus.last_seen_at: last_seen_at,
@@ -611,6 +622,8 @@ def save_status(
         GateStatus.last_error: (last_error or None) and last_error[:500],
         GateStatus.updated_at: utcnow(),
     }
+    if reached is not None:
+        values[GateStatus.reached] = reached
     if Gate.get_or_none(Gate.id == gate_id) is None:
         return  # deleted meanwhile
     (

@@ -142,6 +142,10 @@ MIGRATIONS: list[Migration] = [
     # acted on the newcomer (a cancelled join request's «Принять» admitted a stranger).
     (10, "SQLite: every auto id AUTOINCREMENT, so a deleted row's id is never given again",
      lambda s: _ids_never_reused(s)),
+    # Two gates reaching one controller: the one that named it first keeps it (it was the
+    # older id, and an old gate re-pointed at another territory's controller took it over).
+    (11, "gate.address_since, gate_status.reached: which gate keeps a controller, restarts too",
+     lambda s: _controller_keepers(s)),
 ]
 
 
@@ -227,6 +231,17 @@ def _one_gate_per_controller(s: Steps) -> None:
                     gate.id, gate.territory_id, host, port, unit_id, keeper.id,
                     keeper.territory_id, moved)
     s.add_index(Gate, "host", "port", "unit_id", unique=True)
+
+
+def _controller_keepers(s: Steps) -> None:
+    """Add the columns; a gate made earlier has named its controller since it was made."""
+    gate, status = _model("gates", "Gate"), _model("gates", "GateStatus")
+    s.add_columns(status, "reached")
+    if not s.database.table_exists(gate._meta.table_name):
+        return  # created whole, with the column, at the end of the upgrade
+    s.add_columns(gate, "address_since")
+    with s.database.bind_ctx([gate]):
+        gate.update(address_since=gate.created_at).where(gate.address_since.is_null()).execute()
 
 
 REBUILT = "__rebuilt"  # a table's new version is named so until the old one goes

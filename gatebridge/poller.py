@@ -32,14 +32,15 @@ Choices worth knowing:
   peer's IP, IPv4-mapped and loopback spellings folded) with its port and serial. Two
   gates whose addresses are written differently but reach the same device (`localhost`
   and `127.0.0.1`, a second DNS name, a unit id the device ignores) cannot both be served:
-  the older gate (lower id) keeps it and the other shows «controller_taken» and acts on
-  nothing. Without this, a manager of one territory could open another's barrier by
-  spelling its address differently. A controller with a map version other than 1 is
-  refused as unsupported.
+  the gate that has named the controller longest (`since`, then the lower id) keeps it and
+  the other shows «controller_taken» and acts on nothing. Without this, a manager of one
+  territory could open another's barrier by spelling its address differently. A controller
+  with a map version other than 1 is refused as unsupported.
 * Each connection, once its controller is claimed, sets the controller's own watchdog (HR
   200-201: WATCHDOG_S, offline policy 0), so that with the bridge away the controller lets
   people out by itself (SPEC: exit stays free). Gates switched off are not polled, but the
-  controller they reached stays claimed for them (`Poller.update`'s `held`).
+  controller they reached stays claimed for them (`Poller.update`'s `held`), across a
+  restart too (its `known`, stored by the service).
 * A gate configured as `entry` treats every event as an entry (except the exit button);
   only `both` trusts the direction the controller reports. A misconfigured controller
   then costs a refusal, never a free pass.
@@ -115,6 +116,9 @@ class ControllerConfig:
     timeout: float = 0.5
     # The territory's «Свободный выезд»: exits open without asking `decide`.
     free_exit: bool = True
+    # Since when (Unix time) the gate names this controller (Gate.address_since): of two
+    # gates reaching one device the one that named it first keeps it (Poller.claim).
+    since: float = 0.0
 
     def __post_init__(self) -> None:
         if self.word_order not in ("big", "little"):
@@ -914,7 +918,8 @@ class Poller:
         self.stop()
 
     def update(self, configs: Iterable[ControllerConfig],
-               held: Iterable[ControllerConfig] = ()) -> None:
+               held: Iterable[ControllerConfig] = (),
+               known: dict[int, tuple] | None = None) -> None:
         """Add, remove and reconfigure controllers while running; unchanged ones keep going.
 
         `held`: gates switched off. Their controllers are not polled, but a controller such
@@ -922,6 +927,10 @@ class Poller:
         claim, and another territory's gate naming the same device by another spelling
         took the barrier over within seconds. Moved to another address, a held gate lets
         go of the old one.
+
+        `known`: identities gates reached before this poller (stored by an earlier bridge,
+        for their current address), so that after a restart a gate keeps its controller
+        before it reconnects, and a gate switched off keeps it though nothing connects.
         """
         wanted = {c.gate_id: c for c in configs}
         keep = {c.gate_id: c for c in held}
@@ -948,30 +957,45 @@ class Poller:
                 self.configs[gate_id] = config
                 if self.running:
                     self._spawn(config)
+        # Before any of them connects: a gate that reached its controller under an earlier
+        # bridge ranks as having it, not only once it reconnects.
+        for gate_id, identity in (known or {}).items():
+            if gate_id in keep and gate_id not in self.configs:
+                self.held.setdefault(gate_id, keep[gate_id])
+            if gate_id in self.configs or gate_id in self.held:
+                self.reached.setdefault(gate_id, identity)
 
     # -- one controller, one gate ---------------------------------------------------
 
     def claim(self, controller: _Controller) -> int | None:
         """Claim `controller.identity` for its gate; the gate id holding it instead, or None.
 
-        The older gate (lower id) wins, connected or not: a gate keeps the identity it last
-        reached (`reached`) through its disconnects, until it is removed or reconfigured,
-        so a newer gate cannot take another territory's controller in the seconds the
-        older one spends reconnecting (a reboot, a flapping link). An older gate takes the
-        identity from a newer one, which drops its connection at its next turn (`holds`).
+        The gate that has named its controller longest (its config's `since`, then the
+        lower id) wins, connected or not: a gate keeps the identity it last reached
+        (`reached`) through its disconnects, until it is removed or reconfigured, so another
+        gate cannot take another territory's controller in the seconds the first one spends
+        reconnecting (a reboot, a flapping link). The first one takes the identity from the
+        other, which drops its connection at its next turn (`holds`). Ranked by gate id
+        alone, an old gate re-pointed at a newer territory's controller took it over.
         """
         identity, gate_id = controller.identity, controller.config.gate_id
-        older = [other for other, seen in self.reached.items()
-                 if seen == identity and other < gate_id
-                 and (other in self.configs or other in self.held)]
+        mine = (controller.config.since, gate_id)
+        older = [(self._rank(other), other) for other, seen in self.reached.items()
+                 if seen == identity and other != gate_id
+                 and (other in self.configs or other in self.held)
+                 and self._rank(other) < mine]
         if older:
-            return min(older)
+            return min(older)[1]
         holder = self.claims.get(identity)
         if holder is not None and holder is not controller:
             holder.wake.set()
         self.claims[identity] = controller
         self.reached[gate_id] = identity
         return None
+
+    def _rank(self, gate_id: int) -> tuple[float, int]:
+        config = self.configs.get(gate_id) or self.held.get(gate_id)
+        return (config.since if config is not None else float("inf"), gate_id)
 
     def holds(self, controller: _Controller) -> bool:
         """Whether the controller still serves its identity (no older gate took it)."""

@@ -40,6 +40,7 @@ from on_event itself, so memory stays bounded, nothing is lost and the order hol
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections import OrderedDict, deque
@@ -59,6 +60,7 @@ from domain.gates import (
     Gate,
     GateCommand,
     GateEvent,
+    GateStatus,
     finish_command,
     save_status,
 )
@@ -109,7 +111,27 @@ def config_of(gate: Gate) -> ControllerConfig:
         word_order=gate.word_order,
         direction=gate.direction,
         free_exit=gate.territory.free_exit,
+        since=(gate.address_since or gate.created_at).timestamp(),
     )
+
+
+def reached_json(config: ControllerConfig, identity: tuple) -> str:
+    """A controller identity the gate reached, with the address it was reached at."""
+    return json.dumps({"device": [config.host, config.port, config.unit],
+                       "identity": list(identity)})
+
+
+def reached_identity(config: ControllerConfig, stored: str | None) -> tuple | None:
+    """The identity stored by reached_json, if it was reached at the gate's current
+    address (a gate pointed elsewhere since has not reached anything yet)."""
+    try:
+        found = json.loads(stored or "null")
+        if found is None or found["device"] != [config.host, config.port, config.unit]:
+            return None
+        address, port, serial = found["identity"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return (address, port, tuple(serial) if isinstance(serial, list) else serial)
 
 
 def access_credential(credential: p.Credential) -> access.Credential:
@@ -214,14 +236,21 @@ class BridgeService:
         """Poll exactly the enabled gates; the switched-off ones keep their controllers."""
         with db.connection_context():
             gates = list(Gate.select(Gate, Territory.id, Territory.free_exit).join(Territory))
-        configs, held = [], []
+            stored = dict(GateStatus.select(GateStatus.gate, GateStatus.reached)
+                          .where(GateStatus.reached.is_null(False)).tuples())
+        configs, held, known = [], [], {}
         for gate in gates:
             try:
-                (configs if gate.enabled else held).append(config_of(gate))
+                config = config_of(gate)
             except ValueError as exc:
                 if gate.enabled:
                     log.warning("gate %s is misconfigured: %s", gate.id, exc)
-        self.poller.update(configs, held)
+                continue
+            (configs if gate.enabled else held).append(config)
+            identity = reached_identity(config, stored.get(gate.id))
+            if identity is not None:
+                known[gate.id] = identity
+        self.poller.update(configs, held, known)
 
     def on_state(self, config: ControllerConfig, state: ControllerState) -> None:
         """Hand the controller's state to the writer; only a gate's latest one is stored."""
@@ -240,7 +269,19 @@ class BridgeService:
                 fault_code=state.fault_code,
                 error_kind=state.error_kind,
                 last_error=state.last_error,
+                reached=self._reached(config),
             )
+
+    def _reached(self, config: ControllerConfig) -> str | None:
+        """What to store of the identity the gate reached: only one reached at this config's
+        address (None leaves the stored one as it is)."""
+        identity = self.poller.reached.get(config.gate_id)
+        current = self.poller.configs.get(config.gate_id)
+        if identity is None or current is None or current.since != config.since or (
+                (current.host, current.port, current.unit)
+                != (config.host, config.port, config.unit)):
+            return None
+        return reached_json(config, identity)
 
     # -- decisions --------------------------------------------------------------------
 

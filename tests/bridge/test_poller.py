@@ -838,6 +838,79 @@ def test_a_gate_switched_off_keeps_its_controller_from_another_territory(
     assert online(poller, 9)
 
 
+def test_an_old_gate_pointed_at_another_territory_s_controller_does_not_take_it(
+    simulator, run_poller, recorder
+):
+    """Ranked by gate id alone, a manager whose gate was made earlier (gate 1) pointed it at
+    a newer territory's controller, by another spelling, and took that barrier over. The gate
+    that named the controller first keeps it (Gate.address_since)."""
+    _host, port = simulator.addresses[0]
+    incumbent = config_for(simulator, gate_id=9, since=1000.0)
+    repointed = ControllerConfig(gate_id=1, territory_id=8, host="localhost", port=port,
+                                 poll_ms=50, since=2000.0)
+    poller = run_poller([incumbent])
+    assert online(poller, 9)
+    poller.update([incumbent, repointed])
+    assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
+    gevent.sleep(0.5)
+    assert poller.state(9).online and poller.state(9).error_kind is None
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(9, seq))
+    assert recorder.event_for(1, seq) is None
+
+
+def test_a_gate_switched_off_before_a_restart_keeps_its_controller(
+    simulator, run_poller, recorder
+):
+    """Known weak at stop 20: the switched-off gate's claim lived in the bridge's memory, so
+    after a restart another territory's gate naming the device by another spelling got it.
+    The next bridge is told the identity the gate reached (`known`, stored by the service)."""
+    older = config_for(simulator, gate_id=1, since=1000.0)
+    _host, port = simulator.addresses[0]
+    newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
+                             poll_ms=50, since=2000.0)
+    first = run_poller([older])
+    assert online(first, 1)
+    identity = first.reached[1]
+    first.stop()  # the bridge restarts while gate 1 is switched off
+    restarted = run_poller([])
+    restarted.update([newer], held=[older], known={1: identity})
+    assert wait_until(lambda: restarted.state(9).error_kind == "controller_taken", timeout=3)
+    seq = present(simulator, type="card", card=1)
+    gevent.sleep(0.5)
+    assert recorder.event_for(9, seq) is None
+    restarted.stop()
+    # Without what the earlier bridge knew, the newer gate would have taken it.
+    unaware = run_poller([])
+    unaware.update([replace(newer, gate_id=10)], held=[older])
+    assert online(unaware, 10)
+
+
+def test_after_a_restart_a_gate_keeps_its_controller_before_it_reconnects(
+    simulator, run_poller, recorder
+):
+    """A restarted bridge whose older gate cannot reach its controller at first (its link is
+    down) does not serve the device to another territory's gate meanwhile."""
+    older = config_for(simulator, gate_id=1, since=1000.0)
+    _host, port = simulator.addresses[0]
+    newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
+                             poll_ms=50, since=2000.0)
+    first = run_poller([older])
+    assert online(first, 1)
+    identity = first.reached[1]
+    first.stop()
+
+    def factory(config):
+        return Unreachable() if config.gate_id == 1 else make_client(config)
+
+    restarted = run_poller([], client_factory=factory, backoff_base=0.05, backoff_cap=0.2)
+    restarted.update([older, newer], known={1: identity})
+    assert wait_until(lambda: restarted.state(9).error_kind == "controller_taken", timeout=3)
+    seq = present(simulator, type="card", card=1)
+    gevent.sleep(0.5)
+    assert recorder.event_for(9, seq) is None
+
+
 def test_each_connection_sets_the_controller_s_watchdog_so_exits_stay_free_without_it(
     simulator, run_poller
 ):

@@ -168,3 +168,41 @@ def test_a_pin_is_refused_and_logged_as_a_pin(app, simulator, site):
         "pin", "pin_unsupported", 4, "", site.gate)
     with app.test_request_context():
         assert (event.kind_label, event.reason_label) == ("PIN", "PIN не поддерживается")
+
+
+def test_a_gate_switched_off_keeps_its_controller_across_a_bridge_restart(
+    app, make_account, simulator, start_bridge, site
+):
+    """Known weak at stop 20: a switched-off gate's claim on its controller lived only in the
+    bridge's memory. Restarted, the bridge let another territory's gate, naming the same
+    device by another spelling, take the barrier. The identity reached is stored with the
+    gate's status, and the next bridge keeps it for the switched-off gate."""
+
+    def stored_identity():
+        with app.app_context(), db.connection_context():
+            row = GateStatus.get_or_none(GateStatus.gate == site.gate)
+            return row.reached if row is not None else None
+
+    assert wait_for(stored_identity, timeout=10), site.bridge.log()
+    with app.app_context(), db.connection_context():
+        Gate.update(enabled=False).where(Gate.id == site.gate).execute()
+    site.bridge.stop()
+    with app.app_context(), db.connection_context():
+        stranger = make_account(phone="+79990000399")
+        other = create_territory(stranger, name="Чужая", kind="residential")
+        intruder = gates.add_gate(other, name="Чужой въезд", host="localhost",
+                                  port=simulator.modbus_port, direction="entry", poll_ms=50)
+    db.close()
+    bridge = start_bridge(app.config["DATABASE_URL"], app.instance_path)
+
+    def refused():
+        with app.app_context(), db.connection_context():
+            row = GateStatus.get_or_none(GateStatus.gate == intruder.id)
+            return row is not None and row.error_kind == "controller_taken"
+
+    assert wait_for(refused, timeout=20), bridge.log()
+    simulator.present(type="card", card=77, bit_length=26)
+    time.sleep(1.0)
+    with app.app_context(), db.connection_context():
+        assert not GateEvent.select().where(GateEvent.territory == other.id).exists()
+        assert not gates.gate_online(intruder.id)
