@@ -8,6 +8,7 @@ if __name__ == "__main__":
 
 import datetime as dt
 import gc
+import ipaddress
 import logging
 import os
 import secrets
@@ -31,6 +32,7 @@ from blueprints.sessions import init_sessions
 from cli import register_cli
 from domain import accounts, retention
 from domain.db import db, init_db
+from domain.networks import Network
 from extensions import csrf, htmx
 from providers import payments
 
@@ -102,6 +104,19 @@ def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = Non
     return value
 
 
+def env_networks(name: str) -> tuple[Network, ...]:
+    """Networks (CIDR, or single addresses) separated by commas; unset is none."""
+    raw = os.environ.get(name, "").strip()
+    found = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            found.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise SettingsError(f"{name}: {part!r} is not a network like 10.20.0.0/16 "
+                                "or an address") from None
+    return tuple(found)
+
+
 def settings(instance: Path) -> dict[str, Any]:
     """The configuration SPEC §10 reads from the environment, with the embedded defaults."""
     return {
@@ -115,6 +130,9 @@ def settings(instance: Path) -> dict[str, Any]:
         "GATEBRIDGE": env_flag("GATEBRIDGE", True),
         "PASSWORD_HASHING": os.environ.get("PASSWORD_HASHING", "standard"),
         "PUBLIC_URL": os.environ.get("PUBLIC_URL", ""),
+        # Where gate controllers may be: the bridge connects to nothing else, and the gate
+        # form refuses an address outside (docs/security.md). Unset: any address.
+        "GATE_NETWORKS": env_networks("GATE_NETWORKS"),
         "EVENTS_RETENTION_DAYS": env_int(
             "EVENTS_RETENTION_DAYS", retention.DEFAULT_RETENTION_DAYS, minimum=1,
             maximum=retention.MAX_RETENTION_DAYS,

@@ -228,6 +228,7 @@ def gates_add(code: str, name: str, host: str, port: int, unit: int, direction: 
             gate = gates.add_gate(
                 _territory(code), name=name, host=host, port=port, unit_id=unit,
                 direction=direction, poll_ms=poll_ms, word_order=word_order,
+                networks=current_app.config["GATE_NETWORKS"],
             )
     except DomainError as error:
         _fail(error.message)

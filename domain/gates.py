@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -21,6 +22,7 @@ from peewee import (
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
+from domain.networks import Network, outside_networks
 from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory
 from domain.text import in_quotes, name_key
@@ -298,6 +300,10 @@ def open_by_operator(member: Membership, gate_id: int, now: dt.datetime | None =
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
+NOT_IN_NETWORKS = _l("Этот адрес не из сети контроллеров, которую разрешил администратор "
+                     "установки")
+
+
 def valid_host(host: str) -> bool:
     """An IP address (v4 or v6) or a host name of letters, digits and hyphens (RFC 1123)
     by its shape alone: nothing is looked up."""
@@ -372,9 +378,11 @@ NAME_MAX = 100
 def gate_problems(
     territory_id: int, *, name: str, host: str, port: int | None, unit_id: int | None,
     direction: str, poll_ms: int | None, word_order: str, gate_id: int | None = None,
+    networks: Sequence[Network] = (),
 ) -> dict[str, str]:
     """Everything wrong with a gate's settings, by field (empty when nothing is), so a form
-    shows every problem at once. `gate_id` is the gate being changed, if any."""
+    shows every problem at once. `gate_id` is the gate being changed, if any; `networks`
+    the controllers' networks of the installation (GATE_NETWORKS; empty: any address)."""
     problems = {}
     host = (host or "").strip()
     if not (name or "").strip():
@@ -399,6 +407,8 @@ def gate_problems(
             territory_id, earlier, port, unit_id, gate_id) or shape
     elif not valid_host(host):
         problems["host"] = shape
+    elif outside_networks(host, networks):
+        problems["host"] = NOT_IN_NETWORKS
     if port is None or not 1 <= port <= 65535:
         problems["port"] = _l("Порт — от 1 до 65535")
     if unit_id is None or not 0 <= unit_id <= 255:
@@ -456,12 +466,14 @@ def add_gate(
     poll_ms: int = 200,
     word_order: str = "big",
     enabled: bool = True,
+    networks: Sequence[Network] = (),
 ) -> Gate:
     """Configure a gate and its controller (GATE_PROTOCOL.md «Configuring a gate»)."""
 
     def write() -> Gate:
         _check_gate(territory.id, name=name, host=host, port=port, unit_id=unit_id,
-                    direction=direction, poll_ms=poll_ms, word_order=word_order)
+                    direction=direction, poll_ms=poll_ms, word_order=word_order,
+                    networks=networks)
         return Gate.create(
             territory=territory,
             name=name.strip(),
@@ -489,13 +501,15 @@ def update_gate(
     poll_ms: int,
     word_order: str,
     enabled: bool,
+    networks: Sequence[Network] = (),
 ) -> Gate:
     """Change a gate of the territory; the bridge picks the change up within seconds."""
 
     def write() -> Gate:
         gate = territory_gate(territory_id, gate_id)
         _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
-                    direction=direction, poll_ms=poll_ms, word_order=word_order)
+                    direction=direction, poll_ms=poll_ms, word_order=word_order,
+                    networks=networks)
         if (gate.host, gate.port, gate.unit_id) != (normal_host(host), port, unit_id):
             gate.address_since = utcnow()
         gate.name, gate.host, gate.port = name.strip(), normal_host(host), port
@@ -547,6 +561,8 @@ CONTROLLER_ERRORS = {
     "controller_taken": _l("Этот контроллер уже обслуживает другие ворота: укажите адрес "
                            "своего контроллера"),
     "unsupported": _l("Контроллер говорит на другой версии протокола: нужна GATE-CTL v1"),
+    "address_not_allowed": _l("Адрес не из сети контроллеров, которую разрешил администратор "
+                              "установки: мост к нему не подключается"),
 }
 
 

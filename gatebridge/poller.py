@@ -60,7 +60,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -72,6 +72,7 @@ from gevent.pool import Group
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from domain.networks import Network, outside_networks
 from gatebridge import protocol as p
 
 log = logging.getLogger("propusk.gatebridge.poller")
@@ -132,7 +133,7 @@ class ControllerConfig:
 # What can be wrong with a controller (ControllerState.error_kind): stable keys the console
 # puts in the reader's words (domain.gates.CONTROLLER_ERRORS); last_error keeps the detail.
 ErrorKind = Literal["unreachable", "no_answer", "device_error", "decision_refused", "stuck",
-                    "gate_fault", "controller_taken", "unsupported"]
+                    "gate_fault", "controller_taken", "unsupported", "address_not_allowed"]
 
 
 @dataclass(frozen=True)
@@ -255,14 +256,23 @@ def _same_device(a: ControllerConfig, b: ControllerConfig) -> bool:
     return (a.host, a.port, a.unit) == (b.host, b.port, b.unit)
 
 
+def peer_address(client: ModbusTcpClient) -> str | None:
+    """The IP address the client's connection reached, as the socket says it; None for a
+    client without a socket (test doubles)."""
+    sock = getattr(client, "socket", None)
+    try:
+        return str(sock.getpeername()[0]).split("%")[0]
+    except (AttributeError, OSError, IndexError):
+        return None
+
+
 def reached_address(client: ModbusTcpClient, config: ControllerConfig) -> str:
     """The IP address the client's connection actually reached, in one spelling: an
     IPv4-mapped IPv6 address as IPv4, every loopback address as "loopback". Falls back to
     the configured host for a client without a socket (test doubles)."""
-    sock = getattr(client, "socket", None)
     try:
-        address = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
-    except (AttributeError, OSError, ValueError, IndexError):
+        address = ipaddress.ip_address(peer_address(client) or "")
+    except ValueError:
         return config.host.lower()
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
@@ -423,6 +433,10 @@ class _Controller:
                 gevent.sleep(0)
 
     def _connect(self) -> bool:
+        outside = self._outside_networks()
+        if outside:
+            self._not_allowed(outside)
+            return False
         client = self.poller.client_factory(self.config)
         if not client.connect():
             client.close()
@@ -430,6 +444,11 @@ class _Controller:
                             getattr(client, "last_error", None) or "connect failed")
             return False
         self.client = client
+        # What was reached, not only what the name resolved to a moment before.
+        peer = peer_address(client)
+        if peer is not None and outside_networks(peer, self.poller.networks):
+            self._not_allowed(peer)
+            return False
         # The first poll on this connection re-learns the command echo and heartbeat, and
         # answers an event captured meanwhile (see the module's docstring).
         self.synced = False
@@ -479,6 +498,25 @@ class _Controller:
             raise TransportError(f"read IR 0-3: {len(rr.registers)} registers")
         return p.DeviceInfo.decode(rr.registers, self.config.word_order)
 
+    def _outside_networks(self) -> str | None:
+        """An address the gate's host resolves to outside the allowed networks, if any:
+        then the bridge does not connect at all (a manager cannot make it probe the
+        installation's other hosts)."""
+        if not self.poller.networks:
+            return None
+        try:
+            found = {info[4][0] for info in gevent.socket.getaddrinfo(
+                self.config.host, self.config.port, type=gevent.socket.SOCK_STREAM)}
+        except OSError:
+            return None  # unresolvable: the connect fails as unreachable
+        return next((a for a in sorted(found)
+                     if outside_networks(a, self.poller.networks)), None)
+
+    def _not_allowed(self, address: str) -> None:
+        log.warning("gate %s: %s is outside GATE_NETWORKS, not connected",
+                    self.config.gate_id, address)
+        self._drop("address_not_allowed", f"{address} is outside GATE_NETWORKS")
+
     def _drop(self, kind: ErrorKind, message: str) -> None:
         """Close a connection the bridge will not serve, as a fault: it answers, but no
         event is read, decided or recorded and no command sent; retried with backoff."""
@@ -495,8 +533,8 @@ class _Controller:
         self._drop("controller_taken", f"the controller is served by gate {holder}")
 
     def _wait_before_retry(self) -> None:
-        if self.state.status == "offline" or self.state.error_kind in ("controller_taken",
-                                                                      "unsupported"):
+        if self.state.status == "offline" or self.state.error_kind in (
+                "controller_taken", "unsupported", "address_not_allowed"):
             delay = backoff_delay(
                 self.attempt, self.poller.backoff_base, self.poller.backoff_cap, self.poller.rng
             )
@@ -862,6 +900,7 @@ class Poller:
         state_every: float = STATE_EVERY_S,
         event_max_age: float = EVENT_MAX_AGE_S,
         watchdog_s: int = WATCHDOG_S,
+        networks: Sequence[Network] = (),
         rng: Callable[[float, float], float] = random.uniform,
     ) -> None:
         self.configs = {c.gate_id: c for c in configs}
@@ -877,6 +916,8 @@ class Poller:
         self.state_every = state_every
         self.event_max_age = event_max_age
         self.watchdog_s = watchdog_s
+        # GATE_NETWORKS: where controllers may be; empty, anywhere.
+        self.networks = tuple(networks)
         self.rng = rng
         self.group = Group()
         self.controllers: dict[int, _Controller] = {}

@@ -178,8 +178,8 @@ class BridgeService:
         self.write_s = write_s
         self.cache = DecisionCache(self._load)
         self.spool = Spool(Path(app.instance_path) / "gate-events.spool")
-        self.poller = Poller([], self.decide, self.on_event, self.on_state,
-                             **(poller_options or {}))
+        options = {"networks": app.config.get("GATE_NETWORKS", ()), **(poller_options or {})}
+        self.poller = Poller([], self.decide, self.on_event, self.on_state, **options)
         self.group = Group()
         self._versions: dict[int, int] | None = None
         self._full_at = 0.0

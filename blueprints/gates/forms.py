@@ -1,5 +1,6 @@
 """Forms of the gates area."""
 
+from flask import current_app
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -65,4 +66,5 @@ class GateForm(Form):
             "poll_ms": self.poll_ms.data,
             "word_order": self.word_order.data,
             "enabled": bool(self.enabled.data),
+            "networks": current_app.config.get("GATE_NETWORKS", ()),
         }

@@ -911,6 +911,43 @@ def test_after_a_restart_a_gate_keeps_its_controller_before_it_reconnects(
     assert recorder.event_for(9, seq) is None
 
 
+def test_outside_the_controller_networks_the_bridge_does_not_connect(
+    simulator, run_poller, recorder
+):
+    """GATE_NETWORKS: a manager pointing a gate at another host of the installation gets no
+    connection there; by address or by a name that resolves outside alike."""
+    import ipaddress
+
+    _host, port = simulator.addresses[0]
+    by_name = ControllerConfig(gate_id=2, territory_id=8, host="localhost", port=port,
+                               poll_ms=50)
+    elsewhere = (ipaddress.ip_network("10.99.0.0/16"),)
+    poller = run_poller([config_for(simulator), by_name], networks=elsewhere,
+                        backoff_base=0.05, backoff_cap=0.2)
+    for gate_id in (1, 2):
+        assert wait_until(lambda g=gate_id: poller.state(g).error_kind == "address_not_allowed",
+                          timeout=3)
+    gevent.sleep(0.3)
+    assert poller.state(1).status == "fault" and poller.command(1).reason == "offline"
+    assert state(simulator)["watchdog"] == 0  # nothing was ever written there
+    seq = present(simulator, type="card", card=1)
+    gevent.sleep(0.3)
+    assert recorder.event_for(1, seq) is None and recorder.event_for(2, seq) is None
+    poller.stop()
+    # A name that resolved inside but reached outside (DNS changed in between): what the
+    # connection reached is checked too. Here the client is pointed at loopback regardless.
+    rebound = ControllerConfig(gate_id=3, territory_id=8, host="10.99.0.1", port=port,
+                               poll_ms=50)
+    tricked = run_poller([rebound], networks=elsewhere, backoff_base=0.05, backoff_cap=0.2,
+                         client_factory=lambda c: make_client(replace(c, host="127.0.0.1")))
+    assert wait_until(lambda: tricked.state(3).error_kind == "address_not_allowed", timeout=3)
+    assert "127.0.0.1 is outside" in tricked.state(3).last_error
+    tricked.stop()
+    loopback = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    allowed = run_poller([config_for(simulator)], networks=loopback)
+    assert online(allowed, 1)
+
+
 def test_each_connection_sets_the_controller_s_watchdog_so_exits_stay_free_without_it(
     simulator, run_poller
 ):

@@ -203,3 +203,33 @@ def test_a_gate_names_its_controller_since_its_address_last_changed(app, make_ac
         assert Gate.get_by_id(gate.id).address_since == first - dt.timedelta(days=1)
         gates.update_gate(t.id, gate.id, **{**settings, "host": "10.0.0.8"})
         assert Gate.get_by_id(gate.id).address_since > first - dt.timedelta(hours=1)
+
+
+def test_an_address_outside_the_installation_s_controller_networks_is_refused(
+        app, make_account):
+    """GATE_NETWORKS: a manager cannot point the bridge at the installation's other hosts.
+    An IP address is refused at the field; a name is left to the bridge, which checks what
+    it resolves to and what it reaches (tests/bridge/test_poller.py)."""
+    import ipaddress
+
+    from domain.gates import NOT_IN_NETWORKS, gate_problems
+
+    nets = (ipaddress.ip_network("10.20.0.0/16"),)
+    with app.test_request_context():
+        t = create_territory(make_account(), name="ЖК", kind="residential")
+        settings = dict(name="Въезд", port=502, unit_id=1, direction="entry", poll_ms=200,
+                        word_order="big")
+
+        def problem(host, networks=nets):
+            return gate_problems(t.id, host=host, networks=networks, **settings).get("host")
+
+        assert problem("10.20.3.4") is None and problem("gate-1.local") is None
+        assert problem("::ffff:10.20.3.4") is None  # the same address, IPv4-mapped
+        assert problem("10.21.0.1") == NOT_IN_NETWORKS
+        assert problem("169.254.169.254") == NOT_IN_NETWORKS
+        assert problem("127.0.0.1") == NOT_IN_NETWORKS and problem("::1") == NOT_IN_NETWORKS
+        assert problem("127.0.0.1", networks=()) is None  # unset: any address
+        with pytest.raises(DomainError) as refused:
+            gates.add_gate(t, name="Въезд", host="192.168.1.10", port=502, networks=nets)
+        assert refused.value.field == "host"
+        assert Gate.select().count() == 0

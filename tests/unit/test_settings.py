@@ -132,3 +132,18 @@ def test_the_retention_is_read_at_start_and_used_by_the_command_and_the_housekee
     PurgeJob(app).run_once()
     with app.app_context():
         assert GateEvent.select().count() == 1
+
+
+def test_gate_networks_are_read_as_networks_and_a_wrong_one_stops_the_start(build, monkeypatch):
+    import ipaddress
+
+    assert build().config["GATE_NETWORKS"] == ()  # unset: any address
+    monkeypatch.setenv("GATE_NETWORKS", " 10.20.0.0/16, 192.168.5.7 ,fd00::/8,")
+    assert build().config["GATE_NETWORKS"] == (
+        ipaddress.ip_network("10.20.0.0/16"), ipaddress.ip_network("192.168.5.7/32"),
+        ipaddress.ip_network("fd00::/8"))
+    monkeypatch.setenv("GATE_NETWORKS", "10.20.0.0/16,gates.local")
+    with pytest.raises(SettingsError) as refused:
+        build()
+    assert str(refused.value) == ("GATE_NETWORKS: 'gates.local' is not a network like "
+                                  "10.20.0.0/16 or an address")

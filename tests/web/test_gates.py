@@ -13,7 +13,7 @@ from domain.billing import AccessGrant
 from domain.db import utcnow
 from domain.errors import DomainError
 from domain.gates import Gate, GateCommand, GateEvent, record_event
-from domain.territories import Membership, Unit, create_territory
+from domain.territories import Membership, Territory, Unit, create_territory
 from tests.conftest import csrf_token
 from tests.gate_race import insert_gate, race
 
@@ -245,6 +245,31 @@ def _gate_form(**overrides):
             "unit_id": "3", "poll_ms": "250", "word_order": "little", "enabled": "y"}
     data.update(overrides)
     return data
+
+
+def test_the_form_and_the_cli_keep_gates_inside_the_controller_networks(
+        app, client, auth, world):
+    """GATE_NETWORKS set: an address outside is refused at its field, the rest kept; the CLI
+    refuses it in one line."""
+    import ipaddress
+
+    app.config["GATE_NETWORKS"] = (ipaddress.ip_network("10.0.0.0/24"),)
+    auth.login("+79990000202")
+    token = csrf_token(client, f"/t/{world.t}/gates/new")
+    outside = client.post(f"/t/{world.t}/gates/new",
+                          data={"csrf_token": token, **_gate_form(host="192.168.0.9")})
+    html = outside.get_data(as_text=True)
+    assert outside.status_code == 422
+    assert re.search(r'id="host-error">Этот адрес не из сети контроллеров', html)
+    assert 'value="192.168.0.9"' in html and 'value="Шлагбаум"' in html
+    inside = client.post(f"/t/{world.t}/gates/new", data={"csrf_token": token, **_gate_form()})
+    assert inside.status_code == 302
+    with app.app_context():
+        code = Territory.get_by_id(world.t).display_code
+    result = app.test_cli_runner().invoke(args=[
+        "gates", "add", "--territory", code, "--name", "Калитка", "--host", "172.16.0.1",
+        "--port", "502", "--unit", "1", "--direction", "exit"])
+    assert result.exit_code == 1 and "Этот адрес не из сети контроллеров" in result.output
 
 
 def test_manager_adds_and_edits_a_gate(app, client, auth, world):
