@@ -61,3 +61,34 @@ def test_watch_reads_recent_changes_and_resyncs_in_full(app, make_account, monke
         monkeypatch.setattr(service_module, "FULL_RESYNC", 0.0)
         bridge.watch()
         assert invalidated == [first.id, second.id]
+
+
+def test_the_identity_a_gate_reached_is_stored_and_handed_to_the_next_bridge(
+        app, make_account):
+    """A switched-off gate keeps its controller across a restart: the service stores what
+    each gate reached with the address it reached it at, and the next one hands the poller
+    only what still matches the gate's address."""
+    import ipaddress
+
+    from gatebridge.poller import ControllerState
+    from gatebridge.service import config_of
+
+    with app.app_context():
+        t = create_territory(make_account(), name="ЖК", kind="residential")
+        kept = Gate.create(territory=t, name="Въезд", host="10.0.0.5", port=502)
+        moved = Gate.create(territory=t, name="Выезд", host="10.0.0.6", port=502)
+        first = BridgeService(app)
+        for gate, identity in ((kept, ("10.0.0.5", 502, 77)), (moved, ("10.0.0.6", 502,
+                                                                        ("unit", 1)))):
+            config = config_of(Gate.get_by_id(gate.id))
+            first.poller.configs[gate.id] = config
+            first.poller.reached[gate.id] = identity
+            first.store_state(config, ControllerState(gate.id, status="online"))
+        Gate.update(enabled=False).execute()  # both switched off, then the bridge restarts
+        Gate.update(host="10.0.0.9").where(Gate.id == moved.id).execute()  # pointed elsewhere
+        second = BridgeService(app)
+        second.reload()
+        assert set(second.poller.held) == {kept.id}
+        assert second.poller.reached == {kept.id: ("10.0.0.5", 502, 77)}
+        app.config["GATE_NETWORKS"] = (ipaddress.ip_network("10.0.0.0/24"),)
+        assert BridgeService(app).poller.networks == app.config["GATE_NETWORKS"]
