@@ -859,12 +859,10 @@ def test_an_old_gate_pointed_at_another_territory_s_controller_does_not_take_it(
     assert recorder.event_for(1, seq) is None
 
 
-def test_a_gate_switched_off_before_a_restart_keeps_its_controller(
-    simulator, run_poller, recorder
-):
-    """Known weak at stop 20: the switched-off gate's claim lived in the bridge's memory, so
-    after a restart another territory's gate naming the device by another spelling got it.
-    The next bridge is told the identity the gate reached (`known`, stored by the service)."""
+def _reached_before_a_restart(simulator, run_poller):
+    """Gate 1 (named its controller first) reached it under a bridge now stopped; gate 9,
+    another territory's, names the same device as «localhost». Returns (gate 1's config,
+    gate 9's, the identity gate 1 reached)."""
     older = config_for(simulator, gate_id=1, since=1000.0)
     _host, port = simulator.addresses[0]
     newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
@@ -872,8 +870,18 @@ def test_a_gate_switched_off_before_a_restart_keeps_its_controller(
     first = run_poller([older])
     assert online(first, 1)
     identity = first.reached[1]
-    first.stop()  # the bridge restarts while gate 1 is switched off
-    restarted = run_poller([])
+    first.stop()
+    return older, newer, identity
+
+
+def test_a_gate_switched_off_before_a_restart_keeps_its_controller(
+    simulator, run_poller, recorder
+):
+    """Known weak at stop 20: the switched-off gate's claim lived in the bridge's memory, so
+    after a restart another territory's gate naming the device by another spelling got it.
+    The next bridge is told the identity the gate reached (`known`, stored by the service)."""
+    older, newer, identity = _reached_before_a_restart(simulator, run_poller)
+    restarted = run_poller([])  # gate 1 was switched off meanwhile
     restarted.update([newer], held=[older], known={1: identity})
     assert wait_until(lambda: restarted.state(9).error_kind == "controller_taken", timeout=3)
     seq = present(simulator, type="card", card=1)
@@ -891,14 +899,7 @@ def test_after_a_restart_a_gate_keeps_its_controller_before_it_reconnects(
 ):
     """A restarted bridge whose older gate cannot reach its controller at first (its link is
     down) does not serve the device to another territory's gate meanwhile."""
-    older = config_for(simulator, gate_id=1, since=1000.0)
-    _host, port = simulator.addresses[0]
-    newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
-                             poll_ms=50, since=2000.0)
-    first = run_poller([older])
-    assert online(first, 1)
-    identity = first.reached[1]
-    first.stop()
+    older, newer, identity = _reached_before_a_restart(simulator, run_poller)
 
     def factory(config):
         return Unreachable() if config.gate_id == 1 else make_client(config)
