@@ -64,17 +64,33 @@ def _unauthorized() -> Response:
     return redirect(url_for("auth.login", next=here))
 
 
+# Where passes/shortcut.py leaves the database error it met on a request it hands to Flask.
+SHORTCUT_FAILED = "propusk.shortcut_failed"
+
+
 @login_manager.user_loader
 def _load(token: str) -> accounts.Account | None:
     """The signed-in account; on a territory page (/t/<tid>/…) its membership there comes in
-    the same query and waits in g for blueprints/scope.current_membership."""
-    tid = (request.view_args or {}).get("tid")
-    if isinstance(tid, int):
-        device, member = territories.device_with_membership(token, tid)
-        if device is not None:
-            g.loaded_membership = (tid, token, member)
-    else:
-        device = accounts.device_for_token(token)
+    the same query and waits in g for blueprints/scope.current_membership.
+
+    When the lookup fails (the database busy or gone), the request fails with that error,
+    and the rest of it sees nobody signed in. Flask-Login would run the lookup again at the
+    next look at current_user: the error page's language, its shell and the security
+    headers each waited out the database again (10 s, then a bare 500 instead of 503)."""
+    try:
+        failed = request.environ.get(SHORTCUT_FAILED)
+        if failed is not None:
+            raise failed  # met a moment ago by the shortcut, on this very request
+        tid = (request.view_args or {}).get("tid")
+        if isinstance(tid, int):
+            device, member = territories.device_with_membership(token, tid)
+            if device is not None:
+                g.loaded_membership = (tid, token, member)
+        else:
+            device = accounts.device_for_token(token)
+    except Exception:
+        g._login_user = login_manager.anonymous_user()
+        raise
     return device.account if device else None
 
 

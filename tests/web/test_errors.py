@@ -131,3 +131,71 @@ def test_a_database_busy_too_long_is_a_wait_not_a_fault(app, monkeypatch):
     with app.app_context():
         assert VehiclePass.select().count() == 0
     assert client.post(f"/t/{tid}/passes/new", data=form).status_code == 302
+
+
+def test_a_sign_in_lookup_that_fails_is_not_tried_again_for_the_error_page(app, monkeypatch):
+    """Audit: the device's last-seen write met SQLite's lock inside Flask-Login's user
+    loader; the error page's language, its shell and the security headers each looked at
+    current_user, ran the loader again and waited again: 10 s, then a bare 500. The lookup
+    runs once; the answer is the 503 that says to send again."""
+    import datetime as dt
+    import sqlite3
+
+    from domain import territories
+    from domain.accounts import Device
+    from domain.db import db, utcnow
+    from domain.territories import Membership, create_territory
+    from tests import database
+
+    if database.postgresql():
+        pytest.skip("SQLite's file lock")
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    with app.test_request_context():
+        manager = person("Управляющий")
+        t = create_territory(manager, name="ЖК", kind="residential")
+        guard = person("Охранов")
+        Membership.create(account=guard, territory=t, role="operator")
+    client = signed_in(app, guard)
+    with app.app_context():  # last seen long ago: this request writes it
+        Device.update(last_seen_at=utcnow() - dt.timedelta(hours=1)).execute()
+    calls = []
+    real = territories.device_with_membership
+
+    def counted(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(territories, "device_with_membership", counted)
+    monkeypatch.setattr(db.obj, "busy_wait", 0.3)
+    holder = sqlite3.connect(app.config["DATABASE_URL"].removeprefix("sqlite:///"))
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        # The mistake header sends it through Flask, not the check's shortcut.
+        response = client.get(f"/t/{t.id}/check?plate=A777AA77",
+                              headers={"HX-Request": "true", "X-Plate-Mistake": "shown"})
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert "data-request-error>Сервер сейчас занят" in response.get_data(as_text=True)
+        assert len(calls) == 1
+        full = client.get(f"/t/{t.id}/passes")  # the whole page: the shell, as nobody
+        assert full.status_code == 503 and "Сервер занят" in full.get_data(as_text=True)
+        assert len(calls) == 2
+    finally:
+        holder.rollback()
+        holder.close()
+    assert client.get(f"/t/{t.id}/check?plate=A777AA77",
+                      headers={"HX-Request": "true"}).status_code == 200
+
+
+def test_an_id_no_database_can_hold_is_no_page(app):
+    """Audit: /t/<a 20-digit number>/… reached SQLite, which refused it (OverflowError):
+    a bare 500. Every `<int:…>` of a route now stops at 2**63 - 1."""
+    with app.test_request_context():
+        someone = person("Кто-то")
+    client = signed_in(app, someone)
+    for path in ("/t/99999999999999999999/", "/t/9223372036854775808/check",
+                 "/t/1/passes/99999999999999999999/revoke"):
+        response = client.get(path)
+        assert response.status_code in (404, 405), path
+        assert "Страница не найдена" in response.get_data(as_text=True) or \
+            response.status_code == 405
+    assert client.get("/t/9223372036854775807/").status_code == 404  # the largest: no such
