@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter, Map
+
+
+class DatabaseId(IntegerConverter):
+    """`<int:…>` of every route: a number the databases can hold as an id (SQLite refused a
+    longer one with OverflowError, a 500; now such an address is no page, 404)."""
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None,
+                 max: int | None = 2**63 - 1, signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def register_blueprints(app: Flask) -> None:
     """Mount every area's blueprint."""
+    app.url_map.converters["int"] = DatabaseId
     from blueprints.admin.routes import bp as admin
     from blueprints.auth.routes import bp as auth
     from blueprints.billing import register as register_billing
