@@ -27,17 +27,28 @@ compares its answers byte for byte with Flask's.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
 
-from flask import Flask, g, request_finished, request_started
+from flask import (
+    Flask,
+    g,
+    got_request_exception,
+    request_finished,
+    request_started,
+    request_tearing_down,
+)
+from flask_login import signals as login_signals
+from peewee import PeeweeException
 from werkzeug.exceptions import HTTPException
 
 from blueprints.i18n import locale_for
 from blueprints.passes.forms import could_be_plate
 from blueprints.scope import admits, enter
 from blueprints.security import header_list
+from blueprints.sessions import SHORTCUT_FAILED
 from blueprints.ui import wants_partial
 from domain.db import db
 from domain.territories import device_with_membership
@@ -60,6 +71,14 @@ EXPECTED = {
 }
 # Settings under which Flask's answer would carry a cookie; the shortcut sends none.
 REFRESHING = ("SESSION_REFRESH_EACH_REQUEST", "REMEMBER_COOKIE_REFRESH_EACH_REQUEST")
+# Request signals of Flask and Flask-Login: the shortcut sends none, so it serves only
+# while nobody listens to them.
+SIGNALS = (request_started, request_finished, request_tearing_down, got_request_exception,
+           login_signals.user_accessed, login_signals.user_loaded_from_cookie,
+           login_signals.user_loaded_from_request, login_signals.session_protected,
+           login_signals.user_unauthorized)
+# What a failed database looks like (peewee wraps the drivers' errors).
+DB_ERRORS = (PeeweeException, sqlite3.Error, OSError)
 
 
 def hooks(app: Flask, blueprint: str) -> dict[str, set[str]]:
@@ -76,9 +95,23 @@ def hooks(app: Flask, blueprint: str) -> dict[str, set[str]]:
         "teardown_request": names(app.teardown_request_funcs),
         "url_value_preprocessor": names(app.url_value_preprocessors),
         "signal": {f"{signal.name}:{getattr(receiver, '__qualname__', receiver)}"
-                   for signal in (request_started, request_finished)
-                   for receiver in signal.receivers.values()},
+                   for signal in SIGNALS for receiver in signal.receivers.values()},
     }
+
+
+def settings_changed(app: Flask) -> list[str]:
+    """Settings under which Flask's answer to the check would differ from the shortcut's:
+    cookies refreshed on every request, Flask-Login's session protection (it can refuse or
+    re-sign the session), CSRF checked on GET."""
+    changed = [name for name in REFRESHING if app.config.get(name)]
+    manager = app.extensions.get("login_manager") or getattr(app, "login_manager", None)
+    protection = app.config.get("SESSION_PROTECTION",
+                                getattr(manager, "session_protection", None))
+    if protection:
+        changed.append(f"SESSION_PROTECTION={protection}")
+    if "GET" in (app.config.get("WTF_CSRF_METHODS") or ()):
+        changed.append("WTF_CSRF_METHODS")
+    return changed
 
 
 class CheckShortcut:
@@ -95,16 +128,20 @@ class CheckShortcut:
         """Whether the app's hooks are still the ones this shortcut stands in for."""
         if self._serves is None:
             found = hooks(self.app, ENDPOINT.split(".")[0])
-            refreshing = [name for name in REFRESHING if self.app.config.get(name)]
+            changed = settings_changed(self.app)
             view = self.app.view_functions.get(ENDPOINT)
-            # The roles of the view's own territory_route: none read, none served.
-            self._roles = getattr(view, "territory_roles", None)
-            self._serves = found == EXPECTED and not refreshing and bool(self._roles)
+            # The roles of the view's own territory_route, only when nothing is stacked on it
+            # (a decorator above copies the attributes, not the rules it adds): none read,
+            # none served.
+            own = getattr(view, "territory_route", None) is view
+            self._roles = getattr(view, "territory_roles", None) if own else None
+            self._serves = found == EXPECTED and not changed and bool(self._roles)
             if not self._serves:
-                log.warning("plate check shortcut off: request hooks %s, cookies refreshed on "
-                            "every request by %s, the view's roles %s", found, refreshing,
-                            self._roles)
+                log.warning("plate check shortcut off: request hooks %s, settings %s, the "
+                            "view's roles %s", found, changed, self._roles)
             self._headers = header_list(self.app)
+            # Decided once: from here on Flask refuses new hooks, as after its first request.
+            self.app._got_first_request = True
         return self._serves
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
@@ -112,6 +149,11 @@ class CheckShortcut:
                 and environ.get("PATH_INFO", "").endswith("/check")):
             try:
                 body = self.verdict(environ)
+            except DB_ERRORS as error:
+                # Flask answers with its logging and error page, without asking the database
+                # again (sessions._load raises this): the wait is not paid twice.
+                environ[SHORTCUT_FAILED] = error
+                body = None
             except Exception as error:  # Flask answers it again, with its logging and error page
                 log.warning("plate check shortcut handed an error to Flask: %r", error)
                 body = None

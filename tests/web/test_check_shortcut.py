@@ -161,6 +161,7 @@ def test_the_browser_language_wins_as_in_flask(app, world):
         ("operator", "/t/{t}/check?plate=A777AA77", HX, "evil.example"),  # a host not served
         ("operator", "/t/{t}/checks?plate=A777AA77", HX, "localhost"),
         ("operator", "/t/{t}/check/suggest?plate=A777", HX, "localhost"),
+        ("operator", "/t/99999999999999999999/check?plate=A777AA77", HX, "localhost"),  # 404
     ],
 )
 def test_what_the_shortcut_leaves_to_flask(app, world, who, path, headers, host):
@@ -228,7 +229,6 @@ def test_it_stands_in_only_for_the_hooks_it_knows(app, world):
     """The app's hooks are the ones the shortcut does the work of; a new one switches it off,
     and the request then meets the hook in Flask."""
     assert hooks(app, "passes") == EXPECTED
-    assert _shortcut(app).serves()
     seen = []
 
     @app.before_request
@@ -286,3 +286,75 @@ def test_it_lets_through_the_roles_of_the_views_own_decorator(app, world):
         assert not CheckShortcut(app, _shortcut(app).inner).serves()
     finally:
         check.territory_roles = {"operator", "manager"}
+
+
+def test_once_it_has_decided_flask_takes_no_new_hook(app, world):
+    """Audit: a hook added after the shortcut's first answer was skipped for good (its
+    decision is kept). Flask now refuses it, as after its own first request."""
+    assert _shortcut(app).serves()
+    with pytest.raises(AssertionError, match="setup method"):
+        app.before_request(lambda: None)
+
+
+def test_a_decorator_stacked_on_the_view_switches_it_off(app, world):
+    """Audit: a wrapper above territory_route copied its roles, and the shortcut let through
+    whom the wrapper refused."""
+    import functools
+
+    from flask import abort
+
+    view = app.view_functions["passes.check"]
+
+    @functools.wraps(view)
+    def closed(*args, **kwargs):
+        abort(403)
+
+    app.view_functions["passes.check"] = closed
+    fresh = CheckShortcut(app, _shortcut(app).inner)
+    app.wsgi_app = fresh
+    response = world.clients["operator"].get(f"/t/{world.t}/check?plate=A777AA77", headers=HX)
+    assert response.status_code == 403 and not fresh.serves()
+
+
+@pytest.mark.parametrize("change", ["strong", "basic", "csrf_on_get", "listener"])
+def test_settings_and_listeners_that_change_flasks_answer_switch_it_off(app, world, change):
+    """Audit: Flask-Login's session protection (401, or a re-signed cookie), CSRF on GET (400)
+    and a listener to a request signal made Flask's answer differ; the shortcut served on."""
+    from flask_login import signals
+
+    def listener(*args, **kwargs):
+        pass
+
+    if change in ("strong", "basic"):
+        app.config["SESSION_PROTECTION"] = change
+    elif change == "csrf_on_get":
+        app.config["WTF_CSRF_METHODS"] = ["GET", "POST"]
+    else:
+        signals.user_accessed.connect(listener, app)
+    try:
+        assert not CheckShortcut(app, _shortcut(app).inner).serves()
+    finally:
+        signals.user_accessed.disconnect(listener, app)
+
+
+def test_a_database_error_is_answered_by_flask_without_a_second_wait(app, world, monkeypatch):
+    """Audit: an error in the shortcut's database work made Flask run the whole request
+    again, and wait out a busy database a second time. Flask now answers with the error the
+    shortcut met (503 for a busy one), asking the database nothing more."""
+    import sqlite3
+
+    from domain import territories
+
+    calls = []
+
+    def busy(*args):
+        calls.append(args)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(shortcut_module, "device_with_membership", busy)
+    monkeypatch.setattr(territories, "device_with_membership", busy)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = world.clients["operator"].get(f"/t/{world.t}/check?plate=A777AA77", headers=HX)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "Сервер сейчас занят" in response.get_data(as_text=True)
+    assert len(calls) == 1  # the shortcut's; Flask's user loader re-raised it
