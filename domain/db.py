@@ -17,6 +17,7 @@ from peewee import (
     Model,
     NodeList,
     OperationalError,
+    PeeweeException,
     PostgresqlDatabase,
     SqliteDatabase,
     fn,
@@ -185,6 +186,11 @@ class PostgresqlPool(PooledPostgresqlDatabase):
     def _close_raw(self, conn: Any) -> None:
         self._given_back.pop(id(conn), None)
         super()._close_raw(conn)
+
+
+# What "the database is unreachable" looks like: peewee's errors (psycopg2's and sqlite3's
+# are wrapped into them) and socket-level failures.
+DB_ERRORS: tuple[type[BaseException], ...] = (PeeweeException, OSError)
 
 
 def is_busy(exc: BaseException | None) -> bool:

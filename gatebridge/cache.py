@@ -34,16 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import peewee
-
+from domain.db import DB_ERRORS
 from gatebridge import protocol as p
 
 CacheKey = tuple[int, str, str, int]
 Loader = Callable[[CacheKey], tuple[Any, float | None]]
 
-# What "the database is unreachable" looks like: peewee's errors (psycopg2's and sqlite3's
-# are wrapped into them) and socket-level failures.
-DB_ERRORS: tuple[type[BaseException], ...] = (peewee.PeeweeException, OSError)
 
 
 def cache_key(

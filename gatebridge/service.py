@@ -54,7 +54,7 @@ from flask import Flask
 from gevent.pool import Group
 
 from domain import access, versions
-from domain.db import db, utcnow
+from domain.db import DB_ERRORS, db, utcnow
 from domain.gates import (
     COMMAND_MAX_AGE,
     Gate,
@@ -67,7 +67,7 @@ from domain.gates import (
 from domain.passes import normalize_plate
 from domain.territories import Territory
 from gatebridge import protocol as p
-from gatebridge.cache import DB_ERRORS, CacheKey, DecisionCache, cache_key
+from gatebridge.cache import CacheKey, DecisionCache, cache_key
 from gatebridge.poller import ControllerConfig, ControllerState, Poller, event_direction
 from gatebridge.spool import Spool
 

@@ -27,7 +27,6 @@ compares its answers byte for byte with Flask's.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Any
@@ -41,7 +40,6 @@ from flask import (
     request_tearing_down,
 )
 from flask_login import signals as login_signals
-from peewee import PeeweeException
 from werkzeug.exceptions import HTTPException
 
 from blueprints.i18n import locale_for
@@ -50,7 +48,7 @@ from blueprints.scope import admits, enter
 from blueprints.security import header_list
 from blueprints.sessions import SHORTCUT_FAILED
 from blueprints.ui import wants_partial
-from domain.db import db
+from domain.db import DB_ERRORS, db
 from domain.territories import device_with_membership
 
 log = logging.getLogger("propusk.shortcut")
@@ -77,8 +75,6 @@ SIGNALS = (request_started, request_finished, request_tearing_down, got_request_
            login_signals.user_accessed, login_signals.user_loaded_from_cookie,
            login_signals.user_loaded_from_request, login_signals.session_protected,
            login_signals.user_unauthorized)
-# What a failed database looks like (peewee wraps the drivers' errors).
-DB_ERRORS = (PeeweeException, sqlite3.Error, OSError)
 
 
 def hooks(app: Flask, blueprint: str) -> dict[str, set[str]]:
