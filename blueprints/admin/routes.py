@@ -11,7 +11,7 @@ from blueprints.manage.forms import role_choices
 from blueprints.ui import EmptyForm, form_error, page, page_number, paged
 from domain import admin, territories
 from domain.errors import DomainError, NotFound
-from domain.territories import Membership, Territory, left_without_manager
+from domain.territories import Membership, Territory
 from domain.text import in_quotes
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -53,12 +53,8 @@ def _account_page(account_id: int, form: AttachForm | None = None, status: int =
         form = AttachForm(formdata=None)
     form.role.choices = role_choices()
     memberships = list(Membership.of_account(account))
-    # A deletion the purge holds back while they alone manage a territory with members: the
-    # admin is the one who can give those territories another manager.
-    held = left_without_manager(account) if account.deletion_due_at else []
-    held_names = ", ".join(f"«{in_quotes(t.name)}»" for t in held)
     return page("admin/account.html", account=account, form=form,
-                memberships=memberships, held_names=held_names, status=status)
+                memberships=memberships, status=status)
 
 
 @bp.get("/accounts/<int:aid>")

@@ -28,17 +28,20 @@ bp = Blueprint("profile", __name__, url_prefix="/profile")
 
 
 @bp.app_template_global()
-def deletion_held_by() -> str:
-    """The territories that hold the signed-in person's deletion back, «named», or "": they
-    alone manage them while others are members (accounts.purge_deleted waits for another
-    manager)."""
-    if not current_user.is_authenticated or current_user.deletion_due_at is None:
+def deletion_held_by(account: accounts.Account | None = None) -> str:
+    """The territories that hold the deletion of `account` (the signed-in person's by
+    default; the admin's account page names one) back, «named», or "": it alone manages
+    them while others are members (accounts.purge_deleted waits for another manager)."""
+    if account is None:
+        if not current_user.is_authenticated:
+            return ""
+        account = current_user._get_current_object()
+    if account.deletion_due_at is None:
         return ""
     from domain.territories import left_without_manager
     from domain.text import in_quotes
 
-    held = left_without_manager(current_user._get_current_object())
-    return ", ".join(f"«{in_quotes(t.name)}»" for t in held)
+    return ", ".join(f"«{in_quotes(t.name)}»" for t in left_without_manager(account))
 
 
 @bp.before_request
