@@ -743,14 +743,7 @@ class _Controller:
             pending = self.commands.popleft()
             if time.monotonic() > pending.deadline:
                 # The caller has given up; firing now would open for nobody.
-                pending.finish(
-                    CommandResult(
-                        False,
-                        self.config.gate_id,
-                        reason="not_confirmed",
-                        message="given up before it was sent",
-                    )
-                )
+                self._fail(pending, "not_confirmed", "given up before it was sent")
                 continue
             if not self.synced:
                 # Connected but not yet polled: learn command_seq_echo before choosing a seq.
@@ -769,15 +762,7 @@ class _Controller:
         try:
             self._write("write HR 120-123", p.HR_COMMAND_START, registers)
         except DeviceError as exc:
-            pending.finish(
-                CommandResult(
-                    False,
-                    self.config.gate_id,
-                    pending.seq,
-                    "rejected",
-                    str(exc),
-                )
-            )
+            self._fail(pending, "rejected", str(exc))
             return
         except TransportError as exc:
             # The answer may have been lost after the controller acted. Writing the same
@@ -791,24 +776,12 @@ class _Controller:
             self._transport_failed(str(exc))
             if time.monotonic() > pending.deadline or not self._connect():
                 # Gone: the press fails at once (GATE_PROTOCOL rule 4).
-                pending.finish(
-                    CommandResult(
-                        False, self.config.gate_id, pending.seq, "offline", str(exc)
-                    )
-                )
+                self._fail(pending, "offline", str(exc))
                 return
             try:
                 self._write("write HR 120-123", p.HR_COMMAND_START, registers)
             except DeviceError as exc2:
-                pending.finish(
-                    CommandResult(
-                        False,
-                        self.config.gate_id,
-                        pending.seq,
-                        "rejected",
-                        str(exc2),
-                    )
-                )
+                self._fail(pending, "rejected", str(exc2))
                 return
             except TransportError:
                 # Written twice, on two live connections, and never answered: the controller
@@ -833,15 +806,7 @@ class _Controller:
             if snap.command_seq_echo == pending.seq:
                 pending.finish(CommandResult(True, self.config.gate_id, pending.seq, "ok"))
             elif now > pending.deadline:
-                pending.finish(
-                    CommandResult(
-                        False,
-                        self.config.gate_id,
-                        pending.seq,
-                        "not_confirmed",
-                        "no echo of the command",
-                    )
-                )
+                self._fail(pending, "not_confirmed", "no echo of the command")
             else:
                 still.append(pending)
         self.awaiting_echo = still
@@ -851,7 +816,11 @@ class _Controller:
         self.commands.clear()
         self.awaiting_echo = []
         for pending in failed:
-            pending.finish(CommandResult(False, self.config.gate_id, pending.seq, reason, message))  # type: ignore[arg-type]
+            self._fail(pending, reason, message)
+
+    def _fail(self, pending: _PendingCommand, reason: str, message: str) -> None:
+        """The command failed: its caller learns why (a CommandResult reason) and the detail."""
+        pending.finish(CommandResult(False, self.config.gate_id, pending.seq, reason, message))  # type: ignore[arg-type]
 
     # -- state ----------------------------------------------------------------------
 
