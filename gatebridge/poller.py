@@ -32,10 +32,14 @@ Choices worth knowing:
   peer's IP, IPv4-mapped and loopback spellings folded) with its port and serial. Two
   gates whose addresses are written differently but reach the same device (`localhost`
   and `127.0.0.1`, a second DNS name, a unit id the device ignores) cannot both be served:
-  the gate that has named the controller longest (`since`, then the lower id) keeps it and
-  the other shows «controller_taken» and acts on nothing. Without this, a manager of one
-  territory could open another's barrier by spelling its address differently. A controller
-  with a map version other than 1 is refused as unsupported.
+  the gate that reached the device first (`Poller.claim`) keeps it and the other shows
+  «controller_taken» and acts on nothing. Without this, a manager of one territory could
+  open another's barrier by spelling its address differently, or by re-pointing a DNS name
+  their gate names. A controller with a map version other than 1 is refused as unsupported.
+* A gate's host name is resolved once per connection attempt (within RESOLVE_S), and the
+  connection goes to an address that was resolved, never to the name again. With
+  GATE_NETWORKS set, a name that does not resolve, or resolves to any address outside the
+  networks, gets no connection at all.
 * Each connection, once its controller is claimed, sets the controller's own watchdog (HR
   200-201: WATCHDOG_S, offline policy 0), so that with the bridge away the controller lets
   people out by itself (SPEC: exit stays free). Gates switched off are not polled, but the
@@ -81,6 +85,8 @@ GateDirection = Literal["entry", "exit", "both"]
 Status = Literal["offline", "online", "fault"]
 
 OFFLINE_AFTER_S = 3.0
+# How long the gate's host name may take to resolve before the attempt counts as failed.
+RESOLVE_S = 3.0
 STUCK_AFTER_S = 5.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -117,8 +123,8 @@ class ControllerConfig:
     timeout: float = 0.5
     # The territory's «Свободный выезд»: exits open without asking `decide`.
     free_exit: bool = True
-    # Since when (Unix time) the gate names this controller (Gate.address_since): of two
-    # gates reaching one device the one that named it first keeps it (Poller.claim).
+    # Since when (Unix time) the gate names its address (Gate.address_since): what an
+    # identity stored by an earlier bridge without the moment it was reached ranks from.
     since: float = 0.0
 
     def __post_init__(self) -> None:
@@ -433,13 +439,18 @@ class _Controller:
                 gevent.sleep(0)
 
     def _connect(self) -> bool:
-        outside = self._outside_networks()
-        if outside:
-            self._not_allowed(outside)
+        addresses = self._addresses()
+        if addresses is None:
             return False
-        client = self.poller.client_factory(self.config)
-        if not client.connect():
+        client = None
+        for address in addresses:
+            # To the address checked, never to the name: resolved again, a name could
+            # answer another address this time (DNS rebinding).
+            client = self.poller.client_factory(replace(self.config, host=address))
+            if client.connect():
+                break
             client.close()
+        else:
             self._no_answer("unreachable",
                             getattr(client, "last_error", None) or "connect failed")
             return False
@@ -498,19 +509,26 @@ class _Controller:
             raise TransportError(f"read IR 0-3: {len(rr.registers)} registers")
         return p.DeviceInfo.decode(rr.registers, self.config.word_order)
 
-    def _outside_networks(self) -> str | None:
-        """An address the gate's host resolves to outside the allowed networks, if any:
-        then the bridge does not connect at all (a manager cannot make it probe the
-        installation's other hosts)."""
-        if not self.poller.networks:
-            return None
+    def _addresses(self) -> list[str] | None:
+        """The addresses to try for the gate's host, resolved once, in the resolver's
+        order; None (the gate's state says why) when the name does not resolve within
+        RESOLVE_S or, with GATE_NETWORKS set, any address is outside them: then the bridge
+        does not connect at all (a manager cannot make it probe the installation's other
+        hosts, nor learn which of them listen)."""
         try:
-            found = {info[4][0] for info in gevent.socket.getaddrinfo(
-                self.config.host, self.config.port, type=gevent.socket.SOCK_STREAM)}
-        except OSError:
-            return None  # unresolvable: the connect fails as unreachable
-        return next((a for a in sorted(found)
-                     if outside_networks(a, self.poller.networks)), None)
+            with gevent.Timeout(RESOLVE_S, OSError(f"no answer within {RESOLVE_S:g} s")):
+                found = gevent.socket.getaddrinfo(self.config.host, self.config.port,
+                                                  type=gevent.socket.SOCK_STREAM)
+        except OSError as exc:
+            self._no_answer("unreachable", f"resolve {self.config.host}: {exc}")
+            return None
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+        outside = next((a for a in addresses if outside_networks(a, self.poller.networks)),
+                       None) if self.poller.networks else None
+        if outside is not None:
+            self._not_allowed(outside)
+            return None
+        return addresses
 
     def _not_allowed(self, address: str) -> None:
         log.warning("gate %s: %s is outside GATE_NETWORKS, not connected",
@@ -895,9 +913,11 @@ class Poller:
         # (gate_id, seconds) of every pause before a reconnect; bounded, for tests and logs.
         self.reconnect_waits: deque[tuple[int, float]] = deque(maxlen=1000)
         # Controller identity -> the connected controller serving it (one gate per device),
-        # and the identity each gate last reached, kept while it reconnects (`claim`).
+        # and the identity each gate last reached, kept while it reconnects (`claim`), with
+        # the moment (Unix time) it first reached it: what ranks two gates reaching one.
         self.claims: dict[tuple, _Controller] = {}
         self.reached: dict[int, tuple] = {}
+        self.reached_since: dict[int, float] = {}
         # Gates switched off («Включены» unticked) whose controller is not polled but stays
         # theirs: the identity they reached keeps its claim (`update`, `claim`).
         self.held: dict[int, ControllerConfig] = {}
@@ -938,9 +958,14 @@ class Poller:
         took the barrier over within seconds. Moved to another address, a held gate lets
         go of the old one.
 
-        `known`: identities gates reached before this poller (stored by an earlier bridge,
-        for their current address), so that after a restart a gate keeps its controller
-        before it reconnects, and a gate switched off keeps it though nothing connects.
+        `known`: identities gates reached before this poller, each with the moment it was
+        first reached (stored by an earlier bridge, for the gate's current address), so
+        that after a restart a gate keeps its controller before it reconnects, and a gate
+        switched off keeps it though nothing connects.
+
+        A gate whose settings change but not its address (host, port, unit) keeps what it
+        reached: a new poll interval must not hand its controller to whoever reconnects
+        first.
         """
         wanted = {c.gate_id: c for c in configs}
         keep = {c.gate_id: c for c in held}
@@ -949,14 +974,14 @@ class Poller:
                     keep[gate_id], self.held[gate_id]):
                 del self.held[gate_id]
                 if gate_id not in self.configs:
-                    self.reached.pop(gate_id, None)
+                    self._forget(gate_id)
         for gate_id, old in list(self.configs.items()):
             new = wanted.get(gate_id)
             if new is None and gate_id in keep and _same_device(keep[gate_id], old):
                 self._remove(gate_id, keep_claim=True)
                 self.held[gate_id] = keep[gate_id]
             elif new is None or replace(new, free_exit=old.free_exit) != old:
-                self._remove(gate_id)
+                self._remove(gate_id, keep_claim=new is not None and _same_device(new, old))
             elif new != old:
                 # Only how exits are answered changed: keep the connection and the seq seen.
                 self.configs[gate_id] = new
@@ -969,27 +994,35 @@ class Poller:
                     self._spawn(config)
         # Before any of them connects: a gate that reached its controller under an earlier
         # bridge ranks as having it, not only once it reconnects.
-        for gate_id, identity in (known or {}).items():
+        for gate_id, (identity, since) in (known or {}).items():
             if gate_id in keep and gate_id not in self.configs:
                 self.held.setdefault(gate_id, keep[gate_id])
-            if gate_id in self.configs or gate_id in self.held:
-                self.reached.setdefault(gate_id, identity)
+            if (gate_id in self.configs or gate_id in self.held) and gate_id not in self.reached:
+                self.reached[gate_id] = identity
+                self.reached_since[gate_id] = since
 
     # -- one controller, one gate ---------------------------------------------------
 
     def claim(self, controller: _Controller) -> int | None:
         """Claim `controller.identity` for its gate; the gate id holding it instead, or None.
 
-        The gate that has named its controller longest (its config's `since`, then the
-        lower id) wins, connected or not: a gate keeps the identity it last reached
-        (`reached`) through its disconnects, until it is removed or reconfigured, so another
-        gate cannot take another territory's controller in the seconds the first one spends
-        reconnecting (a reboot, a flapping link). The first one takes the identity from the
-        other, which drops its connection at its next turn (`holds`). Ranked by gate id
-        alone, an old gate re-pointed at a newer territory's controller took it over.
+        The gate that reached this controller first (`reached_since`, then the lower id)
+        wins, connected or not: a gate keeps the identity it last reached (`reached`)
+        through its disconnects, until it is removed or moved to another address, so
+        another gate cannot take another territory's controller in the seconds the first
+        one spends reconnecting (a reboot, a flapping link). The first one takes the
+        identity from the other, which drops its connection at its next turn (`holds`).
+
+        Ranked by when a gate's address was written (stop 21), a manager kept an old
+        gate's rank while re-pointing the DNS name it names at another territory's
+        controller, and took that barrier over; ranked by gate id, an old gate re-pointed
+        by address did. Whatever its settings say, a gate reaching a device it has not
+        reached before ranks from now.
         """
         identity, gate_id = controller.identity, controller.config.gate_id
-        mine = (controller.config.since, gate_id)
+        since = (self.reached_since.get(gate_id, time.time())
+                 if self.reached.get(gate_id) == identity else time.time())
+        mine = (since, gate_id)
         older = [(self._rank(other), other) for other, seen in self.reached.items()
                  if seen == identity and other != gate_id
                  and (other in self.configs or other in self.held)
@@ -1001,11 +1034,15 @@ class Poller:
             holder.wake.set()
         self.claims[identity] = controller
         self.reached[gate_id] = identity
+        self.reached_since[gate_id] = since
         return None
 
     def _rank(self, gate_id: int) -> tuple[float, int]:
-        config = self.configs.get(gate_id) or self.held.get(gate_id)
-        return (config.since if config is not None else float("inf"), gate_id)
+        return (self.reached_since.get(gate_id, float("inf")), gate_id)
+
+    def _forget(self, gate_id: int) -> None:
+        self.reached.pop(gate_id, None)
+        self.reached_since.pop(gate_id, None)
 
     def holds(self, controller: _Controller) -> bool:
         """Whether the controller still serves its identity (no older gate took it)."""
@@ -1031,7 +1068,7 @@ class Poller:
     def _remove(self, gate_id: int, keep_claim: bool = False) -> None:
         self.configs.pop(gate_id, None)
         if not keep_claim:
-            self.reached.pop(gate_id, None)  # removed or reconfigured: it may reach another
+            self._forget(gate_id)  # removed or moved: it may reach another controller
         controller = self.controllers.pop(gate_id, None)
         if controller is not None:
             if controller.greenlet is not None:

@@ -115,23 +115,27 @@ def config_of(gate: Gate) -> ControllerConfig:
     )
 
 
-def reached_json(config: ControllerConfig, identity: tuple) -> str:
-    """A controller identity the gate reached, with the address it was reached at."""
+def reached_json(config: ControllerConfig, identity: tuple, since: float) -> str:
+    """A controller identity the gate reached, with the address it was reached at and the
+    moment (Unix time) it first reached it."""
     return json.dumps({"device": [config.host, config.port, config.unit],
-                       "identity": list(identity)})
+                       "identity": list(identity), "since": since})
 
 
-def reached_identity(config: ControllerConfig, stored: str | None) -> tuple | None:
-    """The identity stored by reached_json, if it was reached at the gate's current
-    address (a gate pointed elsewhere since has not reached anything yet)."""
+def reached_identity(config: ControllerConfig, stored: str | None) -> tuple[tuple, float] | None:
+    """The identity stored by reached_json and the moment it was first reached, if it was
+    reached at the gate's current address (a gate pointed elsewhere since has not reached
+    anything yet). Stored before that moment was (stop 21), it ranks from when the gate's
+    address was written."""
     try:
         found = json.loads(stored or "null")
         if found is None or found["device"] != [config.host, config.port, config.unit]:
             return None
         address, port, serial = found["identity"]
-    except (ValueError, KeyError, TypeError):
+        since = float(found.get("since", config.since))
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return (address, port, tuple(serial) if isinstance(serial, list) else serial)
+    return (address, port, tuple(serial) if isinstance(serial, list) else serial), since
 
 
 def access_credential(credential: p.Credential) -> access.Credential:
@@ -247,9 +251,9 @@ class BridgeService:
                     log.warning("gate %s is misconfigured: %s", gate.id, exc)
                 continue
             (configs if gate.enabled else held).append(config)
-            identity = reached_identity(config, stored.get(gate.id))
-            if identity is not None:
-                known[gate.id] = identity
+            reached = reached_identity(config, stored.get(gate.id))
+            if reached is not None:
+                known[gate.id] = reached
         self.poller.update(configs, held, known)
 
     def on_state(self, config: ControllerConfig, state: ControllerState) -> None:
@@ -276,12 +280,13 @@ class BridgeService:
         """What to store of the identity the gate reached: only one reached at this config's
         address (None leaves the stored one as it is)."""
         identity = self.poller.reached.get(config.gate_id)
+        since = self.poller.reached_since.get(config.gate_id)
         current = self.poller.configs.get(config.gate_id)
-        if identity is None or current is None or current.since != config.since or (
+        if identity is None or since is None or current is None or (
                 (current.host, current.port, current.unit)
                 != (config.host, config.port, config.unit)):
             return None
-        return reached_json(config, identity)
+        return reached_json(config, identity, since)
 
     # -- decisions --------------------------------------------------------------------
 

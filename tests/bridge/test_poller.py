@@ -798,22 +798,111 @@ def test_one_controller_serves_one_gate_however_its_address_is_written(
     assert state(simulator)["openings"] == 1
 
 
-def test_the_older_gate_takes_its_controller_back_from_a_newer_one(
+def test_a_gate_reaching_a_controller_another_gate_serves_does_not_take_it(
     simulator, run_poller, recorder
 ):
-    """Gate 9 reached the controller first (gate 1 was added to the bridge later); once gate
-    1 connects, gate 9 loses it."""
+    """Gate 9 reached the controller first; gate 1, added to the bridge later, does not take
+    it, though its id is lower and its address was written earlier."""
     _host, port = simulator.addresses[0]
-    newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port, poll_ms=50)
-    poller = run_poller([newer])
+    first = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
+                             poll_ms=50, since=2000.0)
+    poller = run_poller([first])
     assert online(poller, 9)
-    poller.update([newer, config_for(simulator, gate_id=1)])
-    assert online(poller, 1)
-    assert wait_until(lambda: poller.state(9).error_kind == "controller_taken", timeout=3)
-    seq = present(simulator, type="card", card=1)
-    assert wait_until(lambda: recorder.event_for(1, seq))
+    poller.update([first, config_for(simulator, gate_id=1, since=1000.0)])
+    assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
     gevent.sleep(0.3)
-    assert recorder.event_for(9, seq) is None
+    assert poller.state(9).online and poller.state(9).error_kind is None
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(9, seq))
+    assert recorder.event_for(1, seq) is None
+
+
+class Zone:
+    """Names the tests resolve as they please (a DNS record a manager controls): the
+    poller's lookups go through `resolve`; any other name is resolved as usual."""
+
+    def __init__(self, monkeypatch, **names):
+        self.names = names  # name -> an address, a list of them (one per lookup), or None
+        self.asked: list[str] = []
+        real = gevent.socket.getaddrinfo
+
+        def resolve(host, port, *args, **kwargs):
+            if host not in self.names:
+                return real(host, port, *args, **kwargs)
+            self.asked.append(host)
+            answer = self.names[host]
+            if isinstance(answer, list):
+                answer = answer.pop(0) if len(answer) > 1 else answer[0]
+            if answer is None:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            if answer == "hang":
+                gevent.sleep(60)
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+
+        monkeypatch.setattr(gevent.socket, "getaddrinfo", resolve)
+
+
+def test_a_gate_whose_name_is_re_pointed_does_not_take_another_territory_s_controller(
+    simulator, start_simulator, run_poller, recorder, monkeypatch
+):
+    """Claims audit (stop 22, critical): gates were ranked by when their address was
+    written. A manager whose gate names a DNS name pointed the name at another territory's
+    controller, kept the old gate's rank, and took that barrier over («Открыть» opened it;
+    its cards were decided by the manager's territory). A gate reaching a device it has not
+    reached before ranks from that moment, whatever its settings say."""
+    victim_host, port = simulator.addresses[0]
+    own = start_simulator("--host", "127.0.0.2", "--port", str(port), "--serial", "2222")
+    zone = Zone(monkeypatch, **{"gate.attacker.test": "127.0.0.2"})
+    attacker = ControllerConfig(gate_id=1, territory_id=8, host="gate.attacker.test",
+                                port=port, poll_ms=50, since=1000.0)
+    victim = config_for(simulator, gate_id=9, since=2000.0)
+    poller = run_poller([attacker, victim], backoff_base=0.05, backoff_cap=0.2)
+    assert online(poller, 1) and online(poller, 9)
+    zone.names["gate.attacker.test"] = victim_host
+    own.stop()  # the attacker's gate reconnects, to where the name now points
+    assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=5)
+    assert poller.state(9).online and poller.state(9).error_kind is None
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(9, seq))
+    assert recorder.event_for(1, seq) is None
+    assert poller.command(1).reason == "offline"
+
+
+def test_a_gate_whose_settings_change_keeps_its_controller(simulator, run_poller):
+    """A new poll interval respawns the gate's connection; the controller it reached stays
+    its own, not whichever gate reaches it first meanwhile (here the other gate retries
+    every few ms while the respawned one takes 0.3 s to connect)."""
+    _host, port = simulator.addresses[0]
+    first = config_for(simulator, gate_id=9)
+    other = ControllerConfig(gate_id=1, territory_id=8, host="localhost", port=port,
+                             poll_ms=50)
+    connects = []
+
+    def factory(config):
+        client = make_client(config)
+        if config.gate_id == 9:
+            connects.append(config.poll_ms)
+            if len(connects) > 1:
+                connect = client.connect
+                client.connect = lambda: gevent.sleep(0.3) or connect()
+        return client
+
+    poller = run_poller([first, other], client_factory=factory, backoff_base=0.01,
+                        backoff_cap=0.02)
+    assert online(poller, 9)
+    assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
+    poller.update([replace(first, poll_ms=60), other])
+    gevent.sleep(0.6)
+    assert connects[-1] == 60
+    assert online(poller, 9) and poller.state(9).error_kind is None
+    assert poller.state(1).error_kind == "controller_taken"
+    assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
+    for poll_ms in (60, 70, 80):
+        poller.update([replace(first, poll_ms=poll_ms), other])
+        gevent.sleep(0.2)
+        assert poller.holder(poller.reached[9]) in (9, None)
+        assert poller.state(1).error_kind == "controller_taken"
+    assert online(poller, 9)
 
 
 def test_a_gate_switched_off_keeps_its_controller_from_another_territory(
@@ -862,16 +951,16 @@ def test_an_old_gate_pointed_at_another_territory_s_controller_does_not_take_it(
 def _reached_before_a_restart(simulator, run_poller):
     """Gate 1 (named its controller first) reached it under a bridge now stopped; gate 9,
     another territory's, names the same device as «localhost». Returns (gate 1's config,
-    gate 9's, the identity gate 1 reached)."""
+    gate 9's, the identity gate 1 reached with the moment it first did)."""
     older = config_for(simulator, gate_id=1, since=1000.0)
     _host, port = simulator.addresses[0]
     newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
                              poll_ms=50, since=2000.0)
     first = run_poller([older])
     assert online(first, 1)
-    identity = first.reached[1]
+    reached = (first.reached[1], first.reached_since[1])
     first.stop()
-    return older, newer, identity
+    return older, newer, reached
 
 
 def test_a_gate_switched_off_before_a_restart_keeps_its_controller(
@@ -910,6 +999,41 @@ def test_after_a_restart_a_gate_keeps_its_controller_before_it_reconnects(
     seq = present(simulator, type="card", card=1)
     gevent.sleep(0.5)
     assert recorder.event_for(9, seq) is None
+
+
+def test_a_name_is_resolved_once_and_the_connection_goes_where_it_was_checked(
+    simulator, run_poller, monkeypatch
+):
+    """Claims audit (stop 22): with GATE_NETWORKS set, the bridge checked what the gate's
+    name resolved to, then connected to the name, resolving it again. A name answering an
+    address inside and then one outside (DNS rebinding), or first nothing at all, got TCP
+    connections outside the networks, and the gates page told the manager which of those
+    ports listen. The connection now goes to an address that was checked; a name that does
+    not resolve, or not in time, gets none."""
+    import ipaddress
+
+    import gatebridge.poller as poller_module
+
+    monkeypatch.setattr(poller_module, "RESOLVE_S", 0.2)
+    host, port = simulator.addresses[0]
+    outside = socket.create_server(("127.0.0.2", port))  # counts what reaches it
+    outside.setblocking(False)
+    zone = Zone(monkeypatch, **{"rebind.test": [host, "127.0.0.2"],
+                                "late.test": [None, "127.0.0.2"], "hang.test": "hang"})
+    gates = [ControllerConfig(gate_id=gate_id, territory_id=8, host=name, port=port,
+                              poll_ms=50)
+             for gate_id, name in ((1, "rebind.test"), (2, "late.test"), (3, "hang.test"))]
+    poller = run_poller(gates, networks=(ipaddress.ip_network("127.0.0.1/32"),),
+                        backoff_base=0.05, backoff_cap=0.2)
+    assert online(poller, 1)  # at the address checked, though the name now answers another
+    assert wait_until(lambda: poller.state(2).error_kind == "address_not_allowed", timeout=3)
+    assert wait_until(lambda: "no answer within 0.2 s" in (poller.state(3).last_error or ""),
+                      timeout=3)
+    assert poller.state(3).error_kind == "unreachable"
+    assert zone.asked.count("rebind.test") == 1 and zone.asked.count("late.test") >= 2
+    with pytest.raises(BlockingIOError):
+        outside.accept()
+    outside.close()
 
 
 def test_outside_the_controller_networks_the_bridge_does_not_connect(

@@ -83,6 +83,7 @@ def test_the_identity_a_gate_reached_is_stored_and_handed_to_the_next_bridge(
             config = config_of(Gate.get_by_id(gate.id))
             first.poller.configs[gate.id] = config
             first.poller.reached[gate.id] = identity
+            first.poller.reached_since[gate.id] = 1000.0
             first.store_state(config, ControllerState(gate.id, status="online"))
         Gate.update(enabled=False).execute()  # both switched off, then the bridge restarts
         Gate.update(host="10.0.0.9").where(Gate.id == moved.id).execute()  # pointed elsewhere
@@ -90,5 +91,22 @@ def test_the_identity_a_gate_reached_is_stored_and_handed_to_the_next_bridge(
         second.reload()
         assert set(second.poller.held) == {kept.id}
         assert second.poller.reached == {kept.id: ("10.0.0.5", 502, 77)}
+        assert second.poller.reached_since == {kept.id: 1000.0}
         app.config["GATE_NETWORKS"] = (ipaddress.ip_network("10.0.0.0/24"),)
         assert BridgeService(app).poller.networks == app.config["GATE_NETWORKS"]
+
+
+def test_an_identity_stored_before_its_moment_was_ranks_from_the_gate_s_address():
+    """Stored at stop 21, `gate_status.reached` had no moment of first reach: such an
+    identity ranks from when the gate's address was written, as it did then."""
+    from gatebridge.poller import ControllerConfig
+    from gatebridge.service import reached_identity, reached_json
+
+    config = ControllerConfig(gate_id=1, territory_id=1, host="10.0.0.5", port=502,
+                              since=1000.0)
+    legacy = '{"device": ["10.0.0.5", 502, 1], "identity": ["10.0.0.5", 502, 77]}'
+    assert reached_identity(config, legacy) == (("10.0.0.5", 502, 77), 1000.0)
+    stored = reached_json(config, ("10.0.0.5", 502, ["unit", 1]), 1500.5)
+    assert reached_identity(config, stored) == (("10.0.0.5", 502, ("unit", 1)), 1500.5)
+    assert reached_identity(config, '{"device": ["10.0.0.5", 502, 1], "identity": '
+                                    '["10.0.0.5", 502, 77], "since": "later"}') is None
