@@ -220,15 +220,17 @@ def _gate_line(gate: gates.Gate) -> str:
 @click.option("--poll-ms", default=200, show_default=True, type=int, help="Poll interval.")
 @click.option("--word-order", default="big", show_default=True,
               type=click.Choice(["big", "little"]), help="Word order of multi-register integers.")
+@click.option("--serial", type=int, help="The serial printed on the controller: the gate then "
+              "works with that controller only, and no gate without one takes it.")
 def gates_add(code: str, name: str, host: str, port: int, unit: int, direction: str,
-              poll_ms: int, word_order: str) -> None:
+              poll_ms: int, word_order: str, serial: int | None) -> None:
     """Configure a gate; prints ID<TAB>NAME<TAB>DIRECTION<TAB>HOST:PORT<TAB>UNIT."""
     try:
         with _database():
             gate = gates.add_gate(
                 _territory(code), name=name, host=host, port=port, unit_id=unit,
                 direction=direction, poll_ms=poll_ms, word_order=word_order,
-                networks=current_app.config["GATE_NETWORKS"],
+                networks=current_app.config["GATE_NETWORKS"], serial=serial,
             )
     except DomainError as error:
         _fail(error.message)

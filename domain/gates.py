@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from flask_babel import lazy_gettext as _l
 from peewee import (
     JOIN,
+    BigIntegerField,
     BooleanField,
     CharField,
     ForeignKeyField,
@@ -71,6 +72,10 @@ class Gate(BaseModel):
     # device, the one that named it first keeps it (gatebridge.poller.Poller.claim). A gate
     # pointed elsewhere starts again, so re-pointing an old gate takes no barrier over.
     address_since = UtcDateTimeField(null=True, default=utcnow)  # None: since created_at
+    # The serial printed on the controller (GATE_PROTOCOL IR 2-3), when the manager gives it:
+    # the gate then works with that controller only, and outranks every gate without one
+    # that reaches it (gatebridge.poller.Poller.claim). Never shown for what a gate reached.
+    serial = BigIntegerField(null=True)
 
     class Meta:
         # One controller, one gate, in the whole installation (gate_problems says why); the
@@ -373,12 +378,16 @@ def _name_taken(territory_id: int, name: str, gate_id: int | None) -> bool:
 
 
 NAME_MAX = 100
+SERIAL_MAX = 2**32 - 1  # IR 2-3: an unsigned 32-bit number
+
+
+SERIAL_RANGE = _l("Серийный номер — число от 0 до %(n)s", n=SERIAL_MAX)
 
 
 def gate_problems(
     territory_id: int, *, name: str, host: str, port: int | None, unit_id: int | None,
     direction: str, poll_ms: int | None, word_order: str, gate_id: int | None = None,
-    networks: Sequence[Network] = (),
+    networks: Sequence[Network] = (), serial: int | None = None,
 ) -> dict[str, str]:
     """Everything wrong with a gate's settings, by field (empty when nothing is), so a form
     shows every problem at once. `gate_id` is the gate being changed, if any; `networks`
@@ -415,6 +424,8 @@ def gate_problems(
         problems["unit_id"] = _l("Номер устройства Modbus — от 0 до 255")
     if poll_ms is None or not 20 <= poll_ms <= 60000:
         problems["poll_ms"] = _l("Опрос — от 20 до 60000 мс")
+    if serial is not None and not 0 <= serial <= SERIAL_MAX:
+        problems["serial"] = SERIAL_RANGE
     if "host" not in problems:
         taken = _controller_problem(territory_id, host, port, unit_id, gate_id)
         if taken is not None:
@@ -467,13 +478,14 @@ def add_gate(
     word_order: str = "big",
     enabled: bool = True,
     networks: Sequence[Network] = (),
+    serial: int | None = None,
 ) -> Gate:
     """Configure a gate and its controller (GATE_PROTOCOL.md «Configuring a gate»)."""
 
     def write() -> Gate:
         _check_gate(territory.id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order,
-                    networks=networks)
+                    networks=networks, serial=serial)
         return Gate.create(
             territory=territory,
             name=name.strip(),
@@ -484,6 +496,7 @@ def add_gate(
             poll_ms=poll_ms,
             word_order=word_order,
             enabled=enabled,
+            serial=serial,
         )
 
     return _claiming_controller(territory.id, None, host, port, unit_id, write)
@@ -502,6 +515,7 @@ def update_gate(
     word_order: str,
     enabled: bool,
     networks: Sequence[Network] = (),
+    serial: int | None = None,
 ) -> Gate:
     """Change a gate of the territory; the bridge picks the change up within seconds."""
 
@@ -509,12 +523,12 @@ def update_gate(
         gate = territory_gate(territory_id, gate_id)
         _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order,
-                    networks=networks)
+                    networks=networks, serial=serial)
         if (gate.host, gate.port, gate.unit_id) != (normal_host(host), port, unit_id):
             gate.address_since = utcnow()
         gate.name, gate.host, gate.port = name.strip(), normal_host(host), port
         gate.unit_id, gate.direction, gate.poll_ms = unit_id, direction, poll_ms
-        gate.word_order, gate.enabled = word_order, bool(enabled)
+        gate.word_order, gate.enabled, gate.serial = word_order, bool(enabled), serial
         gate.save()
         return gate
 
@@ -563,6 +577,8 @@ CONTROLLER_ERRORS = {
     "unsupported": _l("Контроллер говорит на другой версии протокола: нужна GATE-CTL v1"),
     "address_not_allowed": _l("Адрес не из сети контроллеров, которую разрешил администратор "
                               "установки: мост к нему не подключается"),
+    "wrong_serial": _l("По этому адресу отвечает контроллер с другим серийным номером: "
+                       "проверьте адрес и серийный номер"),
 }
 
 

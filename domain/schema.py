@@ -146,6 +146,9 @@ MIGRATIONS: list[Migration] = [
     # older id, and an old gate re-pointed at another territory's controller took it over).
     (11, "gate.address_since, gate_status.reached: which gate keeps a controller, restarts too",
      lambda s: _controller_keepers(s)),
+    # Earlier gates keep None: they work with whichever controller answers at their address.
+    (12, "gate.serial: the controller a gate works with, by the serial printed on it",
+     lambda s: s.add_columns(_model("gates", "Gate"), "serial")),
 ]
 
 

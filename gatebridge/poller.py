@@ -126,6 +126,9 @@ class ControllerConfig:
     # Since when (Unix time) the gate names its address (Gate.address_since): what an
     # identity stored by an earlier bridge without the moment it was reached ranks from.
     since: float = 0.0
+    # The serial printed on the controller, as the manager gave it (Gate.serial): the gate
+    # serves that controller only, and before any gate without one (Poller.claim).
+    serial: int | None = None
 
     def __post_init__(self) -> None:
         if self.word_order not in ("big", "little"):
@@ -139,7 +142,8 @@ class ControllerConfig:
 # What can be wrong with a controller (ControllerState.error_kind): stable keys the console
 # puts in the reader's words (domain.gates.CONTROLLER_ERRORS); last_error keeps the detail.
 ErrorKind = Literal["unreachable", "no_answer", "device_error", "decision_refused", "stuck",
-                    "gate_fault", "controller_taken", "unsupported", "address_not_allowed"]
+                    "gate_fault", "controller_taken", "unsupported", "address_not_allowed",
+                    "wrong_serial"]
 
 
 @dataclass(frozen=True)
@@ -258,8 +262,9 @@ class GeventModbusTcpClient(ModbusTcpClient):
 
 
 def _same_device(a: ControllerConfig, b: ControllerConfig) -> bool:
-    """Two configurations of a gate name the same controller (address, port, unit)."""
-    return (a.host, a.port, a.unit) == (b.host, b.port, b.unit)
+    """Two configurations of a gate name the same controller (address, port, unit, and the
+    serial it was given, if any)."""
+    return (a.host, a.port, a.unit, a.serial) == (b.host, b.port, b.unit, b.serial)
 
 
 def peer_address(client: ModbusTcpClient) -> str | None:
@@ -472,6 +477,11 @@ class _Controller:
             self._drop("unsupported", f"map_version {info.map_version}, expected {p.MAP_VERSION}")
             return False
         serial = info.serial if info is not None else None
+        if self.config.serial is not None and serial != self.config.serial:
+            # Not named in the detail: the gates page would tell a manager the serial of
+            # whatever answers at an address they typed.
+            self._drop("wrong_serial", "serial differs from the one given for the gate")
+            return False
         self.identity = (reached_address(client, self.config), self.config.port,
                          serial if serial is not None else ("unit", self.config.unit))
         holder = self.poller.claim(self)
@@ -552,7 +562,7 @@ class _Controller:
 
     def _wait_before_retry(self) -> None:
         if self.state.status == "offline" or self.state.error_kind in (
-                "controller_taken", "unsupported", "address_not_allowed"):
+                "controller_taken", "unsupported", "address_not_allowed", "wrong_serial"):
             delay = backoff_delay(
                 self.attempt, self.poller.backoff_base, self.poller.backoff_cap, self.poller.rng
             )
@@ -1006,12 +1016,14 @@ class Poller:
     def claim(self, controller: _Controller) -> int | None:
         """Claim `controller.identity` for its gate; the gate id holding it instead, or None.
 
-        The gate that reached this controller first (`reached_since`, then the lower id)
-        wins, connected or not: a gate keeps the identity it last reached (`reached`)
-        through its disconnects, until it is removed or moved to another address, so
-        another gate cannot take another territory's controller in the seconds the first
-        one spends reconnecting (a reboot, a flapping link). The first one takes the
-        identity from the other, which drops its connection at its next turn (`holds`).
+        A gate given the controller's serial (only its own controller gets past `_connect`)
+        wins over any gate without one. Otherwise the gate that reached this controller
+        first (`reached_since`, then the lower id) wins, connected or not: a gate keeps the
+        identity it last reached (`reached`) through its disconnects, until it is removed
+        or moved to another address, so another gate cannot take another territory's
+        controller in the seconds the first one spends reconnecting (a reboot, a flapping
+        link). The winner takes the identity from the other, which drops its connection at
+        its next turn (`holds`).
 
         Ranked by when a gate's address was written (stop 21), a manager kept an old
         gate's rank while re-pointing the DNS name it names at another territory's
@@ -1022,7 +1034,7 @@ class Poller:
         identity, gate_id = controller.identity, controller.config.gate_id
         since = (self.reached_since.get(gate_id, time.time())
                  if self.reached.get(gate_id) == identity else time.time())
-        mine = (since, gate_id)
+        mine = (controller.config.serial is None, since, gate_id)
         older = [(self._rank(other), other) for other, seen in self.reached.items()
                  if seen == identity and other != gate_id
                  and (other in self.configs or other in self.held)
@@ -1037,8 +1049,10 @@ class Poller:
         self.reached_since[gate_id] = since
         return None
 
-    def _rank(self, gate_id: int) -> tuple[float, int]:
-        return (self.reached_since.get(gate_id, float("inf")), gate_id)
+    def _rank(self, gate_id: int) -> tuple[bool, float, int]:
+        config = self.configs.get(gate_id) or self.held.get(gate_id)
+        unbound = config is None or config.serial is None
+        return (unbound, self.reached_since.get(gate_id, float("inf")), gate_id)
 
     def _forget(self, gate_id: int) -> None:
         self.reached.pop(gate_id, None)

@@ -112,6 +112,7 @@ def config_of(gate: Gate) -> ControllerConfig:
         direction=gate.direction,
         free_exit=gate.territory.free_exit,
         since=(gate.address_since or gate.created_at).timestamp(),
+        serial=gate.serial,
     )
 
 

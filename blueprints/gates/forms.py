@@ -4,10 +4,10 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from wtforms import BooleanField, IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, NumberRange
+from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from blueprints.ui import Form
-from domain.gates import DIRECTIONS, gate_problems
+from domain.gates import DIRECTIONS, SERIAL_MAX, SERIAL_RANGE, gate_problems
 
 
 class GateForm(Form):
@@ -34,6 +34,8 @@ class GateForm(Form):
         SelectChoice("big", _l("старшее слово первым (big)")),
         SelectChoice("little", _l("младшее слово первым (little)")),
     ])
+    serial = IntegerField(_l("Серийный номер контроллера"),
+                          validators=[Optional(), NumberRange(0, SERIAL_MAX, SERIAL_RANGE)])
     enabled = BooleanField(_l("Включены"), default=True)
 
     def __init__(self, *args, territory_id: int, gate_id: int | None = None, **kwargs) -> None:
@@ -65,6 +67,7 @@ class GateForm(Form):
             "unit_id": self.unit_id.data,
             "poll_ms": self.poll_ms.data,
             "word_order": self.word_order.data,
+            "serial": self.serial.data,
             "enabled": bool(self.enabled.data),
             "networks": current_app.config.get("GATE_NETWORKS", ()),
         }

@@ -817,6 +817,37 @@ def test_a_gate_reaching_a_controller_another_gate_serves_does_not_take_it(
     assert recorder.event_for(1, seq) is None
 
 
+def test_a_gate_given_its_controller_s_serial_serves_that_controller_only(
+    simulator, run_poller, recorder
+):
+    """Claims audit (stop 22): first come, first served let a gate added for an address
+    where nothing answered yet take the controller installed there later, before the gate
+    of the territory that installed it. A gate given the serial printed on its controller
+    serves no other, and takes its own from any gate without one, whichever came first;
+    what answers is never named in the detail."""
+    from gatebridge.simulator import DEFAULT_SERIAL
+
+    _host, port = simulator.addresses[0]
+    squatter = ControllerConfig(gate_id=1, territory_id=8, host="localhost", port=port,
+                                poll_ms=50)
+    poller = run_poller([squatter], backoff_base=0.05, backoff_cap=0.2)
+    assert online(poller, 1)
+    wrong = config_for(simulator, gate_id=9, serial=DEFAULT_SERIAL + 1)
+    poller.update([squatter, wrong])
+    assert wait_until(lambda: poller.state(9).error_kind == "wrong_serial", timeout=3)
+    assert str(DEFAULT_SERIAL) not in poller.state(9).last_error
+    assert poller.state(1).online and poller.command(9).reason == "offline"
+    owner = replace(wrong, serial=DEFAULT_SERIAL)
+    poller.update([squatter, owner])
+    assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
+    assert online(poller, 9)
+    gevent.sleep(0.5)  # the squatter's retries meanwhile
+    assert poller.state(1).error_kind == "controller_taken"
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(9, seq))
+    assert recorder.event_for(1, seq) is None
+
+
 class Zone:
     """Names the tests resolve as they please (a DNS record a manager controls): the
     poller's lookups go through `resolve`; any other name is resolved as usual."""

@@ -303,6 +303,43 @@ def test_manager_adds_and_edits_a_gate(app, client, auth, world):
             "Шлагбаум 2", "both", "big", False)
 
 
+def test_a_gate_takes_the_serial_printed_on_its_controller_or_none(app, client, auth, world):
+    """«Серийный номер контроллера»: optional; a number in IR 2-3's range, refused at its
+    field otherwise with what was typed kept; the CLI's --serial alike."""
+    auth.login("+79990000202")
+    token = csrf_token(client, f"/t/{world.t}/gates/new")
+    assert client.post(f"/t/{world.t}/gates/new",
+                       data={"csrf_token": token, **_gate_form()}).status_code == 302
+    for typed in ("двенадцать", "-1", "4294967296"):
+        bad = client.post(f"/t/{world.t}/gates/new", data={"csrf_token": token, **_gate_form(
+            name="Калитка", host="10.0.0.6", serial=typed)})
+        html = bad.get_data(as_text=True)
+        assert bad.status_code == 422, typed
+        assert re.search(r'id="serial-error">Серийный номер — число от 0 до 4294967295</p>',
+                         html), typed
+        assert f'value="{typed}"' in html and 'value="Калитка"' in html
+    assert client.post(f"/t/{world.t}/gates/new", data={"csrf_token": token, **_gate_form(
+        name="Калитка", host="10.0.0.6", serial="4294967295")}).status_code == 302
+    with app.app_context():
+        plain, bound = Gate.get(Gate.name == "Шлагбаум"), Gate.get(Gate.name == "Калитка")
+        assert (plain.serial, bound.serial) == (None, 4294967295)
+    edit = f"/t/{world.t}/gates/{bound.id}/edit"
+    assert 'value="4294967295"' in client.get(edit).get_data(as_text=True)
+    cleared = _gate_form(name="Калитка", host="10.0.0.6", serial="")
+    assert client.post(edit, data={"csrf_token": token, **cleared}).status_code == 302
+    with app.app_context():
+        assert Gate.get_by_id(bound.id).serial is None
+        code = Territory.get_by_id(world.t).display_code
+    runner = app.test_cli_runner()
+    args = ["gates", "add", "--territory", code, "--name", "Выезд 2", "--host", "10.0.0.7",
+            "--port", "502", "--unit", "1", "--direction", "exit"]
+    refused = runner.invoke(args=[*args, "--serial", "-5"])
+    assert refused.exit_code == 1 and "Серийный номер — число от 0 до 4294967295" in refused.output
+    assert runner.invoke(args=[*args, "--serial", "12345678"]).exit_code == 0
+    with app.app_context():
+        assert Gate.get(Gate.name == "Выезд 2").serial == 12345678
+
+
 def test_gate_form_wants_a_real_address_and_one_gate_per_controller(app, client, auth, world):
     auth.login("+79990000202")
     url = f"/t/{world.t}/gates/new"
@@ -395,6 +432,10 @@ def _errors_cell(html, gate_id):
      "Контроллер не отвечает", "The controller does not respond"),
     ("stuck", "heartbeat 7 unchanged for 5 s", "Контроллер завис: пульс не меняется",
      "The controller has hung: its heartbeat does not change"),
+    ("wrong_serial", "serial differs from the one given for the gate",
+     "По этому адресу отвечает контроллер с другим серийным номером: проверьте адрес и "
+     "серийный номер", "A controller with another serial number answers at this address: "
+     "check the address and the serial number"),
 ])
 def test_controller_errors_are_told_in_the_readers_language(
         app, client, auth, world, kind, detail, russian, english):
