@@ -325,6 +325,9 @@ def test_a_gate_takes_the_serial_printed_on_its_controller_or_none(app, client, 
         assert (plain.serial, bound.serial) == (None, 4294967295)
     edit = f"/t/{world.t}/gates/{bound.id}/edit"
     assert 'value="4294967295"' in client.get(edit).get_data(as_text=True)
+    states = client.get(f"/t/{world.t}/gates/states", headers=HX).get_data(as_text=True)
+    assert "10.0.0.6:502 · устройство 3 · серийный номер 4294967295" in states
+    assert states.count("серийный номер") == 1  # the gate given one only
     cleared = _gate_form(name="Калитка", host="10.0.0.6", serial="")
     assert client.post(edit, data={"csrf_token": token, **cleared}).status_code == 302
     with app.app_context():
