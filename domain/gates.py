@@ -68,10 +68,11 @@ class Gate(BaseModel):
     word_order = CharField(default="big")  # big, little (multi-register integers)
     enabled = BooleanField(default=True)
     created_at = UtcDateTimeField(default=utcnow)
-    # Since when the gate names its controller (host, port, unit): two gates reaching one
-    # device, the one that named it first keeps it (gatebridge.poller.Poller.claim). A gate
-    # pointed elsewhere starts again, so re-pointing an old gate takes no barrier over.
-    address_since = UtcDateTimeField(null=True, default=utcnow)  # None: since created_at
+    # When the gate's address (host, port, unit) was last written; None: since created_at.
+    # The bridge ranked gates reaching one device by it at stop 21; it ranks by which gate
+    # reached the device first since (gatebridge.poller.Poller.claim): a DNS name re-pointed
+    # changes the device without touching this.
+    address_since = UtcDateTimeField(null=True, default=utcnow)
     # The serial printed on the controller (GATE_PROTOCOL IR 2-3), when the manager gives it:
     # the gate then works with that controller only, and outranks every gate without one
     # that reaches it (gatebridge.poller.Poller.claim). Never shown for what a gate reached.

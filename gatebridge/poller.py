@@ -62,7 +62,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import random
+import socket
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -72,7 +74,10 @@ from typing import Any, Literal
 import gevent
 import gevent.event
 import gevent.socket
+from gevent.hub import Hub
+from gevent.monkey import get_original
 from gevent.pool import Group
+from gevent.threadpool import ThreadPool
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
@@ -85,8 +90,10 @@ GateDirection = Literal["entry", "exit", "both"]
 Status = Literal["offline", "online", "fault"]
 
 OFFLINE_AFTER_S = 3.0
-# How long the gate's host name may take to resolve before the attempt counts as failed.
+# How long the gate's host name may take to resolve before the attempt counts as failed,
+# and how many names the bridge looks up at once (`resolve`).
 RESOLVE_S = 3.0
+RESOLVER_THREADS = 4
 STUCK_AFTER_S = 5.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -123,9 +130,6 @@ class ControllerConfig:
     timeout: float = 0.5
     # The territory's «Свободный выезд»: exits open without asking `decide`.
     free_exit: bool = True
-    # Since when (Unix time) the gate names its address (Gate.address_since): what an
-    # identity stored by an earlier bridge without the moment it was reached ranks from.
-    since: float = 0.0
     # The serial printed on the controller, as the manager gave it (Gate.serial): the gate
     # serves that controller only, and before any gate without one (Poller.claim).
     serial: int | None = None
@@ -301,6 +305,44 @@ def make_client(config: ControllerConfig) -> ModbusTcpClient:
     )
 
 
+_GETADDRINFO = get_original("socket", "getaddrinfo")  # blocking: for the bridge's own threads
+# Per event loop: the lookup threads, and the lookups they have not finished.
+_RESOLVERS: weakref.WeakKeyDictionary[Hub, tuple[ThreadPool, set]] = weakref.WeakKeyDictionary()
+
+
+def resolve(host: str, port: int) -> gevent.event.AsyncResult:
+    """The addresses `host` resolves to (in the resolver's order, without repeats), as a
+    result to wait for. An IP address is its own answer. A name is looked up on the bridge's
+    own few threads: a timeout frees the waiting greenlet but not the thread, which waits
+    until libc gives up, and on the hub's threadpool, which also hashes passwords, a
+    manager's gates named by names whose servers never answer slowed every sign-in of the
+    process (claims re-audit, stop 22)."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        hub = gevent.get_hub()
+        if hub not in _RESOLVERS:
+            _RESOLVERS[hub] = (ThreadPool(RESOLVER_THREADS), set())
+        pool, running = _RESOLVERS[hub]
+        running.difference_update([r for r in running if r.ready()])
+        if len(running) < RESOLVER_THREADS:  # else spawn() would wait for a thread
+            lookup = pool.spawn(_addresses_of, host, port)
+            running.add(lookup)
+            return lookup
+        busy = gevent.event.AsyncResult()
+        busy.set_exception(OSError(f"all {RESOLVER_THREADS} lookups of the bridge are waiting "
+                                   "for an answer"))
+        return busy
+    answered = gevent.event.AsyncResult()
+    answered.set([str(literal)])
+    return answered
+
+
+def _addresses_of(host: str, port: int) -> list[str]:
+    found = _GETADDRINFO(host, port, 0, socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in found))
+
+
 def event_is_exit(config: ControllerConfig, snapshot: p.Snapshot) -> bool:
     """Is this event an exit (the gate's configured direction first, then the controller's)?"""
     if config.direction == "exit" or snapshot.event_type == p.EventType.EXIT_BUTTON:
@@ -388,6 +430,8 @@ class _Controller:
         self.unconfirmed: tuple[p.Snapshot, p.DecisionCode, float] | None = None
         # The controller's identity as claimed for this gate (Poller.claim), while connected.
         self.identity: tuple | None = None
+        # The last lookup of the gate's name (`resolve`), kept while it has not answered.
+        self.lookup: gevent.event.AsyncResult | None = None
         # When the controller last refused a decision (exception reply), and why: shown for
         # REFUSAL_SHOWN_S, so the manager sees it although the next poll succeeds.
         self.refused: tuple[float, str] | None = None
@@ -469,21 +513,25 @@ class _Controller:
         # answers an event captured meanwhile (see the module's docstring).
         self.synced = False
         try:
-            info = self._read_info(client)
+            registers = self._read_info(client)
         except TransportError as exc:
             self._transport_failed(str(exc))
             return False
+        info = p.DeviceInfo.decode(registers, self.config.word_order) if registers else None
         if info is not None and info.map_version != p.MAP_VERSION:
             self._drop("unsupported", f"map_version {info.map_version}, expected {p.MAP_VERSION}")
             return False
-        serial = info.serial if info is not None else None
-        if self.config.serial is not None and serial != self.config.serial:
+        if self.config.serial is not None and (info is None or info.serial != self.config.serial):
             # Not named in the detail: the gates page would tell a manager the serial of
             # whatever answers at an address they typed.
             self._drop("wrong_serial", "serial differs from the one given for the gate")
             return False
+        # The serial's two registers read one way whatever word order the gate is set to:
+        # decoded by the gate's own setting, one device was two identities, and a manager
+        # who set «младшее слово первым» served another territory's controller beside it.
+        device = p.DeviceInfo.decode(registers, "big").serial if registers else None
         self.identity = (reached_address(client, self.config), self.config.port,
-                         serial if serial is not None else ("unit", self.config.unit))
+                         device if device is not None else ("unit", self.config.unit))
         holder = self.poller.claim(self)
         if holder is not None:
             self._taken(holder)
@@ -507,9 +555,9 @@ class _Controller:
             log.info("gate %s: the controller refused its watchdog settings (%s)",
                      self.config.gate_id, exc)
 
-    def _read_info(self, client: ModbusTcpClient) -> p.DeviceInfo | None:
-        """IR 0-3, once per connection; None when the device refuses the read (its polls
-        will show why)."""
+    def _read_info(self, client: ModbusTcpClient) -> list[int] | None:
+        """IR 0-3 as read, once per connection; None when the device refuses the read (its
+        polls will show why)."""
         try:
             rr = self._call("read IR 0-3", lambda: client.read_input_registers(
                 p.IR_INFO_START, count=p.IR_INFO_COUNT, device_id=self.config.unit))
@@ -517,7 +565,7 @@ class _Controller:
             return None
         if len(rr.registers) != p.IR_INFO_COUNT:
             raise TransportError(f"read IR 0-3: {len(rr.registers)} registers")
-        return p.DeviceInfo.decode(rr.registers, self.config.word_order)
+        return list(rr.registers)
 
     def _addresses(self) -> list[str] | None:
         """The addresses to try for the gate's host, resolved once, in the resolver's
@@ -525,14 +573,20 @@ class _Controller:
         RESOLVE_S or, with GATE_NETWORKS set, any address is outside them: then the bridge
         does not connect at all (a manager cannot make it probe the installation's other
         hosts, nor learn which of them listen)."""
-        try:
-            with gevent.Timeout(RESOLVE_S, OSError(f"no answer within {RESOLVE_S:g} s")):
-                found = gevent.socket.getaddrinfo(self.config.host, self.config.port,
-                                                  type=gevent.socket.SOCK_STREAM)
-        except OSError as exc:
-            self._no_answer("unreachable", f"resolve {self.config.host}: {exc}")
+        host = self.config.host
+        if self.lookup is not None and not self.lookup.ready():
+            # One lookup a gate at a time: a name that never answers holds one thread.
+            self._no_answer("unreachable", f"resolve {host}: the last lookup is still waiting")
             return None
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+        self.lookup = resolve(host, self.config.port)
+        try:
+            addresses = self.lookup.get(timeout=RESOLVE_S)
+        except gevent.Timeout:
+            self._no_answer("unreachable", f"resolve {host}: no answer within {RESOLVE_S:g} s")
+            return None
+        except OSError as exc:
+            self._no_answer("unreachable", f"resolve {host}: {exc}")
+            return None
         outside = next((a for a in addresses if outside_networks(a, self.poller.networks)),
                        None) if self.poller.networks else None
         if outside is not None:

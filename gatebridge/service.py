@@ -111,7 +111,6 @@ def config_of(gate: Gate) -> ControllerConfig:
         word_order=gate.word_order,
         direction=gate.direction,
         free_exit=gate.territory.free_exit,
-        since=(gate.address_since or gate.created_at).timestamp(),
         serial=gate.serial,
     )
 
@@ -126,14 +125,15 @@ def reached_json(config: ControllerConfig, identity: tuple, since: float) -> str
 def reached_identity(config: ControllerConfig, stored: str | None) -> tuple[tuple, float] | None:
     """The identity stored by reached_json and the moment it was first reached, if it was
     reached at the gate's current address (a gate pointed elsewhere since has not reached
-    anything yet). Stored before that moment was (stop 21), it ranks from when the gate's
-    address was written."""
+    anything yet). One stored without that moment (stop 21) is not taken: it may record a
+    controller taken over by the ranking of then, and ranking it by when the address was
+    written would make that for good; the gate reaches its controller again instead."""
     try:
         found = json.loads(stored or "null")
         if found is None or found["device"] != [config.host, config.port, config.unit]:
             return None
         address, port, serial = found["identity"]
-        since = float(found.get("since", config.since))
+        since = float(found["since"])
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
     return (address, port, tuple(serial) if isinstance(serial, list) else serial), since

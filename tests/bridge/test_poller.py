@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 import gevent
+import gevent.event
 import pytest
 from pymodbus.exceptions import ConnectionException
 
@@ -805,10 +806,10 @@ def test_a_gate_reaching_a_controller_another_gate_serves_does_not_take_it(
     it, though its id is lower and its address was written earlier."""
     _host, port = simulator.addresses[0]
     first = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
-                             poll_ms=50, since=2000.0)
+                             poll_ms=50)
     poller = run_poller([first])
     assert online(poller, 9)
-    poller.update([first, config_for(simulator, gate_id=1, since=1000.0)])
+    poller.update([first, config_for(simulator, gate_id=1)])
     assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
     gevent.sleep(0.3)
     assert poller.state(9).online and poller.state(9).error_kind is None
@@ -848,29 +849,82 @@ def test_a_gate_given_its_controller_s_serial_serves_that_controller_only(
     assert recorder.event_for(1, seq) is None
 
 
+def test_another_word_order_does_not_make_the_same_controller_another_one(
+    simulator, run_poller, recorder
+):
+    """Claims re-audit (stop 22, critical): the serial in the controller's identity was
+    decoded by the gate's own word order, so a gate set to «младшее слово первым» saw the
+    same device as another one and was served it beside its own gate: «Открыть» opened the
+    other territory's barrier and its plates were decided twice."""
+    _host, port = simulator.addresses[0]
+    poller = run_poller([config_for(simulator, gate_id=1)])
+    assert online(poller, 1)
+    swapped = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
+                               poll_ms=50, word_order="little")
+    poller.update([config_for(simulator, gate_id=1), swapped])
+    assert wait_until(lambda: poller.state(9).error_kind == "controller_taken", timeout=3)
+    assert poller.command(9).reason == "offline"
+    seq = present(simulator, type="card", card=1)
+    assert wait_until(lambda: recorder.event_for(1, seq))
+    gevent.sleep(0.3)
+    assert recorder.event_for(9, seq) is None
+
+
 class Zone:
     """Names the tests resolve as they please (a DNS record a manager controls): the
-    poller's lookups go through `resolve`; any other name is resolved as usual."""
+    poller's lookups (`poller.resolve`) of these names are answered from `names`, any other
+    name's as usual."""
 
     def __init__(self, monkeypatch, **names):
-        self.names = names  # name -> an address, a list of them (one per lookup), or None
-        self.asked: list[str] = []
-        real = gevent.socket.getaddrinfo
+        import gatebridge.poller as poller_module
 
-        def resolve(host, port, *args, **kwargs):
+        self.names = names  # name -> an address, a list of them (one per lookup), None, "hang"
+        self.asked: list[str] = []
+        real = poller_module.resolve
+
+        def resolve(host, port):
             if host not in self.names:
-                return real(host, port, *args, **kwargs)
+                return real(host, port)
             self.asked.append(host)
             answer = self.names[host]
             if isinstance(answer, list):
                 answer = answer.pop(0) if len(answer) > 1 else answer[0]
+            result = gevent.event.AsyncResult()
             if answer is None:
-                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-            if answer == "hang":
-                gevent.sleep(60)
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, port))]
+                result.set_exception(socket.gaierror(socket.EAI_NONAME, "Name not known"))
+            elif answer != "hang":  # a name whose servers never answer: never set
+                result.set([answer])
+            return result
 
-        monkeypatch.setattr(gevent.socket, "getaddrinfo", resolve)
+        monkeypatch.setattr(poller_module, "resolve", resolve)
+
+
+def test_names_are_looked_up_on_the_bridge_s_own_threads(monkeypatch):
+    """Claims re-audit (stop 22): lookups ran on the hub's threadpool, which also hashes
+    passwords; gates named by names whose servers never answer held its threads (a timeout
+    frees the greenlet, not the thread), and every sign-in of the process waited seconds.
+    An IP address needs no lookup at all."""
+    import gatebridge.poller as poller_module
+
+    assert poller_module.resolve("10.0.0.5", 502).get(timeout=1) == ["10.0.0.5"]
+    release = threading.Event()
+
+    def never_answers(host, port, *args):
+        release.wait(10)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.9", port))] * 2
+
+    monkeypatch.setattr(poller_module, "_GETADDRINFO", never_answers)
+    started = time.monotonic()
+    waiting = [poller_module.resolve(f"gate{n}.test", 502)
+               for n in range(poller_module.RESOLVER_THREADS)]
+    # Past the bridge's threads a lookup fails at once, rather than wait for one.
+    with pytest.raises(OSError, match="lookups of the bridge are waiting"):
+        poller_module.resolve("one-more.test", 502).get(timeout=1)
+    assert gevent.get_hub().threadpool.apply(lambda: 42) == 42  # hashing goes on meanwhile
+    assert time.monotonic() - started < 1
+    assert not any(result.ready() for result in waiting)
+    release.set()
+    assert all(result.get(timeout=5) == ["10.0.0.9"] for result in waiting)
 
 
 def test_a_gate_whose_name_is_re_pointed_does_not_take_another_territory_s_controller(
@@ -885,8 +939,8 @@ def test_a_gate_whose_name_is_re_pointed_does_not_take_another_territory_s_contr
     own = start_simulator("--host", "127.0.0.2", "--port", str(port), "--serial", "2222")
     zone = Zone(monkeypatch, **{"gate.attacker.test": "127.0.0.2"})
     attacker = ControllerConfig(gate_id=1, territory_id=8, host="gate.attacker.test",
-                                port=port, poll_ms=50, since=1000.0)
-    victim = config_for(simulator, gate_id=9, since=2000.0)
+                                port=port, poll_ms=50)
+    victim = config_for(simulator, gate_id=9)
     poller = run_poller([attacker, victim], backoff_base=0.05, backoff_cap=0.2)
     assert online(poller, 1) and online(poller, 9)
     zone.names["gate.attacker.test"] = victim_host
@@ -965,9 +1019,9 @@ def test_an_old_gate_pointed_at_another_territory_s_controller_does_not_take_it(
     a newer territory's controller, by another spelling, and took that barrier over. The gate
     that named the controller first keeps it (Gate.address_since)."""
     _host, port = simulator.addresses[0]
-    incumbent = config_for(simulator, gate_id=9, since=1000.0)
+    incumbent = config_for(simulator, gate_id=9)
     repointed = ControllerConfig(gate_id=1, territory_id=8, host="localhost", port=port,
-                                 poll_ms=50, since=2000.0)
+                                 poll_ms=50)
     poller = run_poller([incumbent])
     assert online(poller, 9)
     poller.update([incumbent, repointed])
@@ -983,10 +1037,10 @@ def _reached_before_a_restart(simulator, run_poller):
     """Gate 1 (named its controller first) reached it under a bridge now stopped; gate 9,
     another territory's, names the same device as «localhost». Returns (gate 1's config,
     gate 9's, the identity gate 1 reached with the moment it first did)."""
-    older = config_for(simulator, gate_id=1, since=1000.0)
+    older = config_for(simulator, gate_id=1)
     _host, port = simulator.addresses[0]
     newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
-                             poll_ms=50, since=2000.0)
+                             poll_ms=50)
     first = run_poller([older])
     assert online(first, 1)
     reached = (first.reached[1], first.reached_since[1])
@@ -1061,6 +1115,10 @@ def test_a_name_is_resolved_once_and_the_connection_goes_where_it_was_checked(
     assert wait_until(lambda: "no answer within 0.2 s" in (poller.state(3).last_error or ""),
                       timeout=3)
     assert poller.state(3).error_kind == "unreachable"
+    # One lookup of a name at a time: the one that never answers is not asked again.
+    assert wait_until(lambda: "last lookup is still waiting" in poller.state(3).last_error,
+                      timeout=3)
+    assert zone.asked.count("hang.test") == 1
     assert zone.asked.count("rebind.test") == 1 and zone.asked.count("late.test") >= 2
     with pytest.raises(BlockingIOError):
         outside.accept()

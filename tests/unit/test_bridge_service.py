@@ -96,16 +96,16 @@ def test_the_identity_a_gate_reached_is_stored_and_handed_to_the_next_bridge(
         assert BridgeService(app).poller.networks == app.config["GATE_NETWORKS"]
 
 
-def test_an_identity_stored_before_its_moment_was_ranks_from_the_gate_s_address():
-    """Stored at stop 21, `gate_status.reached` had no moment of first reach: such an
-    identity ranks from when the gate's address was written, as it did then."""
+def test_an_identity_stored_before_its_moment_was_is_not_taken():
+    """Stored at stop 21, `gate_status.reached` had no moment of first reach, and may record
+    a controller taken over by the ranking of then (claims re-audit, stop 22): it is not
+    handed to the next bridge, and the gate reaches its controller again."""
     from gatebridge.poller import ControllerConfig
     from gatebridge.service import reached_identity, reached_json
 
-    config = ControllerConfig(gate_id=1, territory_id=1, host="10.0.0.5", port=502,
-                              since=1000.0)
+    config = ControllerConfig(gate_id=1, territory_id=1, host="10.0.0.5", port=502)
     legacy = '{"device": ["10.0.0.5", 502, 1], "identity": ["10.0.0.5", 502, 77]}'
-    assert reached_identity(config, legacy) == (("10.0.0.5", 502, 77), 1000.0)
+    assert reached_identity(config, legacy) is None
     stored = reached_json(config, ("10.0.0.5", 502, ["unit", 1]), 1500.5)
     assert reached_identity(config, stored) == (("10.0.0.5", 502, ("unit", 1)), 1500.5)
     assert reached_identity(config, '{"device": ["10.0.0.5", 502, 1], "identity": '
