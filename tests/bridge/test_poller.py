@@ -784,12 +784,15 @@ def test_one_controller_serves_one_gate_however_its_address_is_written(
     simulator, run_poller, recorder
 ):
     """Gate 2 names gate 1's controller as `localhost` (or ::ffff:127.0.0.1, another DNS
-    name…): the older gate keeps it, gate 2 is told and acts on nothing."""
+    name…): the gate that reached it first keeps it, gate 2 is told and acts on nothing.
+    (Added together, whichever reaches the device first keeps it; the test adds gate 2 once
+    gate 1 has.)"""
     _host, port = simulator.addresses[0]
-    poller = run_poller([config_for(simulator, gate_id=1),
-                         ControllerConfig(gate_id=2, territory_id=8, host="localhost",
-                                          port=port, poll_ms=50)])
+    poller = run_poller([config_for(simulator, gate_id=1)])
     assert online(poller, 1)
+    poller.update([config_for(simulator, gate_id=1),
+                   ControllerConfig(gate_id=2, territory_id=8, host="localhost", port=port,
+                                    poll_ms=50)])
     assert wait_until(lambda: poller.state(2).error_kind == "controller_taken", timeout=3)
     assert poller.command(2).reason == "offline"
     seq = present(simulator, type="card", card=1)
@@ -973,9 +976,10 @@ def test_a_gate_whose_settings_change_keeps_its_controller(simulator, run_poller
                 client.connect = lambda: gevent.sleep(0.3) or connect()
         return client
 
-    poller = run_poller([first, other], client_factory=factory, backoff_base=0.01,
+    poller = run_poller([first], client_factory=factory, backoff_base=0.01,
                         backoff_cap=0.02)
     assert online(poller, 9)
+    poller.update([first, other])
     assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
     poller.update([replace(first, poll_ms=60), other])
     gevent.sleep(0.6)
@@ -999,8 +1003,9 @@ def test_a_gate_switched_off_keeps_its_controller_from_another_territory(
     older = config_for(simulator, gate_id=1)
     _host, port = simulator.addresses[0]
     newer = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port, poll_ms=50)
-    poller = run_poller([older, newer], backoff_base=0.1, backoff_cap=0.3)
+    poller = run_poller([older], backoff_base=0.1, backoff_cap=0.3)
     assert online(poller, 1)
+    poller.update([older, newer])
     assert wait_until(lambda: poller.state(9).error_kind == "controller_taken", timeout=3)
     poller.update([newer], held=[older])  # gate 1 switched off
     gevent.sleep(1.0)  # the newer gate's retries meanwhile
@@ -1231,9 +1236,10 @@ def test_a_newer_gate_does_not_get_the_controller_while_the_older_one_reconnects
 
     _host, port = simulator.addresses[0]
     newer = ControllerConfig(gate_id=2, territory_id=8, host="localhost", port=port, poll_ms=50)
-    poller = run_poller([config_for(simulator, gate_id=1), newer], client_factory=factory,
+    poller = run_poller([config_for(simulator, gate_id=1)], client_factory=factory,
                         offline_after=0.3, backoff_base=0.05, backoff_cap=0.2)
     assert online(poller, 1)
+    poller.update([config_for(simulator, gate_id=1), newer])
     assert wait_until(lambda: poller.state(2).error_kind == "controller_taken", timeout=3)
     blocked["on"] = True
 
