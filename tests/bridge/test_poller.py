@@ -986,13 +986,6 @@ def test_a_gate_whose_settings_change_keeps_its_controller(simulator, run_poller
     assert connects[-1] == 60
     assert online(poller, 9) and poller.state(9).error_kind is None
     assert poller.state(1).error_kind == "controller_taken"
-    assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=3)
-    for poll_ms in (60, 70, 80):
-        poller.update([replace(first, poll_ms=poll_ms), other])
-        gevent.sleep(0.2)
-        assert poller.holder(poller.reached[9]) in (9, None)
-        assert poller.state(1).error_kind == "controller_taken"
-    assert online(poller, 9)
 
 
 def test_a_gate_switched_off_keeps_its_controller_from_another_territory(
