@@ -69,7 +69,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import gevent
 import gevent.event
@@ -133,6 +133,12 @@ class ControllerConfig:
     # The serial printed on the controller, as the manager gave it (Gate.serial): the gate
     # serves that controller only, and before any gate without one (Poller.claim).
     serial: int | None = None
+
+    @property
+    def device(self) -> tuple:
+        """What names the controller: two configurations of a gate with the same one name
+        the same controller (address, port, unit, and the serial it was given, if any)."""
+        return (self.host, self.port, self.unit, self.serial)
 
     def __post_init__(self) -> None:
         if self.word_order not in ("big", "little"):
@@ -265,10 +271,11 @@ class GeventModbusTcpClient(ModbusTcpClient):
         return b"".join(chunks)
 
 
-def _same_device(a: ControllerConfig, b: ControllerConfig) -> bool:
-    """Two configurations of a gate name the same controller (address, port, unit, and the
-    serial it was given, if any)."""
-    return (a.host, a.port, a.unit, a.serial) == (b.host, b.port, b.unit, b.serial)
+class Reach(NamedTuple):
+    """The controller identity a gate reached, and when (Unix time) it first reached it."""
+
+    identity: tuple
+    since: float
 
 
 def peer_address(client: ModbusTcpClient) -> str | None:
@@ -980,8 +987,7 @@ class Poller:
         # and the identity each gate last reached, kept while it reconnects (`claim`), with
         # the moment (Unix time) it first reached it: what ranks two gates reaching one.
         self.claims: dict[tuple, _Controller] = {}
-        self.reached: dict[int, tuple] = {}
-        self.reached_since: dict[int, float] = {}
+        self.reached: dict[int, Reach] = {}
         # Gates switched off («Включены» unticked) whose controller is not polled but stays
         # theirs: the identity they reached keeps its claim (`update`, `claim`).
         self.held: dict[int, ControllerConfig] = {}
@@ -1034,18 +1040,18 @@ class Poller:
         wanted = {c.gate_id: c for c in configs}
         keep = {c.gate_id: c for c in held}
         for gate_id in list(self.held):
-            if gate_id in wanted or gate_id not in keep or not _same_device(
-                    keep[gate_id], self.held[gate_id]):
+            if (gate_id in wanted or gate_id not in keep
+                    or keep[gate_id].device != self.held[gate_id].device):
                 del self.held[gate_id]
                 if gate_id not in self.configs:
-                    self._forget(gate_id)
+                    self.reached.pop(gate_id, None)
         for gate_id, old in list(self.configs.items()):
             new = wanted.get(gate_id)
-            if new is None and gate_id in keep and _same_device(keep[gate_id], old):
+            if new is None and gate_id in keep and keep[gate_id].device == old.device:
                 self._remove(gate_id, keep_claim=True)
                 self.held[gate_id] = keep[gate_id]
             elif new is None or replace(new, free_exit=old.free_exit) != old:
-                self._remove(gate_id, keep_claim=new is not None and _same_device(new, old))
+                self._remove(gate_id, keep_claim=new is not None and new.device == old.device)
             elif new != old:
                 # Only how exits are answered changed: keep the connection and the seq seen.
                 self.configs[gate_id] = new
@@ -1058,12 +1064,11 @@ class Poller:
                     self._spawn(config)
         # Before any of them connects: a gate that reached its controller under an earlier
         # bridge ranks as having it, not only once it reconnects.
-        for gate_id, (identity, since) in (known or {}).items():
+        for gate_id, reach in (known or {}).items():
             if gate_id in keep and gate_id not in self.configs:
                 self.held.setdefault(gate_id, keep[gate_id])
-            if (gate_id in self.configs or gate_id in self.held) and gate_id not in self.reached:
-                self.reached[gate_id] = identity
-                self.reached_since[gate_id] = since
+            if gate_id in self.configs or gate_id in self.held:
+                self.reached.setdefault(gate_id, reach)
 
     # -- one controller, one gate ---------------------------------------------------
 
@@ -1072,7 +1077,7 @@ class Poller:
 
         A gate given the controller's serial (only its own controller gets past `_connect`)
         wins over any gate without one. Otherwise the gate that reached this controller
-        first (`reached_since`, then the lower id) wins, connected or not: a gate keeps the
+        first (`Reach.since`, then the lower id) wins, connected or not: a gate keeps the
         identity it last reached (`reached`) through its disconnects, until it is removed
         or moved to another address, so another gate cannot take another territory's
         controller in the seconds the first one spends reconnecting (a reboot, a flapping
@@ -1086,11 +1091,11 @@ class Poller:
         reached before ranks from now.
         """
         identity, gate_id = controller.identity, controller.config.gate_id
-        since = (self.reached_since.get(gate_id, time.time())
-                 if self.reached.get(gate_id) == identity else time.time())
+        before = self.reached.get(gate_id)
+        since = before.since if before is not None and before.identity == identity else time.time()
         mine = (controller.config.serial is None, since, gate_id)
         older = [(self._rank(other), other) for other, seen in self.reached.items()
-                 if seen == identity and other != gate_id
+                 if seen.identity == identity and other != gate_id
                  and (other in self.configs or other in self.held)
                  and self._rank(other) < mine]
         if older:
@@ -1099,18 +1104,14 @@ class Poller:
         if holder is not None and holder is not controller:
             holder.wake.set()
         self.claims[identity] = controller
-        self.reached[gate_id] = identity
-        self.reached_since[gate_id] = since
+        self.reached[gate_id] = Reach(identity, since)
         return None
 
     def _rank(self, gate_id: int) -> tuple[bool, float, int]:
         config = self.configs.get(gate_id) or self.held.get(gate_id)
         unbound = config is None or config.serial is None
-        return (unbound, self.reached_since.get(gate_id, float("inf")), gate_id)
-
-    def _forget(self, gate_id: int) -> None:
-        self.reached.pop(gate_id, None)
-        self.reached_since.pop(gate_id, None)
+        reach = self.reached.get(gate_id)
+        return (unbound, reach.since if reach is not None else float("inf"), gate_id)
 
     def holds(self, controller: _Controller) -> bool:
         """Whether the controller still serves its identity (no older gate took it)."""
@@ -1136,7 +1137,7 @@ class Poller:
     def _remove(self, gate_id: int, keep_claim: bool = False) -> None:
         self.configs.pop(gate_id, None)
         if not keep_claim:
-            self._forget(gate_id)  # removed or moved: it may reach another controller
+            self.reached.pop(gate_id, None)  # removed or moved: it may reach another
         controller = self.controllers.pop(gate_id, None)
         if controller is not None:
             if controller.greenlet is not None:

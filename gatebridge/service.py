@@ -68,7 +68,7 @@ from domain.passes import normalize_plate
 from domain.territories import Territory
 from gatebridge import protocol as p
 from gatebridge.cache import CacheKey, DecisionCache, cache_key
-from gatebridge.poller import ControllerConfig, ControllerState, Poller, event_direction
+from gatebridge.poller import ControllerConfig, ControllerState, Poller, Reach, event_direction
 from gatebridge.spool import Spool
 
 log = logging.getLogger("propusk.gatebridge.service")
@@ -115,28 +115,28 @@ def config_of(gate: Gate) -> ControllerConfig:
     )
 
 
-def reached_json(config: ControllerConfig, identity: tuple, since: float) -> str:
-    """A controller identity the gate reached, with the address it was reached at and the
-    moment (Unix time) it first reached it."""
-    return json.dumps({"device": [config.host, config.port, config.unit],
-                       "identity": list(identity), "since": since})
+def reached_json(config: ControllerConfig, reach: Reach) -> str:
+    """The controller identity a gate reached and when, with the configuration it was
+    reached under (`ControllerConfig.device`)."""
+    return json.dumps({"device": list(config.device), "identity": list(reach.identity),
+                       "since": reach.since})
 
 
-def reached_identity(config: ControllerConfig, stored: str | None) -> tuple[tuple, float] | None:
-    """The identity stored by reached_json and the moment it was first reached, if it was
-    reached at the gate's current address (a gate pointed elsewhere since has not reached
-    anything yet). One stored without that moment (stop 21) is not taken: it may record a
-    controller taken over by the ranking of then, and ranking it by when the address was
-    written would make that for good; the gate reaches its controller again instead."""
+def reached_identity(config: ControllerConfig, stored: str | None) -> Reach | None:
+    """What reached_json stored, if it was reached under the gate's current address and
+    serial (a gate pointed elsewhere since has not reached anything yet). One stored without
+    the moment it was reached (stop 21) is not taken: it may record a controller taken over
+    by the ranking of then, and ranking it by when the address was written would make that
+    for good; the gate reaches its controller again instead."""
     try:
         found = json.loads(stored or "null")
-        if found is None or found["device"] != [config.host, config.port, config.unit]:
+        if found is None or found["device"] != list(config.device):
             return None
         address, port, serial = found["identity"]
         since = float(found["since"])
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
-    return (address, port, tuple(serial) if isinstance(serial, list) else serial), since
+    return Reach((address, port, tuple(serial) if isinstance(serial, list) else serial), since)
 
 
 def access_credential(credential: p.Credential) -> access.Credential:
@@ -278,16 +278,13 @@ class BridgeService:
             )
 
     def _reached(self, config: ControllerConfig) -> str | None:
-        """What to store of the identity the gate reached: only one reached at this config's
-        address (None leaves the stored one as it is)."""
-        identity = self.poller.reached.get(config.gate_id)
-        since = self.poller.reached_since.get(config.gate_id)
+        """What to store of the identity the gate reached: only one reached under this
+        config's address and serial (None leaves the stored one as it is)."""
+        reach = self.poller.reached.get(config.gate_id)
         current = self.poller.configs.get(config.gate_id)
-        if identity is None or since is None or current is None or (
-                (current.host, current.port, current.unit)
-                != (config.host, config.port, config.unit)):
+        if reach is None or current is None or current.device != config.device:
             return None
-        return reached_json(config, identity, since)
+        return reached_json(config, reach)
 
     # -- decisions --------------------------------------------------------------------
 

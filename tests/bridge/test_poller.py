@@ -911,6 +911,16 @@ def test_names_are_looked_up_on_the_bridge_s_own_threads(monkeypatch):
     import gatebridge.poller as poller_module
 
     assert poller_module.resolve("10.0.0.5", 502).get(timeout=1) == ["10.0.0.5"]
+    # Every thread of the hub's pool busy (hashing passwords): names are still looked up.
+    monkeypatch.setattr(poller_module, "_GETADDRINFO", lambda host, port, *args: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.8", port))])
+    hub_pool, hashing = gevent.get_hub().threadpool, threading.Event()
+    busy = [hub_pool.spawn(hashing.wait, 10) for _ in range(hub_pool.maxsize)]
+    started = time.monotonic()
+    assert poller_module.resolve("gate.test", 502).get(timeout=1) == ["10.0.0.8"]
+    assert time.monotonic() - started < 1  # on the hub's pool it would wait for a thread
+    hashing.set()
+    assert all(result.get(timeout=5) for result in busy)
     release = threading.Event()
 
     def never_answers(host, port, *args):
@@ -1021,7 +1031,7 @@ def _reached_before_a_restart(simulator, run_poller):
                              poll_ms=50)
     first = run_poller([older])
     assert online(first, 1)
-    reached = (first.reached[1], first.reached_since[1])
+    reached = first.reached[1]
     first.stop()
     return older, newer, reached
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from domain.db import utcnow
 from domain.gates import Gate, GateEvent
 from domain.territories import create_territory
@@ -70,7 +72,7 @@ def test_the_identity_a_gate_reached_is_stored_and_handed_to_the_next_bridge(
     only what still matches the gate's address."""
     import ipaddress
 
-    from gatebridge.poller import ControllerState
+    from gatebridge.poller import ControllerState, Reach
     from gatebridge.service import config_of
 
     with app.app_context():
@@ -82,16 +84,14 @@ def test_the_identity_a_gate_reached_is_stored_and_handed_to_the_next_bridge(
                                                                         ("unit", 1)))):
             config = config_of(Gate.get_by_id(gate.id))
             first.poller.configs[gate.id] = config
-            first.poller.reached[gate.id] = identity
-            first.poller.reached_since[gate.id] = 1000.0
+            first.poller.reached[gate.id] = Reach(identity, 1000.0)
             first.store_state(config, ControllerState(gate.id, status="online"))
         Gate.update(enabled=False).execute()  # both switched off, then the bridge restarts
         Gate.update(host="10.0.0.9").where(Gate.id == moved.id).execute()  # pointed elsewhere
         second = BridgeService(app)
         second.reload()
         assert set(second.poller.held) == {kept.id}
-        assert second.poller.reached == {kept.id: ("10.0.0.5", 502, 77)}
-        assert second.poller.reached_since == {kept.id: 1000.0}
+        assert second.poller.reached == {kept.id: Reach(("10.0.0.5", 502, 77), 1000.0)}
         app.config["GATE_NETWORKS"] = (ipaddress.ip_network("10.0.0.0/24"),)
         assert BridgeService(app).poller.networks == app.config["GATE_NETWORKS"]
 
@@ -100,13 +100,16 @@ def test_an_identity_stored_before_its_moment_was_is_not_taken():
     """Stored at stop 21, `gate_status.reached` had no moment of first reach, and may record
     a controller taken over by the ranking of then (claims re-audit, stop 22): it is not
     handed to the next bridge, and the gate reaches its controller again."""
-    from gatebridge.poller import ControllerConfig
+    from gatebridge.poller import ControllerConfig, Reach
     from gatebridge.service import reached_identity, reached_json
 
     config = ControllerConfig(gate_id=1, territory_id=1, host="10.0.0.5", port=502)
-    legacy = '{"device": ["10.0.0.5", 502, 1], "identity": ["10.0.0.5", 502, 77]}'
-    assert reached_identity(config, legacy) is None
-    stored = reached_json(config, ("10.0.0.5", 502, ["unit", 1]), 1500.5)
-    assert reached_identity(config, stored) == (("10.0.0.5", 502, ("unit", 1)), 1500.5)
-    assert reached_identity(config, '{"device": ["10.0.0.5", 502, 1], "identity": '
-                                    '["10.0.0.5", 502, 77], "since": "later"}') is None
+    device = '"device": ["10.0.0.5", 502, 1, null], "identity": ["10.0.0.5", 502, 77]'
+    assert reached_identity(config, f'{{{device}, "since": 1500.5}}') == Reach(
+        ("10.0.0.5", 502, 77), 1500.5)
+    assert reached_identity(config, f'{{{device}}}') is None  # stop 21: no moment
+    assert reached_identity(config, f'{{{device}, "since": "later"}}') is None
+    stored = reached_json(config, Reach(("10.0.0.5", 502, ("unit", 1)), 1500.5))
+    assert reached_identity(config, stored) == Reach(("10.0.0.5", 502, ("unit", 1)), 1500.5)
+    # Reached before the gate was given a serial: not the gate's any more.
+    assert reached_identity(replace(config, serial=77), stored) is None
