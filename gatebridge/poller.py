@@ -64,7 +64,6 @@ import logging
 import random
 import socket
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -74,10 +73,8 @@ from typing import Any, Literal, NamedTuple
 import gevent
 import gevent.event
 import gevent.socket
-from gevent.hub import Hub
-from gevent.monkey import get_original
 from gevent.pool import Group
-from gevent.threadpool import ThreadPool
+from gevent.resolver.ares import Resolver
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
@@ -90,10 +87,9 @@ GateDirection = Literal["entry", "exit", "both"]
 Status = Literal["offline", "online", "fault"]
 
 OFFLINE_AFTER_S = 3.0
-# How long the gate's host name may take to resolve before the attempt counts as failed,
-# and how many names the bridge looks up at once (`resolve`).
+# How long the gate's host name may take to resolve before the attempt counts as failed
+# (`resolve`).
 RESOLVE_S = 3.0
-RESOLVER_THREADS = 4
 STUCK_AFTER_S = 5.0
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -312,42 +308,29 @@ def make_client(config: ControllerConfig) -> ModbusTcpClient:
     )
 
 
-_GETADDRINFO = get_original("socket", "getaddrinfo")  # blocking: for the bridge's own threads
-# Per event loop: the lookup threads, and the lookups they have not finished.
-_RESOLVERS: weakref.WeakKeyDictionary[Hub, tuple[ThreadPool, set]] = weakref.WeakKeyDictionary()
-
-
-def resolve(host: str, port: int) -> gevent.event.AsyncResult:
+def resolve(host: str, port: int, resolver: Resolver) -> gevent.event.AsyncResult:
     """The addresses `host` resolves to (in the resolver's order, without repeats), as a
-    result to wait for. An IP address is its own answer. A name is looked up on the bridge's
-    own few threads: a timeout frees the waiting greenlet but not the thread, which waits
-    until libc gives up, and on the hub's threadpool, which also hashes passwords, a
-    manager's gates named by names whose servers never answer slowed every sign-in of the
-    process (claims re-audit, stop 22)."""
+    result to wait for. An IP address is its own answer. A name is asked of the poller's
+    c-ares resolver, which waits on its sockets in the event loop: any number of lookups
+    wait at once and none holds a thread. On threads (the hub's, which also hashes
+    passwords, then four of the bridge's own), names whose servers never answer, twenty of
+    one territory's gates, held every thread, and every other territory's gates named by a
+    name stayed offline (claims audits, stop 22)."""
+    answer = gevent.event.AsyncResult()
     try:
-        literal = ipaddress.ip_address(host)
+        answer.set([str(ipaddress.ip_address(host))])
     except ValueError:
-        hub = gevent.get_hub()
-        if hub not in _RESOLVERS:
-            _RESOLVERS[hub] = (ThreadPool(RESOLVER_THREADS), set())
-        pool, running = _RESOLVERS[hub]
-        running.difference_update([r for r in running if r.ready()])
-        if len(running) < RESOLVER_THREADS:  # else spawn() would wait for a thread
-            lookup = pool.spawn(_addresses_of, host, port)
-            running.add(lookup)
-            return lookup
-        busy = gevent.event.AsyncResult()
-        busy.set_exception(OSError(f"all {RESOLVER_THREADS} lookups of the bridge are waiting "
-                                   "for an answer"))
-        return busy
-    answered = gevent.event.AsyncResult()
-    answered.set([str(literal)])
-    return answered
+        gevent.spawn(_look_up, resolver, host, port, answer)
+    return answer
 
 
-def _addresses_of(host: str, port: int) -> list[str]:
-    found = _GETADDRINFO(host, port, 0, socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in found))
+def _look_up(resolver: Resolver, host: str, port: int, answer: gevent.event.AsyncResult) -> None:
+    try:
+        found = resolver.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    except OSError as exc:  # no such name, no answer: the gate's state says so
+        answer.set_exception(exc)
+    else:
+        answer.set(list(dict.fromkeys(str(info[4][0]) for info in found)))
 
 
 def event_is_exit(config: ControllerConfig, snapshot: p.Snapshot) -> bool:
@@ -582,10 +565,11 @@ class _Controller:
         hosts, nor learn which of them listen)."""
         host = self.config.host
         if self.lookup is not None and not self.lookup.ready():
-            # One lookup a gate at a time: a name that never answers holds one thread.
+            # One lookup a gate at a time: a name that never answers keeps one query
+            # waiting (until c-ares gives up), not one per attempt.
             self._no_answer("unreachable", f"resolve {host}: the last lookup is still waiting")
             return None
-        self.lookup = resolve(host, self.config.port)
+        self.lookup = resolve(host, self.config.port, self.poller.resolver())
         try:
             addresses = self.lookup.get(timeout=RESOLVE_S)
         except gevent.Timeout:
@@ -960,6 +944,7 @@ class Poller:
         watchdog_s: int = WATCHDOG_S,
         networks: Sequence[Network] = (),
         rng: Callable[[float, float], float] = random.uniform,
+        dns: dict[str, Any] | None = None,
     ) -> None:
         self.configs = {c.gate_id: c for c in configs}
         self.decide = decide
@@ -977,6 +962,10 @@ class Poller:
         # GATE_NETWORKS: where controllers may be; empty, anywhere.
         self.networks = tuple(networks)
         self.rng = rng
+        # c-ares's settings (gevent.resolver.cares.channel: servers, udp_port, …); none, the
+        # system's /etc/resolv.conf and /etc/hosts.
+        self.dns = dict(dns or {})
+        self._resolver: Resolver | None = None
         self.group = Group()
         self.controllers: dict[int, _Controller] = {}
         self.running = False
@@ -1010,6 +999,16 @@ class Poller:
         self.group.kill(timeout=timeout)
         for controller in controllers:
             self._close(controller)
+        if self._resolver is not None:
+            self._resolver.close()
+            self._resolver = None
+
+    def resolver(self) -> Resolver:
+        """The poller's asynchronous resolver (`resolve`), made on the loop that polls."""
+        if self._resolver is None:
+            # Each server asked once for RESOLVE_S: a lookup ends when its gate stops waiting.
+            self._resolver = Resolver(**{"timeout": RESOLVE_S, "tries": 1, **self.dns})
+        return self._resolver
 
     def __enter__(self) -> Poller:
         return self.start()

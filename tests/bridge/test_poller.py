@@ -875,74 +875,93 @@ def test_another_word_order_does_not_make_the_same_controller_another_one(
 
 
 class Zone:
-    """Names the tests resolve as they please (a DNS record a manager controls): the
-    poller's lookups (`poller.resolve`) of these names are answered from `names`, any other
-    name's as usual."""
+    """A DNS server on loopback answering the names the tests give it (a zone a manager
+    controls), for a poller started with `dns=zone.dns`: `names` maps a name to an address,
+    a list of them (one per lookup, the last one kept), None (no such name) or "hang" (its
+    server never answers). Other names do not exist. Answers say A records only, with a
+    TTL of 0, so every lookup asks again."""
 
-    def __init__(self, monkeypatch, **names):
-        import gatebridge.poller as poller_module
+    def __init__(self, **names):
+        from gevent.server import DatagramServer
 
-        self.names = names  # name -> an address, a list of them (one per lookup), None, "hang"
-        self.asked: list[str] = []
-        real = poller_module.resolve
+        self.names = names
+        self.asked: list[str] = []  # the names looked up, once per lookup (its A query)
+        self.server = DatagramServer(("127.0.0.1", 0), self._answer)
+        self.server.start()
+        self.dns = {"servers": ["127.0.0.1"], "udp_port": self.server.address[1]}
 
-        def resolve(host, port):
-            if host not in self.names:
-                return real(host, port)
-            self.asked.append(host)
-            answer = self.names[host]
+    def close(self):
+        self.server.close()
+
+    def _answer(self, query: bytes, client) -> None:
+        labels, at = [], 12
+        while query[at]:
+            labels.append(query[at + 1:at + 1 + query[at]].decode())
+            at += 1 + query[at]
+        name, kind = ".".join(labels).lower(), int.from_bytes(query[at + 1:at + 3], "big")
+        question = query[12:at + 5]
+        answer = self.names.get(name)
+        if name in self.names and kind == 1:  # the lookup's A query (AAAA comes beside it)
+            self.asked.append(name)
             if isinstance(answer, list):
                 answer = answer.pop(0) if len(answer) > 1 else answer[0]
-            result = gevent.event.AsyncResult()
-            if answer is None:
-                result.set_exception(socket.gaierror(socket.EAI_NONAME, "Name not known"))
-            elif answer != "hang":  # a name whose servers never answer: never set
-                result.set([answer])
-            return result
+        if answer == "hang":
+            return
+        records = []
+        if answer is not None and kind == 1:
+            # A pointer to the question's name, A, IN, TTL 0, four bytes of address.
+            records.append(bytes.fromhex("c00c000100010000000000 04".replace(" ", ""))
+                           + socket.inet_aton(answer))
+        flags = 0x8180 if answer is not None else 0x8183  # a response; NXDOMAIN for none
+        header = (query[:2] + flags.to_bytes(2, "big") + (1).to_bytes(2, "big")
+                  + len(records).to_bytes(2, "big") + bytes(4))
+        self.server.sendto(header + question + b"".join(records), client)
 
-        monkeypatch.setattr(poller_module, "resolve", resolve)
+
+@pytest.fixture
+def zone():
+    """Factory: a Zone with the given names, closed at teardown."""
+    zones = []
+
+    def make(**names):
+        zones.append(Zone(**names))
+        return zones[-1]
+
+    yield make
+    for made in zones:
+        made.close()
 
 
-def test_names_are_looked_up_on_the_bridge_s_own_threads(monkeypatch):
-    """Claims re-audit (stop 22): lookups ran on the hub's threadpool, which also hashes
-    passwords; gates named by names whose servers never answer held its threads (a timeout
-    frees the greenlet, not the thread), and every sign-in of the process waited seconds.
-    An IP address needs no lookup at all."""
+def test_names_are_looked_up_without_threads(zone, run_poller):
+    """Claims audits (stop 22): lookups ran on threads, first the hub's (which also hashes
+    passwords, and every sign-in waited), then four of the bridge's own; twenty gates of one
+    territory named by names whose servers never answer held them all, and every other
+    territory's gates named by a name stayed offline for minutes. c-ares asks in the event
+    loop: lookups that never end hold nothing, and an IP address needs no lookup at all."""
     import gatebridge.poller as poller_module
 
-    assert poller_module.resolve("10.0.0.5", 502).get(timeout=1) == ["10.0.0.5"]
-    # Every thread of the hub's pool busy (hashing passwords): names are still looked up.
-    monkeypatch.setattr(poller_module, "_GETADDRINFO", lambda host, port, *args: [
-        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.8", port))])
+    names = zone(**{"gate.test": "10.0.0.8", "gone.test": None},
+                 **{f"hang{n}.test": "hang" for n in range(40)})
+    resolver = run_poller([], dns=names.dns).resolver()
+    assert poller_module.resolve("10.0.0.5", 502, resolver).get(timeout=1) == ["10.0.0.5"]
+    # The hub's threads all busy (hashing passwords), and forty lookups waiting forever.
     hub_pool, hashing = gevent.get_hub().threadpool, threading.Event()
     busy = [hub_pool.spawn(hashing.wait, 10) for _ in range(hub_pool.maxsize)]
+    waiting = [poller_module.resolve(f"hang{n}.test", 502, resolver) for n in range(40)]
     started = time.monotonic()
-    assert poller_module.resolve("gate.test", 502).get(timeout=1) == ["10.0.0.8"]
-    assert time.monotonic() - started < 1  # on the hub's pool it would wait for a thread
+    assert poller_module.resolve("gate.test", 502, resolver).get(timeout=1) == ["10.0.0.8"]
+    with pytest.raises(socket.gaierror):
+        poller_module.resolve("gone.test", 502, resolver).get(timeout=1)
+    assert time.monotonic() - started < 1
     hashing.set()
     assert all(result.get(timeout=5) for result in busy)
-    release = threading.Event()
-
-    def never_answers(host, port, *args):
-        release.wait(10)
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.9", port))] * 2
-
-    monkeypatch.setattr(poller_module, "_GETADDRINFO", never_answers)
-    started = time.monotonic()
-    waiting = [poller_module.resolve(f"gate{n}.test", 502)
-               for n in range(poller_module.RESOLVER_THREADS)]
-    # Past the bridge's threads a lookup fails at once, rather than wait for one.
-    with pytest.raises(OSError, match="lookups of the bridge are waiting"):
-        poller_module.resolve("one-more.test", 502).get(timeout=1)
-    assert gevent.get_hub().threadpool.apply(lambda: 42) == 42  # hashing goes on meanwhile
-    assert time.monotonic() - started < 1
     assert not any(result.ready() for result in waiting)
-    release.set()
-    assert all(result.get(timeout=5) == ["10.0.0.9"] for result in waiting)
+    assert sorted(names.asked) == sorted(["gate.test", "gone.test",
+                                          *(f"hang{n}.test" for n in range(40))])
 
 
 def test_a_gate_whose_name_is_re_pointed_does_not_take_another_territory_s_controller(
-    simulator, start_simulator, run_poller, recorder, monkeypatch
+    simulator, start_simulator, run_poller, recorder, zone
 ):
     """Claims audit (stop 22, critical): gates were ranked by when their address was
     written. A manager whose gate names a DNS name pointed the name at another territory's
@@ -951,13 +970,13 @@ def test_a_gate_whose_name_is_re_pointed_does_not_take_another_territory_s_contr
     reached before ranks from that moment, whatever its settings say."""
     victim_host, port = simulator.addresses[0]
     own = start_simulator("--host", "127.0.0.2", "--port", str(port), "--serial", "2222")
-    zone = Zone(monkeypatch, **{"gate.attacker.test": "127.0.0.2"})
+    names = zone(**{"gate.attacker.test": "127.0.0.2"})
     attacker = ControllerConfig(gate_id=1, territory_id=8, host="gate.attacker.test",
                                 port=port, poll_ms=50)
     victim = config_for(simulator, gate_id=9)
-    poller = run_poller([attacker, victim], backoff_base=0.05, backoff_cap=0.2)
+    poller = run_poller([attacker, victim], backoff_base=0.05, backoff_cap=0.2, dns=names.dns)
     assert online(poller, 1) and online(poller, 9)
-    zone.names["gate.attacker.test"] = victim_host
+    names.names["gate.attacker.test"] = victim_host
     own.stop()  # the attacker's gate reconnects, to where the name now points
     assert wait_until(lambda: poller.state(1).error_kind == "controller_taken", timeout=5)
     assert poller.state(9).online and poller.state(9).error_kind is None
@@ -1075,7 +1094,7 @@ def test_after_a_restart_a_gate_keeps_its_controller_before_it_reconnects(
 
 
 def test_a_name_is_resolved_once_and_the_connection_goes_where_it_was_checked(
-    simulator, run_poller, monkeypatch
+    simulator, run_poller, monkeypatch, zone
 ):
     """Claims audit (stop 22): with GATE_NETWORKS set, the bridge checked what the gate's
     name resolved to, then connected to the name, resolving it again. A name answering an
@@ -1091,23 +1110,20 @@ def test_a_name_is_resolved_once_and_the_connection_goes_where_it_was_checked(
     host, port = simulator.addresses[0]
     outside = socket.create_server(("127.0.0.2", port))  # counts what reaches it
     outside.setblocking(False)
-    zone = Zone(monkeypatch, **{"rebind.test": [host, "127.0.0.2"],
-                                "late.test": [None, "127.0.0.2"], "hang.test": "hang"})
+    names = zone(**{"rebind.test": [host, "127.0.0.2"], "late.test": [None, "127.0.0.2"],
+                    "hang.test": "hang"})
     gates = [ControllerConfig(gate_id=gate_id, territory_id=8, host=name, port=port,
                               poll_ms=50)
              for gate_id, name in ((1, "rebind.test"), (2, "late.test"), (3, "hang.test"))]
     poller = run_poller(gates, networks=(ipaddress.ip_network("127.0.0.1/32"),),
-                        backoff_base=0.05, backoff_cap=0.2)
+                        backoff_base=0.05, backoff_cap=0.2, dns=names.dns)
     assert online(poller, 1)  # at the address checked, though the name now answers another
     assert wait_until(lambda: poller.state(2).error_kind == "address_not_allowed", timeout=3)
-    assert wait_until(lambda: "no answer within 0.2 s" in (poller.state(3).last_error or ""),
-                      timeout=3)
+    # No answer within RESOLVE_S: the gate's wait or c-ares's own, whichever ends first.
+    assert wait_until(lambda: (poller.state(3).last_error or "").startswith(
+        "resolve hang.test: "), timeout=3)
     assert poller.state(3).error_kind == "unreachable"
-    # One lookup of a name at a time: the one that never answers is not asked again.
-    assert wait_until(lambda: "last lookup is still waiting" in poller.state(3).last_error,
-                      timeout=3)
-    assert zone.asked.count("hang.test") == 1
-    assert zone.asked.count("rebind.test") == 1 and zone.asked.count("late.test") >= 2
+    assert names.asked.count("rebind.test") == 1 and names.asked.count("late.test") >= 2
     with pytest.raises(BlockingIOError):
         outside.accept()
     outside.close()
