@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 
 from domain.accounts import Device
 from tests.conftest import PASSWORD, csrf_token
@@ -146,3 +149,56 @@ def test_a_page_without_a_session_redirects_to_the_login_and_back(client):
     response = client.get("/t/1/passes?page=2")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=/t/1/passes?page%3D2"
+
+
+def test_a_cookie_verified_once_is_still_checked_as_itsdangerous_checks_it(
+    app, client, auth, make_account, monkeypatch
+):
+    """The session interface remembers cookies it verified (blueprints/sessions.py): one
+    sent again must still expire, give each request its own session to change, and a
+    forged or altered one must never be remembered."""
+    import blueprints.sessions as sessions
+
+    make_account(phone="+79990001122")
+    auth.login("+79990001122")
+    assert "Выйти" in client.get("/").get_data(as_text=True)
+    assert "Выйти" in client.get("/").get_data(as_text=True)  # the remembered cookie
+    interface = app.session_interface
+    cookie = client.get_cookie("propusk").value
+    assert cookie in interface._verified
+
+    def opened(text):
+        with app.test_request_context(headers={"Cookie": f"propusk={text}"}) as context:
+            return interface.open_session(app, context.request)
+
+    first = opened(cookie)
+    first["_user_id"] = "someone-else"
+    assert opened(cookie)["_user_id"] != "someone-else"
+    # Flask's flash() appends to the list the cookie brought: in place.
+    flashed = interface.get_signing_serializer(app).dumps({"_flashes": [("info", "раз")]})
+    opened(flashed)["_flashes"].append(("info", "только этому запросу"))
+    assert opened(flashed)["_flashes"] == [("info", "раз")]
+    # Altered by one character, or signed with another key: refused, and not remembered.
+    kept = len(interface._verified)
+    altered = cookie[:-2] + ("A" if cookie[-2] != "A" else "B") + cookie[-1]
+    assert "_user_id" not in opened(altered)
+    assert "_user_id" not in opened(URLSafeTimedSerializer("guessed").dumps({"_user_id": "x"}))
+    assert len(interface._verified) == kept
+    # A year and a day later (PERMANENT_SESSION_LIFETIME is a year) it has expired.
+    later = time.time() + 366 * 86400
+    monkeypatch.setattr(sessions.time, "time", lambda: later)
+    assert "Выйти" not in client.get("/").get_data(as_text=True)
+    assert cookie not in interface._verified
+
+
+def test_the_remembered_cookies_are_bounded(app, monkeypatch):
+    import blueprints.sessions as sessions
+
+    monkeypatch.setattr(sessions, "VERIFIED_KEPT", 3)
+    interface = app.session_interface
+    serializer = interface.get_signing_serializer(app)
+    cookies = [serializer.dumps({"n": n}) for n in range(5)]
+    for n, cookie in enumerate(cookies):
+        with app.test_request_context(headers={"Cookie": f"propusk={cookie}"}) as context:
+            assert interface.open_session(app, context.request)["n"] == n
+    assert list(interface._verified) == cookies[2:]  # the oldest forgotten first
