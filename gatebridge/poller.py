@@ -88,7 +88,7 @@ Status = Literal["offline", "online", "fault"]
 
 OFFLINE_AFTER_S = 3.0
 # How long the gate's host name may take to resolve before the attempt counts as failed
-# (`resolve`).
+# (`Poller.resolve`).
 RESOLVE_S = 3.0
 STUCK_AFTER_S = 5.0
 BACKOFF_BASE_S = 0.5
@@ -306,31 +306,6 @@ def make_client(config: ControllerConfig) -> ModbusTcpClient:
         retries=0,
         name=f"gate{config.gate_id}",
     )
-
-
-def resolve(host: str, port: int, resolver: Resolver) -> gevent.event.AsyncResult:
-    """The addresses `host` resolves to (in the resolver's order, without repeats), as a
-    result to wait for. An IP address is its own answer. A name is asked of the poller's
-    c-ares resolver, which waits on its sockets in the event loop: any number of lookups
-    wait at once and none holds a thread. On threads (the hub's, which also hashes
-    passwords, then four of the bridge's own), names whose servers never answer, twenty of
-    one territory's gates, held every thread, and every other territory's gates named by a
-    name stayed offline (claims audits, stop 22)."""
-    answer = gevent.event.AsyncResult()
-    try:
-        answer.set([str(ipaddress.ip_address(host))])
-    except ValueError:
-        gevent.spawn(_look_up, resolver, host, port, answer)
-    return answer
-
-
-def _look_up(resolver: Resolver, host: str, port: int, answer: gevent.event.AsyncResult) -> None:
-    try:
-        found = resolver.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
-    except OSError as exc:  # no such name, no answer: the gate's state says so
-        answer.set_exception(exc)
-    else:
-        answer.set(list(dict.fromkeys(str(info[4][0]) for info in found)))
 
 
 def event_is_exit(config: ControllerConfig, snapshot: p.Snapshot) -> bool:
@@ -569,7 +544,7 @@ class _Controller:
             # waiting (until c-ares gives up), not one per attempt.
             self._no_answer("unreachable", f"resolve {host}: the last lookup is still waiting")
             return None
-        self.lookup = resolve(host, self.config.port, self.poller.resolver())
+        self.lookup = self.poller.resolve(host, self.config.port)
         try:
             addresses = self.lookup.get(timeout=RESOLVE_S)
         except gevent.Timeout:
@@ -1003,12 +978,31 @@ class Poller:
             self._resolver.close()
             self._resolver = None
 
-    def resolver(self) -> Resolver:
-        """The poller's asynchronous resolver (`resolve`), made on the loop that polls."""
+    def resolve(self, host: str, port: int) -> gevent.event.AsyncResult:
+        """The addresses `host` resolves to (in the resolver's order, without repeats), as a
+        result to wait for. An IP address is its own answer. A name is asked of the
+        poller's c-ares resolver, which waits on its sockets in the event loop: any number
+        of lookups wait at once and none holds a thread. On threads (the hub's, which also
+        hashes passwords, then four of the bridge's own), names whose servers never answer,
+        twenty of one territory's gates, held every thread, and every other territory's
+        gates named by a name stayed offline (claims audits, stop 22)."""
+        answer = gevent.event.AsyncResult()
+        try:
+            answer.set([str(ipaddress.ip_address(host))])
+        except ValueError:
+            self.group.spawn(self._look_up, host, port, answer)  # stop() ends it
+        return answer
+
+    def _look_up(self, host: str, port: int, answer: gevent.event.AsyncResult) -> None:
         if self._resolver is None:
             # Each server asked once for RESOLVE_S: a lookup ends when its gate stops waiting.
             self._resolver = Resolver(**{"timeout": RESOLVE_S, "tries": 1, **self.dns})
-        return self._resolver
+        try:
+            found = self._resolver.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        except OSError as exc:  # no such name, no answer: the gate's state says so
+            answer.set_exception(exc)
+        else:
+            answer.set(list(dict.fromkeys(str(info[4][0]) for info in found)))
 
     def __enter__(self) -> Poller:
         return self.start()

@@ -938,26 +938,26 @@ def test_names_are_looked_up_without_threads(zone, run_poller):
     territory named by names whose servers never answer held them all, and every other
     territory's gates named by a name stayed offline for minutes. c-ares asks in the event
     loop: lookups that never end hold nothing, and an IP address needs no lookup at all."""
-    import gatebridge.poller as poller_module
-
     names = zone(**{"gate.test": "10.0.0.8", "gone.test": None},
                  **{f"hang{n}.test": "hang" for n in range(40)})
-    resolver = run_poller([], dns=names.dns).resolver()
-    assert poller_module.resolve("10.0.0.5", 502, resolver).get(timeout=1) == ["10.0.0.5"]
+    poller = run_poller([], dns=names.dns)
+    assert poller.resolve("10.0.0.5", 502).get(timeout=1) == ["10.0.0.5"]
     # The hub's threads all busy (hashing passwords), and forty lookups waiting forever.
     hub_pool, hashing = gevent.get_hub().threadpool, threading.Event()
     busy = [hub_pool.spawn(hashing.wait, 10) for _ in range(hub_pool.maxsize)]
-    waiting = [poller_module.resolve(f"hang{n}.test", 502, resolver) for n in range(40)]
+    waiting = [poller.resolve(f"hang{n}.test", 502) for n in range(40)]
     started = time.monotonic()
-    assert poller_module.resolve("gate.test", 502, resolver).get(timeout=1) == ["10.0.0.8"]
+    assert poller.resolve("gate.test", 502).get(timeout=1) == ["10.0.0.8"]
     with pytest.raises(socket.gaierror):
-        poller_module.resolve("gone.test", 502, resolver).get(timeout=1)
+        poller.resolve("gone.test", 502).get(timeout=1)
     assert time.monotonic() - started < 1
     hashing.set()
     assert all(result.get(timeout=5) for result in busy)
     assert not any(result.ready() for result in waiting)
     assert sorted(names.asked) == sorted(["gate.test", "gone.test",
                                           *(f"hang{n}.test" for n in range(40))])
+    poller.stop()  # the lookups still waiting end with it
+    assert not poller.group and poller._resolver is None
 
 
 def test_a_gate_whose_name_is_re_pointed_does_not_take_another_territory_s_controller(
