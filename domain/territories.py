@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 from flask_babel import lazy_gettext as _l
 from peewee import (
     JOIN,
     BooleanField,
     CharField,
+    Expression,
     ForeignKeyField,
     IntegerField,
     IntegrityError,
@@ -639,6 +642,7 @@ def join_by_account_number(account: Account, territory_id: int, number: str,
             member = None
             if unit is not None:
                 member = _admit(account, territory, "resident", _locked_unit(territory, unit.id))
+                _requests_answered(account, territory)
     except DomainError:
         _give_back(tried)  # a right number the unit could not take (full, a member)
         raise
@@ -655,13 +659,19 @@ def attach(account: Account, territory: Territory, role: str, unit_name: str = "
     with serialised():
         unit = _unit_for(territory, None, unit_name)
         member = _admit(account, territory, role, unit)
-        # Whatever they asked for is answered by this.
-        JoinRequest.update(status="accepted", decided_at=utcnow()).where(
-            (JoinRequest.account == account)
-            & (JoinRequest.territory == territory)
-            & (JoinRequest.status == "pending")
-        ).execute()
+        _requests_answered(account, territory)
     return member
+
+
+def _requests_answered(account: Account, territory: Territory) -> None:
+    """A person who became a member another way has what they asked for: their pending
+    requests to the territory are accepted, and leave the managers' queue (before, one
+    joined by account number stayed there, and accepting it failed)."""
+    JoinRequest.update(status="accepted", decided_at=utcnow()).where(
+        (JoinRequest.account == account)
+        & (JoinRequest.territory == territory)
+        & (JoinRequest.status == "pending")
+    ).execute()
 
 
 # ---------------------------------------------------------------------------------------
@@ -720,10 +730,7 @@ def update_member(
         from domain.passes import VehiclePass
 
         now = utcnow()
-        live = ((VehiclePass.territory == territory)
-                & (VehiclePass.account == member.account_id)
-                & VehiclePass.revoked_at.is_null()
-                & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > now)))
+        live = _live_passes(territory, member, now)
         if role == "operator" and member.role != "operator":
             VehiclePass.update(revoked_at=now, revoked_by=by).where(live).execute()
         elif (unit.id if unit else None) != member.unit_id:
@@ -751,12 +758,34 @@ def left_without_manager(account: Account) -> list[Territory]:
     return left
 
 
-def remove_member(territory: Territory, member_id: int) -> Membership:
-    """Take a person out of the territory; they lose access at once."""
-    with db.atomic():
+def _live_passes(territory: Territory, member: Membership, now: datetime) -> Expression:
+    """Where-clause of the member's passes in the territory not revoked nor ended."""
+    from domain.passes import VehiclePass
+
+    return ((VehiclePass.territory == territory)
+            & (VehiclePass.account == member.account_id)
+            & VehiclePass.revoked_at.is_null()
+            & (VehiclePass.valid_to.is_null() | (VehiclePass.valid_to > now)))
+
+
+def remove_member(territory: Territory, member_id: int, by: Account | None = None) -> Membership:
+    """Take a person out of the territory; they lose access at once.
+
+    Their passes there are revoked (by `by`), as when a member is made an operator. Kept,
+    they were listed as «Действует» in «Все пропуска» with nobody behind them, and opened
+    the gate again if the person was taken back in, naming the unit of the old membership
+    (audit, stop 23). Bound cards stay: they were bought, and a card opens nothing for
+    someone who is not a member.
+    """
+    with serialised():
         member = _member(territory, member_id)
         if member.role == "manager" and not _other_managers(territory, member):
             raise DomainError(_l("Это последний управляющий территории — его нельзя удалить"))
+        from domain.passes import VehiclePass
+
+        now = utcnow()
+        VehiclePass.update(revoked_at=now, revoked_by=by).where(
+            _live_passes(territory, member, now)).execute()
         member.delete_instance()
         versions.bump(territory.id)
     return member
@@ -826,13 +855,29 @@ def delete_unit(territory: Territory, unit_id: int) -> None:
         unit.delete_instance()
 
 
+# Control characters a text file has no business holding (a tab and line ends it may).
+_BINARY = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _unreadable() -> CsvError:
+    return CsvError([str(_l("Файл не читается: сохраните его как CSV в UTF-8"))])
+
+
 def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "cp1251"):
+    """The file's text: UTF-8, UTF-16 with its byte-order mark (Excel's «Текст в Юникоде»),
+    else Windows-1251. cp1251 takes almost any bytes, so a binary file or UTF-16 read that
+    way became units named with NUL bytes (audit, stop 23): text with control characters
+    is refused instead."""
+    utf16 = data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "cp1251"):
         try:
-            return data.decode(encoding)
+            text = data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise CsvError([str(_l("Файл не читается: сохраните его как CSV в UTF-8"))])
+        if _BINARY.search(text):
+            break
+        return text
+    raise _unreadable()
 
 
 def _is_header(row: list[str]) -> bool:
@@ -848,7 +893,10 @@ def _parse_units_csv(data: bytes) -> tuple[list[tuple[int, str, str | None]], li
     text = _decode(data)
     first = text.split("\n", 1)[0]
     delimiter = ";" if ";" in first else ("\t" if "\t" in first else ",")
-    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    try:
+        rows = list(csv.reader(io.StringIO(text), delimiter=delimiter))
+    except csv.Error:  # a stray line end inside a cell, a NUL: not a table we can read
+        raise _unreadable() from None
     errors: list[tuple[int, str]] = []
     parsed: list[tuple[int, str, str | None]] = []
     names: dict[str, int] = {}

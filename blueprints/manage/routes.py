@@ -207,7 +207,7 @@ def remove(tid: int, mid: int) -> Response:
     form = EmptyForm()
     if form.validate_on_submit():
         try:
-            territories.remove_member(g.territory, mid)
+            territories.remove_member(g.territory, mid, by=current_user)
         except DomainError as error:
             flash(error.message, "error")
             return redirect(url_for("manage.member", tid=tid, mid=mid))

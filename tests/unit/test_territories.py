@@ -349,6 +349,22 @@ def test_a_bad_csv_is_reported_line_by_line_and_nothing_is_imported(place):
     assert Unit.select().where(Unit.territory == territory).count() == 1
 
 
+def test_excel_s_unicode_text_is_read_and_a_binary_file_is_refused(place):
+    """Audit (stop 23): UTF-16 (Excel's «Текст в Юникоде») answered 500, and a binary file,
+    read as cp1251, became a unit named with NUL bytes."""
+    territory, _ = place
+    excel = "Объект\tЛицевой счёт\r\nДом 77\t555666\r\n".encode("utf-16")
+    assert import_units_csv(territory, excel) == (1, 0)
+    assert Unit.get(name="Дом 77").account_number == "555666"
+    # An .xlsx (a zip), a NUL, a UTF-16 file cut short, a line end inside a cell.
+    for junk in (b"PK\x03\x04\x14\x00\x06\x00", b"a;1\x00\n", b"\xff\xfe\x00ba",
+                 "Дом\r\r78;1".encode("utf-16")):
+        with pytest.raises(CsvError) as refused:
+            import_units_csv(territory, junk)
+        assert refused.value.lines == ["Файл не читается: сохраните его как CSV в UTF-8"]
+    assert Unit.select().where(Unit.territory == territory).count() == 1
+
+
 def test_an_empty_csv_is_an_error(place):
     territory, _ = place
     with pytest.raises(CsvError):
@@ -364,3 +380,47 @@ def test_admin_attach_answers_a_pending_request(place):
     assert JoinRequest.get_by_id(request.id).status == "accepted"
     with pytest.raises(DomainError, match="уже подключён"):
         attach(applicant, territory, "operator")
+
+
+def test_a_member_taken_out_loses_their_passes_and_taking_them_back_does_not_revive_them(place):
+    """Audit (stop 23): removal deleted the membership only. The passes stayed «Действует»
+    in «Все пропуска», and when the person was taken back in, into another unit, they opened
+    the gate again, showing the guard the old unit."""
+    import datetime as dt
+
+    from domain.access import Credential, decide
+    from domain.db import utcnow
+    from domain.passes import VehiclePass, file_pass
+
+    territory, manager = place
+    first, second = add_unit(territory, "Дом 7"), add_unit(territory, "Дом 99")
+    resident = person(surname="Жильцов")
+    member = attach(resident, territory, "resident", "Дом 7")
+    week = utcnow() + dt.timedelta(days=7)
+    live = file_pass(member, plate="С222СС77", valid_to=week)
+    ended = file_pass(member, plate="Е111ЕЕ77", valid_to=week)
+    VehiclePass.update(valid_from=utcnow() - dt.timedelta(days=3),
+                       valid_to=utcnow() - dt.timedelta(days=1)).where(
+        VehiclePass.id == ended.id).execute()
+    plate = Credential("plate", "C222CC77")
+    assert decide(territory, plate, 1, utcnow()).granted
+    remove_member(territory, member.id, by=manager)
+    gone = VehiclePass.get_by_id(live.id)
+    assert gone.revoked_at is not None and gone.revoked_by_id == manager.id
+    assert VehiclePass.get_by_id(ended.id).revoked_at is None  # an ended pass stays as it was
+    back = attach(resident, territory, "resident", "Дом 99")
+    assert not decide(territory, plate, 1, utcnow()).granted
+    assert back.unit_id == second.id and gone.unit_id == first.id
+
+
+def test_joining_by_account_number_answers_the_person_s_pending_request(place):
+    """Audit (stop 23): a person with a request waiting who then joined by account number
+    stayed in the managers' queue, and accepting the request failed."""
+    territory, manager = place
+    add_unit(territory, "Кв. 5", "555")
+    newcomer = person()
+    waiting = request_join(newcomer, territory.display_code, "Кв. 5")
+    join_by_account_number(newcomer, territory.id, "555")
+    assert JoinRequest.get_by_id(waiting.id).status == "accepted"
+    assert not JoinRequest.select().where((JoinRequest.territory == territory)
+                                          & (JoinRequest.status == "pending")).exists()
