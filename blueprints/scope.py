@@ -16,7 +16,11 @@ from domain.territories import Membership, Territory, membership
 def current_membership(tid: int) -> Membership:
     """The signed-in person's membership in territory `tid`; 404 for everyone else.
 
-    A platform admin who is not a member acts as a manager of any territory.
+    A platform admin acts as a manager of any territory: where they are no member, with a
+    membership that is not saved (it files no passes, buys nothing); where they are one,
+    with their own membership raised to manager for the request, so that the passes and
+    payments that are theirs stay theirs (before, an admin who was a resident somewhere had
+    only a resident's pages there, audit at stop 23).
     """
     loaded = g.get("loaded_membership")
     if loaded is not None and loaded[:2] == (tid, current_user.get_id()):
@@ -33,6 +37,10 @@ def current_membership(tid: int) -> Membership:
         if territory is None:
             abort(404)
         found = Membership(account=current_user, territory=territory, role="manager")
+    elif current_user.is_admin and found.role != "manager":
+        # A copy: the row keeps the role the territory gave them (nothing saves this one).
+        found = Membership(id=found.id, account=found.account, territory=found.territory,
+                           role="manager", unit=found.unit)
     return found
 
 

@@ -32,10 +32,21 @@ from providers.payments import (
 bp = Blueprint("billing", __name__)
 log = logging.getLogger("propusk.billing")
 REGISTRY_PER_PAGE = 50
+# Who binds and buys (SPEC §1: residents; a manager opens gates from the phone as well).
+BUYERS = ["resident", "manager"]
 
 
 def _kindergarten() -> None:
     if g.territory.kind != "kindergarten":
+        abort(404)
+
+
+def _buyer() -> None:
+    """Only a member who buys gets past: not the platform admin where they are no member
+    (a membership not saved: the gate lets no card or access of theirs through). Before,
+    the pages only hid the way in (billing/_home_actions.html), and the admin and guards
+    bound cards and paid for access the gate then refused (audit, stop 23)."""
+    if g.membership.id is None:
         abort(404)
 
 
@@ -71,9 +82,10 @@ def home(tid: int) -> Response:
 
 
 @bp.route("/t/<int:tid>/billing/card", methods=["GET", "POST"])
-@territory_route()
+@territory_route(roles=BUYERS)
 def bind_card(tid: int) -> Response:
     """«У меня есть карта»: «Номер карты» → «Подтвердить»."""
+    _buyer()
     _kindergarten()
     form = BindCardForm()
     if form.validate_on_submit():
@@ -117,9 +129,10 @@ def _start(form: BuyCardForm | BuyAccessForm, offer_of) -> Response | None:
 
 
 @bp.route("/t/<int:tid>/billing/card/buy", methods=["GET", "POST"])
-@territory_route()
+@territory_route(roles=BUYERS)
 def buy_card(tid: int) -> Response:
     """«Купить карту»: price, validity, promo code, e-mail for the receipt, way to pay."""
+    _buyer()
     _kindergarten()
     form = BuyCardForm()
     _prefill(form)
@@ -131,9 +144,10 @@ def buy_card(tid: int) -> Response:
 
 
 @bp.route("/t/<int:tid>/billing/access", methods=["GET", "POST"])
-@territory_route()
+@territory_route(roles=BUYERS)
 def buy_access(tid: int) -> Response:
     """«Купить доступ» / «Активировать доступ»: a tariff's period, promo, e-mail, way to pay."""
+    _buyer()
     periods = list(TariffPeriod.of(tid))
     form = BuyAccessForm()
     form.period.choices = [SelectChoice(p.id, str(p.id)) for p in periods]

@@ -192,6 +192,26 @@ def test_cards_only_in_kindergartens(app, client, shop, make_account):
     assert "Активировать доступ" in client.get(f"/t/{home.id}/billing/").get_data(as_text=True)
 
 
+def test_only_those_who_buy_get_the_forms_to_bind_and_buy(app, client, auth, shop,
+                                                        make_account):
+    """Audit (stop 23): the pages hid «У меня есть карта» and «Купить доступ» from guards
+    and from the admin where they are no member, but the server took their forms: a card
+    bound for nobody the gate would let in, 85 ₽ paid for access the gate refused."""
+    tid = shop["tid"]
+    with app.app_context():
+        guard = make_account()
+        join(guard, shop["territory"], role="operator")
+        admin = make_account(is_admin=True)
+    for who in (guard, admin):
+        auth.logout()
+        auth.login(who.phone)
+        for path in ("card", "card/buy", "access"):
+            assert client.get(f"/t/{tid}/billing/{path}").status_code == 404, (who, path)
+        assert client.post(f"/t/{tid}/billing/card", data={
+            "csrf_token": token(client, "/profile"), "card_number": "124,11111"}).status_code == 404
+    assert Card.select().count() == 0 and Payment.select().count() == 0
+
+
 def test_free_territory_sells_no_access(app, client, shop):
     billing.Territory.update(app_access_free=True).execute()
     html = client.get(f"/t/{shop['tid']}/billing/").get_data(as_text=True)

@@ -200,6 +200,22 @@ def test_operators_do_not_file_and_passes_off_hides_the_form(app, client, auth, 
     assert client.get(f"/t/{world.t}/passes/new").status_code == 404
 
 
+def test_with_passes_off_the_guard_still_reaches_the_log_and_the_gates(app, client, auth, world):
+    """Audit (stop 23): a territory without passes (a kindergarten lets in by cards) left
+    its guard's home page empty: no «Журнал», no page to open the gates by hand."""
+    with app.app_context():
+        Territory.update(passes_enabled=False).where(Territory.id == world.t).execute()
+    auth.login("+79990000105")
+    home = client.get(f"/t/{world.t}/").get_data(as_text=True)
+    assert f'href="/t/{world.t}/events"' in home and f'href="/t/{world.t}/check"' in home
+    assert "Проверить номер" not in home
+    gates = client.get(f"/t/{world.t}/check").get_data(as_text=True)
+    assert "<h1>Ворота</h1>" in gates and 'id="plate"' not in gates and 'id="feed"' in gates
+    auth.logout()
+    auth.login("+79990000103")  # a resident: nothing of passes, and no empty menu
+    assert 'id="passes-actions"' not in client.get(f"/t/{world.t}/").get_data(as_text=True)
+
+
 # --- Lists, revoking, isolation -------------------------------------------------------
 
 

@@ -259,8 +259,9 @@ def test_home_hands_territory_and_membership_to_each_area(world, partials):
         garden = create_territory(world["manager"], name="Сад", kind="kindergarten")
     html = signed_in(app, world["manager"]).get(f"/t/{garden.id}/").get_data(as_text=True)
     assert "<p>billing:kindergarten:manager</p>" in html
-    # Passes are off in a kindergarten unless the manager switches them on.
-    assert "passes:" not in html
+    # Passes are off in a kindergarten, and the passes area is still handed the territory:
+    # its «Журнал» and gates are there without passes (what it shows, it decides).
+    assert "<p>passes:kindergarten:manager</p>" in html
 
 
 def test_nav_fits_the_role_in_the_current_territory(world):
@@ -562,6 +563,27 @@ def test_the_admin_files_no_pass_where_they_are_no_member(world, admin_client):
     home = admin_client.get(f"/t/{t.id}/").get_data(as_text=True)
     assert "Добавить новую заявку" not in home and "Мои заявки" not in home
     assert 'id="billing-actions"' not in home and "Все пропуска" in home
+
+
+def test_an_admin_who_lives_in_a_territory_still_manages_it(world):
+    """Audit (stop 23): the admin's manager rights came only where they were no member; an
+    admin who was a resident somewhere got 404 for that territory's manager pages."""
+    from domain.passes import VehiclePass
+    from domain.territories import attach
+
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        boss = person("Админов", is_admin=True)
+        own = attach(boss, t, "resident", "Дом 3")
+    admin = signed_in(app, boss)
+    for page in ("manage/", "manage/members", "passes/all", "events"):
+        assert admin.get(f"/t/{t.id}/{page}").status_code == 200, page
+    # Their own pass is theirs, filed with their membership, and their role stays resident.
+    assert post(admin, f"/t/{t.id}/passes/new",
+                {"plate": "Т555ТТ77", "valid_to": "2031-01-01T12:00"}).status_code == 302
+    assert VehiclePass.get().unit.name == "Дом 3"
+    assert "Т 555 ТТ 77" in admin.get(f"/t/{t.id}/passes").get_data(as_text=True)
+    assert Membership.get_by_id(own.id).role == "resident"
 
 
 def test_a_member_moved_to_another_unit_takes_their_live_passes_along(world):
