@@ -218,6 +218,16 @@
     const answer = new DOMParser().parseFromString(event.detail.xhr.responseText || "", "text/html");
     const said = answer.querySelector("[data-request-error]");
     banner(said ? said.textContent : el && el.dataset.failed, byPoll(event));
+    // A poll answered «not found»: the person is no longer in the territory, or no longer
+    // in the role that shows this part. It asks no more (it went on asking every second
+    // in every tab left open), and keeps what it showed under the banner. A copy of the
+    // element, never processed by htmx, takes its place (htmx stops a poll only for a 286).
+    const polling = event.detail.elt;
+    if (event.detail.xhr.status === 404 && byPoll(event) && polling.hasAttribute("hx-trigger")) {
+      const still = polling.cloneNode(true);
+      still.removeAttribute("hx-trigger");
+      polling.replaceWith(still);
+    }
   });
   document.addEventListener("htmx:sendError", function (event) {
     const el = document.getElementById("request-error");

@@ -205,3 +205,30 @@ def test_live_feed_shows_events_from_another_page_and_another_process(browser, d
     assert watcher.locator("#feed li.event").count() == before + 2
     assert watcher.locator("#feed-poll").count() == 1
     assert csp_violations(watcher) == [] and csp_violations(presser) == []
+
+
+def test_a_poll_answered_not_found_stops_asking(browser, demo):
+    """Audit (stop 23): a guard taken out of the territory (or a manager made a resident)
+    left tabs that asked for the feed every second for ever, each answered 404. The first
+    404 now says why in the banner and ends the poll; what the page showed stays."""
+    tid = _residential(demo)
+    page = browser.new_page()
+    sign_in_as(page, demo, "operator")
+    page.goto(f"{demo['base']}/t/{tid}/events")
+    page.wait_for_selector("#feed-poll", state="attached")
+    shown = page.locator("#feed li.event").count()
+    asked = []
+
+    def refused(route):
+        asked.append(route.request.url)
+        route.fulfill(status=404, content_type="text/html; charset=utf-8",
+                      body='<p class="flash flash-error" data-request-error>'
+                           'Территория не найдена</p>')
+
+    page.route("**/events/newer*", refused)
+    page.wait_for_selector("#request-error:not([hidden])")
+    page.wait_for_timeout(3000)  # three more seconds of polls, were it still polling
+    assert len(asked) == 1
+    assert "Территория не найдена" in page.inner_text("#request-error")
+    assert page.locator("#feed li.event").count() == shown
+    assert csp_violations(page) == []
