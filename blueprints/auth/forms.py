@@ -154,10 +154,12 @@ class NewPasswordForm(Form):
 class EmailSignupForm(Form):
     """Sign-up by e-mail (seed 004 §1.2)."""
 
+    # One field for both, surname first (split_full_name): labelled «Имя», it read «First
+    # name» in English, and «John Smith» became surname John (audit, stop 23).
     full_name = StringField(
-        _l("Имя"),
+        _l("Фамилия и имя"),
         validators=[DataRequired(_l("Введите фамилию и имя")), Length(max=200)],
-        render_kw={"autocomplete": "name", "placeholder": _l("Фамилия и имя")},
+        render_kw={"autocomplete": "name"},
     )
     phone = StringField(
         _l("Телефон"),

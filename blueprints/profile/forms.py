@@ -2,7 +2,8 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, PasswordField, StringField
+from wtforms import BooleanField, PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, StopValidation
 
 from blueprints.auth.forms import PHONE_ATTRS, Checked, password_rules
@@ -22,7 +23,10 @@ def _email_kept(form: FlaskForm, field: StringField) -> None:
 
 
 class ProfileForm(Form):
-    """«Личные данные» of `account`: surname, name, patronymic, e-mail."""
+    """«Личные данные» of `account`: surname, name, patronymic, e-mail, and the account's
+    language (its SMS, letters and other devices). The footer's switch changes the
+    language of what is shown and offers only the one not shown: someone who chose
+    English before signing in had no way to give it to the account (audit, stop 23)."""
 
     surname = StringField(_l("Фамилия"),
                           validators=[DataRequired(_l("Введите фамилию")), Length(max=100)],
@@ -35,10 +39,15 @@ class ProfileForm(Form):
                         validators=[_email_kept, Optional(), Length(max=254),
                                     Checked(parse_email)],
                         render_kw={"autocomplete": "email", "type": "email"})
+    # Each language by its own name, in every language of the page.
+    locale = SelectField(_l("Язык"), choices=[SelectChoice("ru", "Русский"),
+                                              SelectChoice("en", "English")])
 
     def __init__(self, account: Account, *args, **kwargs) -> None:
         super().__init__(*args, obj=account, **kwargs)
         self.account = account
+        if self.locale.data is None:  # never chosen: Russian, as every account begins
+            self.locale.data = "ru"
 
 
 class PhoneChangeForm(Form):

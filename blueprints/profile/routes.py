@@ -96,6 +96,8 @@ def edit() -> Response:
             email = accounts.parse_email(form.email.data) if form.email.data else None
             accounts.update_profile(me, surname=form.surname.data, name=form.name.data,
                                     patronymic=form.patronymic.data, email=form.email.data or "")
+            accounts.set_locale(me, form.locale.data)
+            session["lang"] = form.locale.data  # this browser shows it too
             if email and accounts.start_email_change(me, email, request.remote_addr, link_for):
                 flash(_("На %(email)s отправлена ссылка: e-mail сменится, когда вы её откроете.",
                         email=email), "info")

@@ -23,7 +23,7 @@ OVERFLOW = """() => {
 # (WCAG 2.5.5). Links inside running text are exempt, as the guideline allows, and a tick box
 # or a radio button is measured by its label, which a tap on works the same.
 SMALL_TARGETS = """() => [...document.querySelectorAll(
-    'button, .button, input:not([type=hidden]), select, summary, .nav a, .tabs a')]
+    'button, .button, input:not([type=hidden]), select, summary, .nav a, .tabs a, .footer > a')]
   .filter(e => e.offsetParent !== null)
   .map(e => [e, ((e.type === 'checkbox' || e.type === 'radio') && e.labels.length
                  ? e.labels[0] : e).getBoundingClientRect()])

@@ -55,6 +55,30 @@ def test_edit_names_with_back_and_apply(client, me):
     assert (account.surname, account.name, account.patronymic) == ("Иванов", "Иван", "")
 
 
+def test_the_account_s_language_is_chosen_in_the_profile(app, client, auth, me):
+    """Audit (stop 23): English chosen before signing in stayed the browser's; the footer
+    offers only the language not shown, so the account (its SMS and letters) stayed
+    Russian. The profile sets it."""
+    auth.logout()
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/login")})
+    auth.login(PHONE)
+    assert reload(me).locale is None
+    assert '<html lang="en">' in client.get("/profile").get_data(as_text=True)
+    html = client.get("/profile/edit").get_data(as_text=True)
+    assert '<option selected value="ru">Русский</option>' in html  # what the account has
+    data = {"surname": "Федоров", "name": "Роман", "patronymic": "", "email": "roman@example.ru",
+            "locale": "en"}
+    assert post(client, "/profile/edit", data).status_code == 302
+    assert reload(me).locale == "en"
+    assert '<html lang="en">' in client.get("/profile").get_data(as_text=True)
+    refused = post(client, "/profile/edit", {**data, "locale": "de"})
+    assert refused.status_code == 422 and reload(me).locale == "en"
+    assert 'value="Федоров"' in refused.get_data(as_text=True)  # what was typed stays
+    assert post(client, "/profile/edit", {**data, "locale": "ru"}).status_code == 302
+    assert reload(me).locale == "ru"
+    assert '<html lang="ru">' in client.get("/profile").get_data(as_text=True)
+
+
 def test_email_change_needs_the_link(app, client, me):
     data = {"surname": "Федоров", "name": "Роман", "patronymic": "", "email": "New@Example.ru"}
     post(client, "/profile/edit", data)

@@ -322,6 +322,9 @@ def test_the_already_registered_note_speaks_the_owner_s_language(app, client, ma
 
 def test_an_email_signup_in_english_makes_an_english_account(app, client):
     client.post("/lang/en", data={"csrf_token": csrf_token(client, "/signup/email")})
+    # The one field takes surname and name, and says so (it read «First name»).
+    form = client.get("/signup/email").get_data(as_text=True)
+    assert '<label for="full_name">Surname and first name</label>' in form
     data = {"full_name": "Roman", "phone": "9990001122", "email": "roman@example.ru",
             **TWICE, "consent": "y"}
     assert post(client, "/signup/email", data).status_code == 200
