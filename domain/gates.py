@@ -20,12 +20,13 @@ from peewee import (
     SmallIntegerField,
 )
 
+from domain import versions
 from domain.accounts import Account
 from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
 from domain.networks import Network, outside_networks
 from domain.prepared import Prepared, Slot
-from domain.territories import Membership, Territory
+from domain.territories import Membership, Territory, serialised
 from domain.text import in_quotes, name_key
 
 DIRECTIONS = {"entry": _l("Въезд"), "exit": _l("Выезд"), "both": _l("Въезд и выезд")}
@@ -458,7 +459,11 @@ def _claiming_controller(territory_id: int, gate_id: int | None, host: str, port
     they are told what the check tells anyone who comes later, at the same field."""
     try:
         with db.atomic():
-            return write()
+            gate = write()
+            # The bridge reloads its gates when the version moves, not only every few
+            # seconds: a port edited, «Открыть» went to the old controller meanwhile.
+            versions.bump(territory_id)
+            return gate
     except IntegrityError:
         # Rolled back: the gate that won is committed now, and the check sees it.
         problem = _controller_problem(territory_id, host, port, unit_id, gate_id)
@@ -536,13 +541,23 @@ def update_gate(
     return _claiming_controller(territory_id, gate_id, host, port, unit_id, write)
 
 
-def delete_gate(territory_id: int, gate_id: int) -> Gate:
+def delete_gate(territory_id: int, gate_id: int, now: dt.datetime | None = None) -> Gate:
     """«Удалить ворота»: the gate goes, with its state and its commands; its events stay in
     the log («без ворот»), and its controller and name are free for another gate. The bridge
-    lets go of the controller at its next look at the gates (seconds)."""
+    lets go of the controller at once (the territory's version moves).
+
+    Not while an «Открыть» is on its way (a few seconds at most): its row would go with the
+    gate, and the opening the controller then made was logged nowhere (audit, stop 23)."""
+    now = now or utcnow()
     with db.atomic():
         gate = territory_gate(territory_id, gate_id)
+        if GateCommand.select().where(
+            (GateCommand.gate == gate) & GateCommand.status.in_(("pending", "sending"))
+            & (GateCommand.created_at > now - COMMAND_GIVE_UP)
+        ).exists():
+            raise DomainError(_l("Ворота сейчас открываются — удалите их через несколько секунд"))
         gate.delete_instance()
+        versions.bump(territory_id)
     return gate
 
 
@@ -765,6 +780,13 @@ def _open_reason(command: GateCommand) -> str:
     return "member" if command.reason == "phone" else "operator_open"
 
 
+def lock_gate(gate_id: int) -> None:
+    """Inside serialised(): hold the gate's row (FOR UPDATE) on PostgreSQL; on SQLite,
+    BEGIN IMMEDIATE already lets one writer at a time in."""
+    if getattr(getattr(db, "obj", db), "for_update", False):
+        Gate.select(Gate.id).where(Gate.id == gate_id).for_update().first()
+
+
 def request_open(
     gate: Gate, account_id: int, reason: str, now: dt.datetime | None = None
 ) -> GateCommand:
@@ -777,7 +799,18 @@ def request_open(
     if not gate.enabled:
         raise DomainError(_l("Ворота отключены"))
     online = gate_online(gate.id, now)
-    with db.atomic():
+    with serialised():
+        lock_gate(gate.id)
+        # The same person's press before the last one is answered (a double tap, a slow
+        # network) is that press: the controller acts on every command, and two taps
+        # opened the barrier twice (audit, stop 23).
+        waiting = GateCommand.select().where(
+            (GateCommand.gate == gate) & (GateCommand.account == account_id)
+            & GateCommand.status.in_(("pending", "sending"))
+            & (GateCommand.created_at > now - COMMAND_GIVE_UP)
+        ).order_by(GateCommand.id.desc()).first()
+        if online and waiting is not None:
+            return waiting
         command = GateCommand.create(
             gate=gate, territory=gate.territory_id, account=account_id, reason=reason,
             created_at=now,

@@ -162,6 +162,9 @@ def delete(tid: int, gid: int) -> Response:
         gate = gates.delete_gate(tid, gid)
     except NotFound:
         abort(404)
+    except DomainError as error:  # an «Открыть» on its way: a few seconds
+        flash(error.message, "error")
+        return redirect(url_for(".edit", tid=tid, gid=gid))
     flash(_("Ворота «%(name)s» удалены; их события остались в журнале", name=gate.name),
           "success")
     return redirect(url_for(".index", tid=tid))

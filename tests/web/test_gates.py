@@ -195,6 +195,60 @@ def test_press_on_an_online_gate_polls_until_the_bridge_answers(app, client, aut
             "phone", 1, "member", world.resident, world.resident)
 
 
+def test_a_second_tap_before_the_answer_is_the_same_press(app, client, auth, world):
+    """Audit (stop 23): a double tap on «Открыть» (or taps on a slow network) sent a
+    command each, and the controller opened the barrier for each. A person's press while
+    their last one on that gate waits for the bridge is that press; another person's is
+    their own; once answered, the next press is a new one."""
+    with app.app_context():
+        _online(world.gate)
+    auth.login("+79990000203")
+    first, again = (_press(client, world.t, world.gate).get_data(as_text=True) for _ in "12")
+    with app.app_context():
+        [command] = GateCommand.select()
+    assert f'id="gate-command-{command.id}"' in first and f'id="gate-command-{command.id}"' in again
+    auth.logout()
+    auth.login("+79990000205")  # the guard, at the same moment: a press of their own
+    assert client.post(f"/t/{world.t}/gates/{world.gate}/open", headers=HX, data={
+        "csrf_token": csrf_token(client, f"/t/{world.t}/check")}).status_code == 200
+    with app.app_context():
+        assert GateCommand.select().count() == 2
+        assert gates.finish_command(command.id, True, "Открыто")
+    auth.logout()
+    auth.login("+79990000203")
+    _press(client, world.t, world.gate)
+    with app.app_context():
+        assert GateCommand.select().where(GateCommand.account == world.resident).count() == 2
+    # The button rests while a press is on its way, and a tap meanwhile is dropped.
+    home = client.get(f"/t/{world.t}/").get_data(as_text=True)
+    assert 'hx-disabled-elt="find button" hx-sync="this:drop"' in home
+
+
+def test_a_gate_is_not_deleted_under_a_press_on_its_way(app, client, auth, world):
+    """Audit (stop 23): deleting a gate took its pending command with it, and the opening
+    the controller made a moment later was logged nowhere."""
+    with app.app_context():
+        _online(world.gate)
+    auth.login("+79990000203")
+    _press(client, world.t, world.gate)
+    auth.logout()
+    auth.login("+79990000202")
+    token = csrf_token(client, f"/t/{world.t}/gates")
+    refused = client.post(f"/t/{world.t}/gates/{world.gate}/delete", data={"csrf_token": token},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "Ворота сейчас открываются — удалите их через несколько секунд" in refused
+    with app.app_context():
+        assert Gate.get_or_none(Gate.id == world.gate) is not None
+        command = GateCommand.get()
+        assert gates.finish_command(command.id, True, "Открыто")
+        before = versions.versions().get(world.t, 0)
+    client.post(f"/t/{world.t}/gates/{world.gate}/delete", data={"csrf_token": token})
+    with app.app_context():
+        assert Gate.get_or_none(Gate.id == world.gate) is None
+        assert GateEvent.get().reason == "member"  # the opening stays in the log
+        assert versions.versions()[world.t] > before  # the bridge lets go at once
+
+
 def test_a_command_nobody_answers_fails_and_never_fires(app, client, auth, world):
     with app.app_context():
         _online(world.gate)
