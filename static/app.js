@@ -75,6 +75,9 @@
       versions.forEach(function (v) { v.hidden = v !== chosen; });
       document.documentElement.lang = lang;
       document.title = chosen.dataset.title;
+      // The header's name too: it is the cached page's, in the language it was fetched in.
+      const brand = document.querySelector(".brand");
+      if (brand && brand.lastChild) brand.lastChild.textContent = " " + chosen.dataset.brand;
     }
     // Its footer (install, languages) needs the network, and speaks the cached language.
     const footer = document.querySelector(".footer");

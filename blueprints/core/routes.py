@@ -83,6 +83,7 @@ def offline() -> Response:
         with force_locale(code):
             versions.append((code, {
                 "title": f'{_("Нет сети")} · {_("Пропуск")}',
+                "brand": _("Пропуск"),
                 "heading": _("Нет соединения с интернетом"),
                 "body": _("Пропуск откроется, как только связь вернётся. Проверьте мобильные "
                           "данные или Wi-Fi."),
@@ -101,11 +102,16 @@ def install_help() -> Response:
 
 @bp.get("/manifest.webmanifest")
 def manifest() -> Response:
-    """The web app manifest, at the root so its scope covers the whole app."""
+    """The web app manifest, at the root so its scope covers the whole app, in the reader's
+    language: the page links it with credentials (base.html), so the language chosen on
+    this browser comes along; it was Russian for everyone (audit, stop 23)."""
     data = json.loads((ROOT / "manifest.webmanifest").read_text(encoding="utf-8"))
+    data.update(name=_("Пропуск"), short_name=_("Пропуск"), lang=str(get_locale() or "ru"),
+                description=_("Пропуска, шлагбаумы и ворота территории — с телефона."))
     body = json.dumps(data, ensure_ascii=False)
     response = Response(body, mimetype="application/manifest+json")
     response.headers["Cache-Control"] = "no-cache"
+    response.vary.add("Cookie")
     return response
 
 

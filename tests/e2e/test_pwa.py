@@ -57,6 +57,7 @@ def test_the_offline_page_speaks_the_language_last_seen_and_retries_the_page(bro
     assert english.is_visible() and page.locator("[data-offline-lang=ru]").is_hidden()
     assert "No internet connection" in english.inner_text()
     assert page.title() == "Offline · Propusk" and page.locator(".footer").is_hidden()
+    assert page.inner_text(".brand").strip() == "Propusk"  # it said «Пропуск» (stop 23)
     port = int(base.rsplit(":", 1)[1])
     with running_app(instance, port=port):
         english.get_by_role("link").click()

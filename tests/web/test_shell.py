@@ -73,6 +73,15 @@ def test_manifest(client):
         with client.get(icon["src"]) as image:
             assert image.status_code == 200
             assert image.mimetype == "image/png"
+    # In the language chosen on this browser (audit, stop 23: Russian for everyone), which
+    # the page's link sends its cookie for.
+    assert 'rel="manifest" href="/manifest.webmanifest" crossorigin="use-credentials"' in (
+        client.get("/login").get_data(as_text=True))
+    client.post("/lang/en", data={"csrf_token": csrf_token(client, "/login")})
+    english = client.get("/manifest.webmanifest")
+    assert english.get_json(force=True)["name"] == "Propusk"
+    assert english.get_json(force=True)["lang"] == "en"
+    assert "Cookie" in english.headers["Vary"]
 
 
 def test_service_worker_is_served_from_root(client):
