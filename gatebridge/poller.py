@@ -10,20 +10,25 @@ poller can be tested against a real controller with plain functions.
 
 Choices worth knowing:
 
-* After a dropped link, the first poll on the new connection answers the event if its
-  `event_seq` differs from the last one seen before the drop (GATE_PROTOCOL rule 2): a
-  card shown while the bridge was reconnecting is answered — unless the controller says
-  (`event_age`, IR 39) it was captured EVENT_MAX_AGE_S or more ago. Someone who has waited
-  that long has usually walked off or presented again, and opening for nobody lets the
-  next person in; the controller's own offline policy (HR 201) covers such gaps.
+* After a dropped link, the first poll on the new connection answers the event found
+  there (GATE_PROTOCOL rule 2): a card shown while the bridge was reconnecting is answered
+  — unless the controller says (`event_age`, IR 39) it was captured EVENT_MAX_AGE_S or
+  more ago. Someone who has waited that long has usually walked off or presented again,
+  and opening for nobody lets the next person in; the controller's own offline policy
+  (HR 201) covers such gaps.
 * The first poll of every connection — the very first one too (bridge started, gate added
   or reconfigured) — answers the event found there when the controller has not applied a
   decision for it (`applied_decision_seq`, IR 40) and it is younger than EVENT_MAX_AGE_S:
   a card shown while the bridge restarted is answered like one shown during a dropped link.
-  An event this bridge already answered on the last connection is not answered again,
-  unless the controller restarted meanwhile (its heartbeat went back: a new event may reuse
-  the seq) or the decision's write was lost on the wire. A decision that reached the
-  controller although its reply was lost (the echo says so) is recorded, not re-sent.
+  The controller's IR 40 decides, not what this bridge answered before the reconnect: a
+  controller that rebooted quickly starts its event_seq at 1 again, and its heartbeat may
+  be past the old one by the time the bridge is back, so a car shown right after the
+  reboot, under a seq answered before it, waited for nothing (shift audit). An event
+  the controller applied a decision to is never answered twice. Nor is an exit its
+  offline policy let out while the bridge was away longer than the watchdog
+  (`_let_out_on_its_own`): a second pulse lets whoever follows through. A decision that
+  reached the controller although its reply was lost (the echo says so) is recorded, not
+  re-sent.
 * A connection that fails before its first good poll (the controller accepts and closes,
   answers garbage or nothing) counts as a failed connect: the same growing pauses follow
   (GATE_PROTOCOL rule 5), not a tight reconnect loop.
@@ -109,6 +114,9 @@ CRASH_RESTART_S = 1.0
 # for this long, a controller lets people out by itself. A few polls' worth: a bridge alive
 # but slow never trips it; one restarting does (about four seconds) only for a moment.
 WATCHDOG_S = 10
+# How far the controller's heartbeat (whole seconds, read at both ends) may be from the
+# bridge's own count of the seconds between two polls before it counts as restarted.
+RESTART_SLACK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -366,6 +374,10 @@ class _PendingCommand:
     result: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
     seq: int = 0
     written_at: float | None = None
+    # The connection (`_Controller.connection`) its last write went out on, and whether
+    # that write was answered (the controller has it, before anything written later).
+    connection: int = 0
+    answered: bool = False
 
     def finish(self, result: CommandResult) -> None:
         if not self.result.ready():
@@ -374,6 +386,15 @@ class _PendingCommand:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class _Polled(NamedTuple):
+    """The last good poll: when (monotonic), the heartbeat it read, and the watchdog (HR
+    200) the bridge had set on that connection (0: none, or the controller refused it)."""
+
+    at: float
+    heartbeat: int
+    watchdog: int
 
 
 class _Controller:
@@ -402,6 +423,11 @@ class _Controller:
         self.refused: tuple[float, str] | None = None
         # Polled since the current connection was made (command echo and heartbeat known).
         self.synced = False
+        # Connections made so far: commands written on one are acted on in order.
+        self.connection = 0
+        self.polled: _Polled | None = None
+        # HR 200 as set on the current connection (0 until set, or when refused).
+        self.watchdog = 0
         self.last_answer: float | None = None
         self.started = time.monotonic()
         self.heartbeat: int | None = None
@@ -469,6 +495,8 @@ class _Controller:
                             getattr(client, "last_error", None) or "connect failed")
             return False
         self.client = client
+        self.connection += 1
+        self.watchdog = 0
         # What was reached, not only what the name resolved to a moment before.
         peer = peer_address(client)
         if peer is not None and outside_networks(peer, self.poller.networks):
@@ -519,6 +547,8 @@ class _Controller:
         except DeviceError as exc:
             log.info("gate %s: the controller refused its watchdog settings (%s)",
                      self.config.gate_id, exc)
+        else:
+            self.watchdog = self.poller.watchdog_s
 
     def _read_info(self, client: ModbusTcpClient) -> list[int] | None:
         """IR 0-3 as read, once per connection; None when the device refuses the read (its
@@ -661,14 +691,13 @@ class _Controller:
         self.poller.polls += 1
         self.last_answer = read_at
         self.attempt = 0
+        before, self.polled = self.polled, _Polled(read_at, snap.heartbeat, self.watchdog)
         if not self.synced:
-            # The heartbeat counts up while the controller runs: lower now, it restarted.
-            restarted = self.heartbeat is not None and snap.heartbeat < self.heartbeat
             self.synced = True
             self.command_seq = snap.command_seq_echo
             self.heartbeat = snap.heartbeat
             self.heartbeat_moved = read_at
-            self._catch_up(snap, read_at, restarted)
+            self._catch_up(snap, read_at, before)
         elif snap.event_seq != self.last_seq:
             if snap.event_seq == 0:
                 self.last_seq = 0  # none since boot: it restarted
@@ -679,9 +708,15 @@ class _Controller:
         self._check_commands(snap)
         self._observe(snap, read_at)
 
-    def _catch_up(self, snap: p.Snapshot, read_at: float, restarted: bool) -> None:
+    def _catch_up(self, snap: p.Snapshot, read_at: float, before: _Polled | None) -> None:
         """The first poll of a connection: answer the event found there when nobody has
-        (see the module's docstring), record a decision whose reply was lost."""
+        (see the module's docstring), record a decision whose reply was lost.
+
+        Whether it was answered is the controller's word (IR 40), not what this bridge
+        answered before the reconnect: a controller that rebooted quickly reuses the seqs
+        it had (event_seq back to 1), and its heartbeat may already be past the one last
+        read, so no heartbeat rule finds every restart. IR 40 says whether a decision was
+        applied to its current event, whichever boot it came from."""
         seq = snap.event_seq
         lost, self.unconfirmed = self.unconfirmed, None
         if lost is not None and lost[0].event_seq == seq and snap.applied_decision_seq == seq:
@@ -695,14 +730,44 @@ class _Controller:
             # too old): logged as not done, so the presentation leaves a trace.
             self._record(lost[0], p.DecisionCode.TRY_AGAIN, lost[2])
             lost = None
-        answered_here = seq == self.last_seq and lost is None and not restarted
-        if seq == 0 or snap.applied_decision_seq == seq or answered_here:
+        if seq == 0 or snap.applied_decision_seq == seq:
             self.last_seq = seq
             return
         if snap.event_age >= self.poller.event_max_age:
             self._too_old(snap)
             return
+        if self._let_out_on_its_own(snap, read_at, before):
+            log.info("gate %s: event %s was an exit the controller let out on its own, "
+                     "not answered", self.config.gate_id, seq)
+            self.last_seq = seq
+            return
         self._answer(snap, read_at)
+
+    def _let_out_on_its_own(self, snap: p.Snapshot, read_at: float,
+                            before: _Polled | None) -> bool:
+        """Did the controller's offline policy already open for this event? With the bridge
+        away longer than the watchdog it set (HR 200), the controller works on its own and
+        lets every exit out (HR 201: deny entry / free exit); a GRANT for the same event
+        would pulse the relay a second time, for whoever follows.
+
+        The controller does not say so in IR 40-41 (they echo the bridge's decisions; a
+        controller that did fill them is caught above), so it is worked out from what it
+        does say: the event's direction and type (its policy's view, not the gate's
+        configured direction), the event's age (IR 39), and its heartbeat, which must have
+        counted the same seconds as the bridge since the last poll — a controller that
+        restarted meanwhile forgot the watchdog and opened nothing by itself. The age is in
+        whole seconds: the capture is put in the middle of its second. No earlier poll (the
+        bridge itself restarted) tells nothing, and the event is answered as before."""
+        if before is None or before.watchdog <= 0:
+            return False
+        if snap.direction != p.Direction.EXIT and snap.event_type != p.EventType.EXIT_BUTTON:
+            return False  # an entry: the policy refused it, the bridge may still answer
+        away = read_at - before.at
+        counted = (snap.heartbeat - before.heartbeat) & p.U16_MAX
+        if abs(counted - away) > RESTART_SLACK_S:
+            return False  # restarted (or away past the heartbeat's wrap): nothing opened
+        captured_after = away - snap.event_age - 0.5
+        return captured_after > before.watchdog
 
     def _too_old(self, snap: p.Snapshot) -> None:
         """An event captured EVENT_MAX_AGE_S or more ago is not answered: whoever presented
@@ -837,22 +902,42 @@ class _Controller:
                 # for the echo (IR 42), here on the next connection's first poll, or fails
                 # with the others when the controller goes offline or the caller gives up —
                 # not «offline» at once while the gate may have opened.
-                self._await_echo(pending)
+                self._await_echo(pending, answered=False)
                 raise
         self._await_echo(pending)
 
-    def _await_echo(self, pending: _PendingCommand) -> None:
+    def _await_echo(self, pending: _PendingCommand, answered: bool = True) -> None:
         pending.written_at = time.monotonic()
+        pending.connection = self.connection
+        pending.answered = answered
         self.awaiting_echo.append(pending)
 
     def _check_commands(self, snap: p.Snapshot) -> None:
+        """Settle the written commands by the controller's echo (IR 42).
+
+        The controller acts on every change of HR 120 (GATE_PROTOCOL), but IR 42 shows only
+        the last: two «Открыть» written before the next poll both opened, and the first was
+        failed as «no echo» and logged as not opened. So the echo of a command confirms
+        every command written before it whose write the controller answered — it had that
+        one before the later was sent, as every earlier write on the same connection. One
+        whose write went unanswered before a reconnect may never have got there: only its
+        own echo confirms it. "Before" is the order of writing (`awaiting_echo`), never seq
+        arithmetic: seqs wrap 65535 -> 1.
+
+        A command written on an earlier connection is settled by the first poll of this
+        one, and fails there if not confirmed: new commands take their seqs from the echo
+        again, and one that never got there would be confirmed by a new one reusing its seq.
+        """
         if not self.awaiting_echo:
             return
         now = time.monotonic()
+        echoed = [i for i, c in enumerate(self.awaiting_echo) if c.seq == snap.command_seq_echo]
         still: list[_PendingCommand] = []
-        for pending in self.awaiting_echo:
-            if snap.command_seq_echo == pending.seq:
+        for i, pending in enumerate(self.awaiting_echo):
+            if echoed and (i == echoed[-1] or (i < echoed[-1] and pending.answered)):
                 pending.finish(CommandResult(True, self.config.gate_id, pending.seq, "ok"))
+            elif pending.connection != self.connection:
+                self._fail(pending, "not_confirmed", "no echo of the command after a reconnect")
             elif now > pending.deadline:
                 self._fail(pending, "not_confirmed", "no echo of the command")
             else:

@@ -2,8 +2,9 @@
 
 `BridgeService(app).run()` is the task `gatebridge.init_app` registers with the Bridge. It
 
-* keeps the Poller's controllers in step with the enabled Gate rows (reloaded every few
-  seconds, so a gate added on the web is polled soon after);
+* keeps the Poller's controllers in step with the enabled Gate rows: reloaded at once when
+  a territory's version moves (domain.gates and the settings save bump it), and every few
+  seconds as a safety net;
 * decides events through a DecisionCache whose loader asks `domain.access.decide`, and
   forgets a territory's cached answers when its access version moves (domain.versions),
   also when the change was made by a web process of its own;
@@ -332,11 +333,17 @@ class BridgeService:
             self._decisions.popitem(last=False)
 
     def watch(self) -> None:
-        """Forget the cached answers of every territory whose access version moved.
+        """Forget the cached answers of every territory whose access version moved, and
+        reload the gates then.
 
         Each call reads only the versions changed in the last VERSION_OVERLAP seconds —
         a change is stamped inside its transaction and may commit a little later, hence
         the overlap — and every FULL_RESYNC seconds the whole table, as a safety net.
+
+        The gates and «Свободный выезд» travel in the gates' configs, which reload() read
+        only every RELOAD_S: a manager switching free exit off saw exits let out for up to
+        that long, and «Открыть» went to a gate's old address after its port was edited.
+        Their saves bump the version in the same transaction, so a reload now sees them.
         """
         now = time.monotonic()
         full = self._versions is None or now - self._full_at >= FULL_RESYNC
@@ -344,12 +351,17 @@ class BridgeService:
         with db.connection_context():
             current = versions.versions(since)
         if self._versions is not None:
+            moved = False
             for territory_id, version in current.items():
                 if self._versions.get(territory_id) != version:
+                    moved = True
                     self.cache.invalidate(territory_id)
                     self.invalidations += 1
                     # The outage fallback is read again too (a revocation must reach it).
                     self.cache.refresh(territory_id)
+            if moved:
+                # Before the versions are noted: should it fail, the next call tries again.
+                self.reload()
             self._versions.update(current)
         else:
             self._versions = current

@@ -1311,3 +1311,153 @@ def test_an_event_whose_decision_never_got_there_is_logged_as_not_done(
     assert wait_until(lambda: recorder.event_for(1, second), timeout=3)
     assert recorder.event_for(1, first)[2] == p.DecisionCode.TRY_AGAIN
     assert state(simulator)["applied_decision_seq"] == second
+
+
+# -- shift audit: two presses, a quick reboot, the controller on its own ---------------------
+
+
+def test_two_commands_written_before_the_next_poll_are_both_confirmed(simulator, run_poller):
+    """Two «Открыть» reach one controller before the next poll: it acts on both (every
+    change of HR 120), but IR 42 shows only the second seq. The first was failed as «no
+    echo» and the journal said the gate had not opened. Across the 65535 -> 1 wrap too."""
+    client = simulator.client()
+    client.write_registers(p.HR_COMMAND_START, p.encode_command(65534, p.Command.OPEN, 0, 2))
+    poller = run_poller([config_for(simulator, poll_ms=1000)])
+    assert online(poller)
+    opened = state(simulator)["openings"]
+    presses = [gevent.spawn(poller.command, 1) for _ in range(2)]
+    gevent.joinall(presses, timeout=5)
+    results = [press.value for press in presses]
+    assert [(r.ok, r.seq) for r in results] == [(True, 65535), (True, 1)], results
+    st = state(simulator)
+    assert st["openings"] == opened + 2 and st["command_seq_echo"] == 1
+
+
+def test_a_press_answered_before_the_next_one_is_retried_elsewhere_is_confirmed_by_its_echo(
+    simulator, run_poller
+):
+    """Two presses between polls; the second's answer is lost and it is written again on a
+    new connection. The first's write was answered before the second went out, so the
+    second's echo confirms it although it came over another connection."""
+    writes = {"n": 0}
+
+    def factory(config):
+        client = make_client(config)
+        original = client.write_registers
+
+        def write_registers(address, values, **kwargs):
+            rr = original(address, values, **kwargs)
+            if address == p.HR_COMMAND_START:
+                writes["n"] += 1
+                if writes["n"] == 2:  # the controller acted; its answer never came back
+                    client.close()
+                    raise ConnectionException("answer lost")
+            return rr
+
+        client.write_registers = write_registers
+        return client
+
+    poller = run_poller([config_for(simulator, poll_ms=1000)], client_factory=factory)
+    assert online(poller)
+    presses = [gevent.spawn(poller.command, 1) for _ in range(2)]
+    gevent.joinall(presses, timeout=5)
+    assert writes["n"] == 3
+    assert [press.value.ok for press in presses] == [True, True], [p.value for p in presses]
+    assert state(simulator)["openings"] == 2
+
+
+def test_a_command_written_before_a_reconnect_is_not_confirmed_by_a_later_one(
+    simulator, run_poller
+):
+    """A press whose writes never reached the controller waits for its echo over the
+    reconnect. The second press, on the new connection, takes the same seq (the seqs go on
+    from the echo, and the first never changed it): its echo confirmed the first as well,
+    as if the gate had opened twice."""
+    lost = {"writes": 0}
+
+    def factory(config):
+        client = make_client(config)
+        original = client.write_registers
+
+        def write_registers(address, values, **kwargs):
+            if address == p.HR_COMMAND_START and lost["writes"] < 2:
+                lost["writes"] += 1  # the write and its retry die before the controller
+                client.close()
+                raise ConnectionException("link dropped before the write")
+            return original(address, values, **kwargs)
+
+        client.write_registers = write_registers
+        return client
+
+    poller = run_poller([config_for(simulator)], client_factory=factory)
+    assert online(poller)
+    first = gevent.spawn(poller.command, 1, timeout=2.0)
+    assert wait_until(lambda: lost["writes"] == 2)
+    controller = poller.controllers[1]
+    assert wait_until(lambda: controller.client is not None and controller.synced)  # reconnected
+    second = gevent.spawn(poller.command, 1, timeout=2.0)
+    gevent.joinall([first, second], timeout=5)
+    assert not first.value.ok and first.value.reason == "not_confirmed", first.value
+    assert second.value.ok, second.value
+    assert state(simulator)["openings"] == 1
+
+
+def test_a_car_presented_after_a_quick_controller_reboot_is_answered(
+    start_simulator, run_poller, recorder
+):
+    """The controller reboots (event_seq back to 1, a seq answered before) and its heartbeat
+    has passed the old value by the time the bridge reconnects: its IR 40 says nothing was
+    applied to this event 1, and it is young, so the bridge answers it."""
+    sim = start_simulator()
+    blocked = {"on": False}
+
+    def factory(config):
+        return Unreachable() if blocked["on"] else make_client(config)
+
+    poller = run_poller([config_for(sim)], client_factory=factory, backoff_base=0.05,
+                        backoff_cap=0.2)
+    assert online(poller)
+    first = present(sim, type="plate", plate="A777AA77")
+    assert wait_until(lambda: recorder.event_for(1, first))
+    seen = poller.controllers[1].heartbeat
+    blocked["on"] = True
+    blocking(sim.stop)
+    rebooted = blocking(start_simulator, "--port", str(sim.modbus_port))
+    assert wait_until(lambda: state(rebooted)["heartbeat"] > seen, timeout=5)
+    again = present(rebooted, type="plate", plate="A777AA77")
+    assert again == first == 1
+    blocked["on"] = False
+    assert wait_until(lambda: state(rebooted)["applied_decision_seq"] == again, timeout=3)
+    assert state(rebooted)["openings"] == 1
+    assert len([e for e in recorder.events if e[1].event_seq == 1]) == 2
+
+
+def test_an_exit_the_controller_let_out_on_its_own_is_not_opened_again(
+    simulator, link, run_poller, recorder
+):
+    """The bridge is away longer than the watchdog it set: the controller opens for the exit
+    button itself (offline policy: free exit). The bridge, back within the event-age window,
+    granted it again and the gate pulsed twice. An entry the policy refused is answered."""
+    poller = run_poller([config_through(link)], watchdog_s=1, backoff_base=0.05,
+                        backoff_cap=0.2)
+    assert online(poller)
+    cut_and_wait(poller, link)
+    gevent.sleep(2.0)  # past the watchdog: the controller is on its own
+    opened = state(simulator)["openings"]
+    button = present(simulator, type="exit_button")
+    assert state(simulator)["openings"] == opened + 1  # it let them out itself
+    polls = poller.polls
+    link.restore()
+    assert wait_until(lambda: poller.polls >= polls + 5)
+    st = state(simulator)
+    assert st["openings"] == opened + 1 and st["applied_decision_seq"] != button, st
+    assert recorder.event_for(1, button) is None
+
+    cut_and_wait(poller, link)
+    gevent.sleep(2.0)
+    card = present(simulator, type="card", card=5)  # an entry: the policy refused it
+    assert state(simulator)["openings"] == opened + 1
+    link.restore()
+    assert wait_until(lambda: state(simulator)["applied_decision_seq"] == card, timeout=3)
+    assert state(simulator)["openings"] == opened + 2
+    assert recorder.event_for(1, card)[2] == p.DecisionCode.GRANT
