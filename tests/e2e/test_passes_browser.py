@@ -162,13 +162,19 @@ def test_operator_checks_a_plate_on_one_phone_screen(browser, demo):
     assert csp_violations(page) == []
 
 
-def test_live_feed_shows_events_from_another_page_and_another_process(browser, demo):
+def _guard_s_log(browser, demo):
+    """The operator's «Журнал» of the residential territory, its feed polling: the page,
+    the territory and how many events it shows."""
     tid = _residential(demo)
-    watcher = browser.new_page()
-    sign_in_as(watcher, demo, "operator")
-    watcher.goto(f"{demo['base']}/t/{tid}/events")
-    watcher.wait_for_selector("#feed-poll", state="attached")
-    before = watcher.locator("#feed li.event").count()
+    page = browser.new_page()
+    sign_in_as(page, demo, "operator")
+    page.goto(f"{demo['base']}/t/{tid}/events")
+    page.wait_for_selector("#feed-poll", state="attached")
+    return page, tid, page.locator("#feed li.event").count()
+
+
+def test_live_feed_shows_events_from_another_page_and_another_process(browser, demo):
+    watcher, tid, before = _guard_s_log(browser, demo)
 
     # 1. «Открыть» pressed on a second page
     presser = browser.new_page()
@@ -211,12 +217,7 @@ def test_a_poll_answered_not_found_stops_asking(browser, demo):
     """Audit (stop 23): a guard taken out of the territory (or a manager made a resident)
     left tabs that asked for the feed every second for ever, each answered 404. The first
     404 now says why in the banner and ends the poll; what the page showed stays."""
-    tid = _residential(demo)
-    page = browser.new_page()
-    sign_in_as(page, demo, "operator")
-    page.goto(f"{demo['base']}/t/{tid}/events")
-    page.wait_for_selector("#feed-poll", state="attached")
-    shown = page.locator("#feed li.event").count()
+    page, _tid, shown = _guard_s_log(browser, demo)
     asked = []
 
     def refused(route):
