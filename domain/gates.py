@@ -549,8 +549,9 @@ def delete_gate(territory_id: int, gate_id: int, now: dt.datetime | None = None)
     Not while an «Открыть» is on its way (a few seconds at most): its row would go with the
     gate, and the opening the controller then made was logged nowhere (audit, stop 23)."""
     now = now or utcnow()
-    with db.atomic():
+    with serialised():
         gate = territory_gate(territory_id, gate_id)
+        lock_gate(gate.id)  # as a press does: one committing meanwhile is seen here
         if GateCommand.select().where(
             (GateCommand.gate == gate) & GateCommand.status.in_(("pending", "sending"))
             & (GateCommand.created_at > now - COMMAND_GIVE_UP)

@@ -473,6 +473,13 @@ def file_pass(
     # slip under the limit (BEGIN IMMEDIATE on SQLite, the member's row locked on PostgreSQL).
     with serialised():
         _refuse_overlap(member, norm, valid_from, valid_to, now)  # also locks the member
+        # The role as stored, read under that lock: the platform admin's membership is
+        # raised to manager for their requests (blueprints/scope.py), and one who is a
+        # guard there filed passes the gate then refused (review, stop 23); a member made
+        # an operator this very moment files none either.
+        stored = Membership.select(Membership.role).where(Membership.id == member.id).scalar()
+        if stored not in ("resident", "manager"):
+            raise DomainError(_l("Заявки подают резиденты и управляющие"))
         if permanent:
             limit = territory.max_permanent_passes
             held = (

@@ -779,6 +779,7 @@ def remove_member(territory: Territory, member_id: int, by: Account | None = Non
     """
     with serialised():
         member = _member(territory, member_id)
+        lock_membership(member.id)  # as filing a pass does: one filed meanwhile is revoked too
         if member.role == "manager" and not _other_managers(territory, member):
             raise DomainError(_l("Это последний управляющий территории — его нельзя удалить"))
         from domain.passes import VehiclePass

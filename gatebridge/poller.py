@@ -20,15 +20,16 @@ Choices worth knowing:
   or reconfigured) — answers the event found there when the controller has not applied a
   decision for it (`applied_decision_seq`, IR 40) and it is younger than EVENT_MAX_AGE_S:
   a card shown while the bridge restarted is answered like one shown during a dropped link.
-  The controller's IR 40 decides, not what this bridge answered before the reconnect: a
-  controller that rebooted quickly starts its event_seq at 1 again, and its heartbeat may
-  be past the old one by the time the bridge is back, so a car shown right after the
-  reboot, under a seq answered before it, waited for nothing (shift audit). An event
-  the controller applied a decision to is never answered twice. Nor is an exit its
-  offline policy let out while the bridge was away longer than the watchdog
-  (`_let_out_on_its_own`): a second pulse lets whoever follows through. A decision that
-  reached the controller although its reply was lost (the echo says so) is recorded, not
-  re-sent.
+  An event this bridge handled on an earlier connection is not answered again while the
+  controller ran on since (`_ran_on`: its heartbeat counted the seconds the bridge
+  counted); one that restarted meanwhile starts its event_seq at 1 again, and a car shown
+  right after a quick reboot, under a seq answered before it, waited for nothing when the
+  rule was «heartbeat lower than before» (shift audit: the heartbeat may already be past
+  the old one). An event the controller applied a decision to is never answered twice.
+  Nor is an exit its offline policy let out while the bridge was away longer than the
+  watchdog (`_let_out_on_its_own`): a second pulse lets whoever follows through. A
+  decision that reached the controller although its reply was lost (the echo says so) is
+  recorded, not re-sent.
 * A connection that fails before its first good poll (the controller accepts and closes,
   answers garbage or nothing) counts as a failed connect: the same growing pauses follow
   (GATE_PROTOCOL rule 5), not a tight reconnect loop.
@@ -115,7 +116,9 @@ CRASH_RESTART_S = 1.0
 # but slow never trips it; one restarting does (about four seconds) only for a moment.
 WATCHDOG_S = 10
 # How far the controller's heartbeat (whole seconds, read at both ends) may be from the
-# bridge's own count of the seconds between two polls before it counts as restarted.
+# bridge's own count of the seconds between two polls before it counts as restarted. A
+# restart shifts it by the heartbeat it had plus the time it was down, so only a controller
+# that restarts within this long of its previous boot passes for one that ran on.
 RESTART_SLACK_S = 2.0
 
 
@@ -712,11 +715,10 @@ class _Controller:
         """The first poll of a connection: answer the event found there when nobody has
         (see the module's docstring), record a decision whose reply was lost.
 
-        Whether it was answered is the controller's word (IR 40), not what this bridge
-        answered before the reconnect: a controller that rebooted quickly reuses the seqs
-        it had (event_seq back to 1), and its heartbeat may already be past the one last
-        read, so no heartbeat rule finds every restart. IR 40 says whether a decision was
-        applied to its current event, whichever boot it came from."""
+        Answered is the controller's word (IR 40), or this bridge's for the event it
+        handled on the last connection, while the controller has not restarted since
+        (`_ran_on`): a controller that rebooted quickly reuses the seqs it had (event_seq
+        back to 1), and a heartbeat lower than before does not find every restart."""
         seq = snap.event_seq
         lost, self.unconfirmed = self.unconfirmed, None
         if lost is not None and lost[0].event_seq == seq and snap.applied_decision_seq == seq:
@@ -732,6 +734,13 @@ class _Controller:
             lost = None
         if seq == 0 or snap.applied_decision_seq == seq:
             self.last_seq = seq
+            return
+        if seq == self.last_seq and lost is None and self._ran_on(snap, read_at, before):
+            # Handled on an earlier connection, by an answer or by leaving it to the
+            # controller's own policy, which fills no IR 40: an exit let out offline was
+            # opened again at the second of two quick reconnects (review, stop 23). A
+            # controller that restarted meanwhile may reuse the seq for a new car: its
+            # heartbeat tells, unless it was back within RESTART_SLACK_S.
             return
         if snap.event_age >= self.poller.event_max_age:
             self._too_old(snap)
@@ -762,12 +771,20 @@ class _Controller:
             return False
         if snap.direction != p.Direction.EXIT and snap.event_type != p.EventType.EXIT_BUTTON:
             return False  # an entry: the policy refused it, the bridge may still answer
-        away = read_at - before.at
-        counted = (snap.heartbeat - before.heartbeat) & p.U16_MAX
-        if abs(counted - away) > RESTART_SLACK_S:
+        if not self._ran_on(snap, read_at, before):
             return False  # restarted (or away past the heartbeat's wrap): nothing opened
-        captured_after = away - snap.event_age - 0.5
+        captured_after = read_at - before.at - snap.event_age - 0.5
         return captured_after > before.watchdog
+
+    @staticmethod
+    def _ran_on(snap: p.Snapshot, read_at: float, before: _Polled | None) -> bool:
+        """Whether the controller ran on since the last good poll, without a restart: its
+        heartbeat counted the seconds the bridge counted, within RESTART_SLACK_S. No
+        earlier poll (this bridge just started) says nothing: False."""
+        if before is None:
+            return False
+        counted = (snap.heartbeat - before.heartbeat) & p.U16_MAX
+        return abs(counted - (read_at - before.at)) <= RESTART_SLACK_S
 
     def _too_old(self, snap: p.Snapshot) -> None:
         """An event captured EVENT_MAX_AGE_S or more ago is not answered: whoever presented

@@ -51,6 +51,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 from flask import Flask
 from gevent.pool import Group
 
@@ -196,6 +197,10 @@ class BridgeService:
         self._states: dict[int, tuple[ControllerConfig, ControllerState]] = {}
         self._work = gevent.event.Event()
         self._retry_at = 0.0  # after a failure, the database is tried again from then on
+        # One reload at a time: the periodic one and the version watch's both reload, and on
+        # PostgreSQL their queries yield to each other, so the older read could be applied
+        # last and bring an old port or «Свободный выезд» back for seconds (review, stop 23).
+        self._reloading = gevent.lock.Semaphore()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -240,6 +245,10 @@ class BridgeService:
 
     def reload(self) -> None:
         """Poll exactly the enabled gates; the switched-off ones keep their controllers."""
+        with self._reloading:
+            self._reload()
+
+    def _reload(self) -> None:
         with db.connection_context():
             gates = list(Gate.select(Gate, Territory.id, Territory.free_exit).join(Territory))
             stored = dict(GateStatus.select(GateStatus.gate, GateStatus.reached)

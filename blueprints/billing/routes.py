@@ -43,10 +43,14 @@ def _kindergarten() -> None:
 
 def _buyer() -> None:
     """Only a member who buys gets past: not the platform admin where they are no member
-    (a membership not saved: the gate lets no card or access of theirs through). Before,
-    the pages only hid the way in (billing/_home_actions.html), and the admin and guards
-    bound cards and paid for access the gate then refused (audit, stop 23)."""
-    if g.membership.id is None:
+    (a membership not saved: the gate lets no card or access of theirs through), nor one
+    who is a guard there (their membership is raised to manager for the request; the
+    stored role is what the gate reads). Before, the pages only hid the way in
+    (billing/_home_actions.html), and the admin and guards bound cards and paid for access
+    the gate then refused (audit, stop 23)."""
+    member = g.membership
+    if member.id is None or Membership.select(Membership.role).where(
+            Membership.id == member.id).scalar() not in BUYERS:
         abort(404)
 
 

@@ -1,5 +1,6 @@
 """Forms of the profile."""
 
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, StringField
@@ -46,8 +47,10 @@ class ProfileForm(Form):
     def __init__(self, account: Account, *args, **kwargs) -> None:
         super().__init__(*args, obj=account, **kwargs)
         self.account = account
-        if self.locale.data is None:  # never chosen: Russian, as every account begins
-            self.locale.data = "ru"
+        if self.locale.data is None:
+            # Never chosen: the language shown. Saving the names must not turn an English
+            # reader's account, and page, Russian (review, stop 23).
+            self.locale.data = str(get_locale() or "ru")
 
 
 class PhoneChangeForm(Form):

@@ -413,6 +413,37 @@ def test_a_member_taken_out_loses_their_passes_and_taking_them_back_does_not_rev
     assert back.unit_id == second.id and gone.unit_id == first.id
 
 
+def test_a_pass_filed_while_its_owner_is_removed_is_revoked_too(app, place):
+    """Review (stop 23): removal revoked the passes it saw, then waited for a filing that
+    held the member's row and deleted the membership, leaving that pass live. It now waits
+    for the member's row as filing does, and revokes what was filed meanwhile."""
+    import datetime as dt
+
+    from domain.db import utcnow
+    from domain.passes import VehiclePass
+    from tests.gate_race import race
+
+    territory, manager = place
+    add_unit(territory, "Дом 1")
+    member = attach(person(), territory, "resident", "Дом 1")
+
+    def file(other):  # what file_pass writes after locking the member's row
+        lock = Membership.select(Membership.id).where(Membership.id == member.id)
+        other.execute(lock.for_update() if other.for_update else lock)
+        other.execute(VehiclePass.insert(territory=territory.id, account=member.account_id,
+                                         unit=member.unit_id, plate="T555TT77",
+                                         valid_from=utcnow(),
+                                         valid_to=utcnow() + dt.timedelta(days=30)))
+
+    def remove():
+        with app.test_request_context():
+            return remove_member(territory, member.id, by=manager)
+
+    assert "error" not in race(app, file, remove)
+    assert not Membership.select().where(Membership.id == member.id).exists()
+    assert not VehiclePass.select().where(VehiclePass.revoked_at.is_null()).exists()
+
+
 def test_joining_by_account_number_answers_the_person_s_pending_request(place):
     """Audit (stop 23): a person with a request waiting who then joined by account number
     stayed in the managers' queue, and accepting the request failed."""

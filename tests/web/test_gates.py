@@ -249,6 +249,28 @@ def test_a_gate_is_not_deleted_under_a_press_on_its_way(app, client, auth, world
         assert versions.versions()[world.t] > before  # the bridge lets go at once
 
 
+def test_a_gate_is_not_deleted_under_a_press_committed_meanwhile(app, world):
+    """Review (stop 23): the deletion's check ran before a press that held the gate's row
+    committed its command, then the deletion went on and took the command along. It now
+    waits for the gate's row as a press does, and sees the command."""
+    def press(other):  # what request_open writes under its lock, not committed yet
+        other.execute(Gate.select(Gate.id).where(Gate.id == world.gate).for_update()
+                      if other.for_update else Gate.select(Gate.id).where(Gate.id == world.gate))
+        other.execute(GateCommand.insert(gate=world.gate, territory=world.t,
+                                         account=world.resident, reason="phone",
+                                         created_at=utcnow()))
+
+    def delete():
+        with app.app_context():
+            return gates.delete_gate(world.t, world.gate)
+
+    outcome = race(app, press, delete)
+    assert isinstance(outcome.get("error"), DomainError), outcome
+    with app.app_context():
+        assert Gate.get_or_none(Gate.id == world.gate) is not None
+        assert GateCommand.select().count() == 1
+
+
 def test_a_command_nobody_answers_fails_and_never_fires(app, client, auth, world):
     with app.app_context():
         _online(world.gate)

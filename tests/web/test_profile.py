@@ -64,8 +64,9 @@ def test_the_account_s_language_is_chosen_in_the_profile(app, client, auth, me):
     auth.login(PHONE)
     assert reload(me).locale is None
     assert '<html lang="en">' in client.get("/profile").get_data(as_text=True)
+    # Never chosen: the language shown is offered, so saving the names keeps it.
     html = client.get("/profile/edit").get_data(as_text=True)
-    assert '<option selected value="ru">Русский</option>' in html  # what the account has
+    assert '<option selected value="en">English</option>' in html
     data = {"surname": "Федоров", "name": "Роман", "patronymic": "", "email": "roman@example.ru",
             "locale": "en"}
     assert post(client, "/profile/edit", data).status_code == 302

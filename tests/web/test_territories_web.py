@@ -586,6 +586,27 @@ def test_an_admin_who_lives_in_a_territory_still_manages_it(world):
     assert Membership.get_by_id(own.id).role == "resident"
 
 
+def test_an_admin_who_is_a_guard_somewhere_files_no_pass_and_buys_nothing_there(world):
+    """Review (stop 23): raised to manager for the request, an admin who is a guard in a
+    territory filed passes the gate then refused (it reads the stored role), and got the
+    billing forms kept from guards."""
+    from domain.passes import VehiclePass
+    from domain.territories import attach
+
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        boss = person("Админов", is_admin=True)
+        attach(boss, t, "operator")
+    admin = signed_in(app, boss)
+    assert admin.get(f"/t/{t.id}/manage/members").status_code == 200  # still manages
+    refused = post(admin, f"/t/{t.id}/passes/new",
+                   {"plate": "Т555ТТ77", "valid_to": "2031-01-01T12:00"})
+    assert refused.status_code == 422
+    assert "Заявки подают резиденты и управляющие" in refused.get_data(as_text=True)
+    assert VehiclePass.select().count() == 0
+    assert admin.get(f"/t/{t.id}/billing/access").status_code == 404
+
+
 def test_a_member_moved_to_another_unit_takes_their_live_passes_along(world):
     """The guard's check shows the unit a car is going to: after a move, the new one."""
     import datetime as dt
