@@ -1454,7 +1454,10 @@ def test_an_exit_the_controller_let_out_on_its_own_is_not_opened_again(
     assert wait_until(lambda: poller.polls >= polls + 5)
     st = state(simulator)
     assert st["openings"] == opened + 1 and st["applied_decision_seq"] != button, st
-    assert recorder.event_for(1, button) is None
+    # In the journal as what happened: let out (its reason, «Кнопка выхода», is the
+    # service's), once.
+    assert recorder.event_for(1, button)[2] == p.DecisionCode.GRANT
+    assert len([e for e in recorder.events if e[1].event_seq == button]) == 1
     # The link flaps once more, well inside the event's five seconds: the exit was handled
     # on the last connection and the controller ran on, so not now either (review, stop 23:
     # it pulsed again).
@@ -1464,6 +1467,7 @@ def test_an_exit_the_controller_let_out_on_its_own_is_not_opened_again(
     link.restore()
     assert wait_until(lambda: poller.polls >= polls + 3)
     assert state(simulator)["openings"] == opened + 1
+    assert len([e for e in recorder.events if e[1].event_seq == button]) == 1
 
     cut_and_wait(poller, link)
     gevent.sleep(2.0)
