@@ -9,6 +9,7 @@ thread's connection.
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 
 import gevent
 import pytest
@@ -47,6 +48,13 @@ def in_app(app, work):
     return blocking(run)
 
 
+def configured(service, gate_id):
+    """The gate's config as the poller has it; while the poller swaps it (a changed gate
+    is taken out and started again, and the test may look in between), one that is
+    neither of the changes waited for."""
+    return service.poller.configs.get(gate_id) or SimpleNamespace(free_exit=True, port=None)
+
+
 def answered(sim, seq):
     """The decision code the controller applied to event `seq` (None if none yet)."""
     found = wait_until(lambda: (s := blocking(sim.state))["applied_decision_seq"] == seq and s)
@@ -82,7 +90,7 @@ def test_free_exit_and_a_gate_s_new_port_apply_within_the_version_poll(
                                         app_access_free=False, free_exit=False)
 
         in_app(app, free_exit_off)
-        assert wait_until(lambda: not service.poller.configs[gate_id].free_exit,
+        assert wait_until(lambda: not configured(service, gate_id).free_exit,
                           timeout=APPLIED_WITHIN_S)
         # Decided now: no pass (or «try again» on a machine too busy for 40 ms), never free.
         assert answered(simulator, blocking(simulator.present, **out)) in (
@@ -91,7 +99,7 @@ def test_free_exit_and_a_gate_s_new_port_apply_within_the_version_poll(
         in_app(app, lambda: gates.update_gate(
             tid, gate_id, name="Ворота", host=moved.modbus_host, port=moved.modbus_port,
             unit_id=1, direction="both", poll_ms=50, word_order="big", enabled=True))
-        assert wait_until(lambda: service.poller.configs[gate_id].port == moved.modbus_port,
+        assert wait_until(lambda: configured(service, gate_id).port == moved.modbus_port,
                           timeout=APPLIED_WITHIN_S)
         assert wait_until(lambda: (s := service.poller.state(gate_id)) and s.online)
         opened = blocking(simulator.state)["openings"]
