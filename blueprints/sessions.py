@@ -42,11 +42,8 @@ class SessionCookie(SecureCookieSessionInterface):
         # cookie text -> (the secrets, when it was signed (Unix time), what it holds)
         self._verified: dict[str, tuple[tuple, float, dict[str, Any]]] = {}
 
-    def _secrets(self, app: Flask) -> tuple:
-        return (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
-
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
-        secrets = self._secrets(app)
+        secrets = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
         if self._built is None or self._built[0] != secrets:
             self._built = (secrets, super().get_signing_serializer(app))
         return self._built[1]

@@ -69,10 +69,10 @@ class Gate(BaseModel):
     word_order = CharField(default="big")  # big, little (multi-register integers)
     enabled = BooleanField(default=True)
     created_at = UtcDateTimeField(default=utcnow)
-    # When the gate's address (host, port, unit) was last written; None: since created_at.
-    # The bridge ranked gates reaching one device by it at stop 21; it ranks by which gate
-    # reached the device first since (gatebridge.poller.Poller.claim): a DNS name re-pointed
-    # changes the device without touching this.
+    # Read by nothing: the bridge ranked gates reaching one device by it at stop 21, and by
+    # which gate reached the device first since (gatebridge.poller.Poller.claim; a DNS name
+    # re-pointed changed the device without touching this). Kept only because migration 11
+    # adds it through this model; dropping the column needs a migration of its own.
     address_since = UtcDateTimeField(null=True, default=utcnow)
     # The serial printed on the controller (GATE_PROTOCOL IR 2-3), when the manager gives it:
     # the gate then works with that controller only, and outranks every gate without one
@@ -530,8 +530,6 @@ def update_gate(
         _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order,
                     networks=networks, serial=serial)
-        if (gate.host, gate.port, gate.unit_id) != (normal_host(host), port, unit_id):
-            gate.address_since = utcnow()
         gate.name, gate.host, gate.port = name.strip(), normal_host(host), port
         gate.unit_id, gate.direction, gate.poll_ms = unit_id, direction, poll_ms
         gate.word_order, gate.enabled, gate.serial = word_order, bool(enabled), serial
@@ -552,10 +550,7 @@ def delete_gate(territory_id: int, gate_id: int, now: dt.datetime | None = None)
     with serialised():
         gate = territory_gate(territory_id, gate_id)
         lock_gate(gate.id)  # as a press does: one committing meanwhile is seen here
-        if GateCommand.select().where(
-            (GateCommand.gate == gate) & GateCommand.status.in_(("pending", "sending"))
-            & (GateCommand.created_at > now - COMMAND_GIVE_UP)
-        ).exists():
+        if _on_its_way(gate, now).exists():
             raise DomainError(_l("Ворота сейчас открываются — удалите их через несколько секунд"))
         gate.delete_instance()
         versions.bump(territory_id)
@@ -781,6 +776,13 @@ def _open_reason(command: GateCommand) -> str:
     return "member" if command.reason == "phone" else "operator_open"
 
 
+def _on_its_way(gate: Gate, now: dt.datetime):
+    """The gate's commands still waiting for the bridge (not given up on yet)."""
+    return GateCommand.select().where(
+        (GateCommand.gate == gate) & GateCommand.status.in_(("pending", "sending"))
+        & (GateCommand.created_at > now - COMMAND_GIVE_UP))
+
+
 def lock_gate(gate_id: int) -> None:
     """Inside serialised(): hold the gate's row (FOR UPDATE) on PostgreSQL; on SQLite,
     BEGIN IMMEDIATE already lets one writer at a time in."""
@@ -805,12 +807,9 @@ def request_open(
         # The same person's press before the last one is answered (a double tap, a slow
         # network) is that press: the controller acts on every command, and two taps
         # opened the barrier twice (audit, stop 23).
-        waiting = GateCommand.select().where(
-            (GateCommand.gate == gate) & (GateCommand.account == account_id)
-            & GateCommand.status.in_(("pending", "sending"))
-            & (GateCommand.created_at > now - COMMAND_GIVE_UP)
-        ).order_by(GateCommand.id.desc()).first()
-        if online and waiting is not None:
+        waiting = _on_its_way(gate, now).where(GateCommand.account == account_id).order_by(
+            GateCommand.id.desc()).first() if online else None
+        if waiting is not None:
             return waiting
         command = GateCommand.create(
             gate=gate, territory=gate.territory_id, account=account_id, reason=reason,

@@ -951,10 +951,12 @@ class _Controller:
         if not self.awaiting_echo:
             return
         now = time.monotonic()
-        echoed = [i for i, c in enumerate(self.awaiting_echo) if c.seq == snap.command_seq_echo]
+        # The last command the echo names (-1: none).
+        echoed = max((i for i, c in enumerate(self.awaiting_echo)
+                      if c.seq == snap.command_seq_echo), default=-1)
         still: list[_PendingCommand] = []
         for i, pending in enumerate(self.awaiting_echo):
-            if echoed and (i == echoed[-1] or (i < echoed[-1] and pending.answered)):
+            if i == echoed or (i < echoed and pending.answered):
                 pending.finish(CommandResult(True, self.config.gate_id, pending.seq, "ok"))
             elif pending.connection != self.connection:
                 self._fail(pending, "not_confirmed", "no echo of the command after a reconnect")

@@ -185,26 +185,6 @@ def test_an_address_is_stored_in_its_one_spelling(typed, stored):
     assert normal_host(typed) == stored
 
 
-def test_a_gate_names_its_controller_since_its_address_last_changed(app, make_account):
-    """Gate.address_since ranks two gates reaching one device (gatebridge.poller.claim): a
-    new address starts it again, any other change keeps it."""
-    import datetime as dt
-
-    with app.test_request_context():
-        t = create_territory(make_account(), name="ЖК", kind="residential")
-        gate = gates.add_gate(t, name="Въезд", host="10.0.0.7", port=502)
-        first = Gate.get_by_id(gate.id).address_since
-        assert first is not None
-        Gate.update(address_since=first - dt.timedelta(days=1)).where(
-            Gate.id == gate.id).execute()
-        settings = dict(name="Главный въезд", host="10.0.0.7", port=502, unit_id=1,
-                        direction="entry", poll_ms=300, word_order="big", enabled=False)
-        gates.update_gate(t.id, gate.id, **settings)
-        assert Gate.get_by_id(gate.id).address_since == first - dt.timedelta(days=1)
-        gates.update_gate(t.id, gate.id, **{**settings, "host": "10.0.0.8"})
-        assert Gate.get_by_id(gate.id).address_since > first - dt.timedelta(hours=1)
-
-
 def test_an_address_outside_the_installation_s_controller_networks_is_refused(
         app, make_account):
     """GATE_NETWORKS: a manager cannot point the bridge at the installation's other hosts.
