@@ -793,12 +793,7 @@ def test_one_controller_serves_one_gate_however_its_address_is_written(
     poller.update([config_for(simulator, gate_id=1),
                    ControllerConfig(gate_id=2, territory_id=8, host="localhost", port=port,
                                     poll_ms=50)])
-    assert wait_until(lambda: poller.state(2).error_kind == "controller_taken", timeout=3)
-    assert poller.command(2).reason == "offline"
-    seq = present(simulator, type="card", card=1)
-    assert wait_until(lambda: recorder.event_for(1, seq))
-    gevent.sleep(0.3)
-    assert recorder.event_for(2, seq) is None
+    kept_from(poller, simulator, recorder, keeper=1, refused=2)
     assert state(simulator)["openings"] == 1
 
 
@@ -866,12 +861,19 @@ def test_another_word_order_does_not_make_the_same_controller_another_one(
     swapped = ControllerConfig(gate_id=9, territory_id=8, host="localhost", port=port,
                                poll_ms=50, word_order="little")
     poller.update([config_for(simulator, gate_id=1), swapped])
-    assert wait_until(lambda: poller.state(9).error_kind == "controller_taken", timeout=3)
-    assert poller.command(9).reason == "offline"
+    kept_from(poller, simulator, recorder, keeper=1, refused=9)
+
+
+def kept_from(poller, simulator, recorder, *, keeper, refused):
+    """Gate `refused` is told another gate serves its controller and acts on nothing: its
+    «Открыть» is refused, and a card shown there is decided by gate `keeper` alone."""
+    assert wait_until(lambda: poller.state(refused).error_kind == "controller_taken",
+                      timeout=3)
+    assert poller.command(refused).reason == "offline"
     seq = present(simulator, type="card", card=1)
-    assert wait_until(lambda: recorder.event_for(1, seq))
+    assert wait_until(lambda: recorder.event_for(keeper, seq))
     gevent.sleep(0.3)
-    assert recorder.event_for(9, seq) is None
+    assert recorder.event_for(refused, seq) is None
 
 
 class Zone:
