@@ -69,11 +69,6 @@ class Gate(BaseModel):
     word_order = CharField(default="big")  # big, little (multi-register integers)
     enabled = BooleanField(default=True)
     created_at = UtcDateTimeField(default=utcnow)
-    # Read by nothing: the bridge ranked gates reaching one device by it at stop 21, and by
-    # which gate reached the device first since (gatebridge.poller.Poller.claim; a DNS name
-    # re-pointed changed the device without touching this). Kept only because migration 11
-    # adds it through this model; dropping the column needs a migration of its own.
-    address_since = UtcDateTimeField(null=True, default=utcnow)
     # The serial printed on the controller (GATE_PROTOCOL IR 2-3), when the manager gives it:
     # the gate then works with that controller only, and outranks every gate without one
     # that reaches it (gatebridge.poller.Poller.claim). Never shown for what a gate reached.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from graphlib import TopologicalSorter
@@ -71,6 +72,23 @@ class Steps:
                 ops.append(self.migrator.add_column(table, field.column_name, field))
         if ops:
             migrate(*ops)
+
+    def drop_column(self, table: str, column: str) -> None:
+        """Drop a column nothing reads any more, where the table has it.
+
+        SQLite drops it in place since 3.35. Older versions would have playhouse rebuild the
+        table, whose DROP TABLE, with foreign keys on, empties the tables under it (see
+        _add_not_null_in_place): there the column stays, as harmless as it was."""
+        if not self.database.table_exists(table) or column not in self._columns(table):
+            return
+        if self._sqlite():
+            if sqlite3.sqlite_version_info < (3, 35, 0):
+                log.warning("%s.%s kept: SQLite %s drops a column only by rebuilding the table",
+                            table, column, sqlite3.sqlite_version)
+                return
+            migrate(self.migrator.drop_column(table, column, legacy=False))
+        else:
+            migrate(self.migrator.drop_column(table, column))
 
     def _sqlite(self) -> bool:
         return isinstance(getattr(self.database, "obj", self.database), SqliteDatabase)
@@ -144,11 +162,17 @@ MIGRATIONS: list[Migration] = [
      lambda s: _ids_never_reused(s)),
     # Two gates reaching one controller: the one that named it first keeps it (it was the
     # older id, and an old gate re-pointed at another territory's controller took it over).
+    # Until stop 24 this step also added and filled gate.address_since; the bridge stopped
+    # reading it at stop 22, step 13 drops it where this step added it, and this step no
+    # longer adds it, so every database ends the same.
     (11, "gate.address_since, gate_status.reached: which gate keeps a controller, restarts too",
-     lambda s: _controller_keepers(s)),
+     lambda s: s.add_columns(_model("gates", "GateStatus"), "reached")),
     # Earlier gates keep None: they work with whichever controller answers at their address.
     (12, "gate.serial: the controller a gate works with, by the serial printed on it",
      lambda s: s.add_columns(_model("gates", "Gate"), "serial")),
+    (13, "gate.address_since dropped: nothing has read it since the bridge tells a gate's "
+         "controller by what it reached",
+     lambda s: s.drop_column("gate", "address_since")),
 ]
 
 
@@ -234,17 +258,6 @@ def _one_gate_per_controller(s: Steps) -> None:
                     gate.id, gate.territory_id, host, port, unit_id, keeper.id,
                     keeper.territory_id, moved)
     s.add_index(Gate, "host", "port", "unit_id", unique=True)
-
-
-def _controller_keepers(s: Steps) -> None:
-    """Add the columns; a gate made earlier has named its controller since it was made."""
-    gate, status = _model("gates", "Gate"), _model("gates", "GateStatus")
-    s.add_columns(status, "reached")
-    if not s.database.table_exists(gate._meta.table_name):
-        return  # created whole, with the column, at the end of the upgrade
-    s.add_columns(gate, "address_since")
-    with s.database.bind_ctx([gate]):
-        gate.update(address_since=gate.created_at).where(gate.address_since.is_null()).execute()
 
 
 REBUILT = "__rebuilt"  # a table's new version is named so until the old one goes
