@@ -1119,7 +1119,8 @@ class Poller:
 
     def update(self, configs: Iterable[ControllerConfig],
                held: Iterable[ControllerConfig] = (),
-               known: dict[int, tuple] | None = None) -> None:
+               known: dict[int, tuple] | None = None,
+               territories: set[int] | None = None) -> None:
         """Add, remove and reconfigure controllers while running; unchanged ones keep going.
 
         `held`: gates switched off. Their controllers are not polled, but a controller such
@@ -1136,17 +1137,29 @@ class Poller:
         A gate whose settings change but not its address (host, port, unit) keeps what it
         reached: a new poll interval must not hand its controller to whoever reconnects
         first.
+
+        `territories`: when given, `configs` and `held` are all the gates of these
+        territories, and the gates of every other territory are left as they are.
         """
         wanted = {c.gate_id: c for c in configs}
         keep = {c.gate_id: c for c in held}
-        for gate_id in list(self.held):
+
+        def changing(found: dict[int, ControllerConfig]) -> list[int]:
+            if territories is None:
+                return list(found)
+            return [gate_id for gate_id, c in found.items() if c.territory_id in territories]
+
+        for gate_id in changing(self.held):
             if (gate_id in wanted or gate_id not in keep
                     or keep[gate_id].device != self.held[gate_id].device):
                 del self.held[gate_id]
                 if gate_id not in self.configs:
                     self.reached.pop(gate_id, None)
-        for gate_id, old in list(self.configs.items()):
+        for gate_id in changing(self.configs):
+            old = self.configs[gate_id]
             new = wanted.get(gate_id)
+            if new == old:
+                continue  # most gates, most times
             if new is None and gate_id in keep and keep[gate_id].device == old.device:
                 self._remove(gate_id, keep_claim=True)
                 self.held[gate_id] = keep[gate_id]
