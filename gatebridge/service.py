@@ -79,6 +79,7 @@ log = logging.getLogger("propusk.gatebridge.service")
 # that territory's gates at once; the whole reload is the safety net for the rest (a row
 # written by hand). At 10 000 territories it reads some 13 000 gates (bench/README.md).
 RELOAD_S = 30.0
+RETRY_S = 3.0  # a step the database failed is tried again this soon, at the latest
 # More territories moved at once than this, and one reload of all gates is cheaper than a
 # query naming them all.
 RELOAD_SOME_MAX = 500
@@ -244,16 +245,20 @@ class BridgeService:
     ) -> None:
         with self.app.app_context():
             while True:
+                pause = interval
                 try:
                     step()
                 except DB_ERRORS as exc:
                     log.debug("%s: database unavailable: %s", step.__name__, exc)
+                    # A bridge started while the database was away must not wait a whole
+                    # RELOAD_S for its gates.
+                    pause = min(interval, RETRY_S)
                 except Exception:
                     log.exception("%s failed", step.__name__)
                 if wake is None:
-                    gevent.sleep(interval)
+                    gevent.sleep(pause)
                 else:
-                    wake.wait(interval)  # set as soon as there is work
+                    wake.wait(pause)  # set as soon as there is work
 
     # -- gates ------------------------------------------------------------------------
 

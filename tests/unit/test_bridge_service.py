@@ -165,3 +165,27 @@ def test_a_moved_version_reloads_that_territory_s_gates_only(app, make_account, 
         versions.bump(still.id)
         bridge.watch()
         assert read[-1] is None
+
+
+def test_a_step_the_database_failed_is_tried_again_soon(app, monkeypatch):
+    """The whole reload runs every RELOAD_S (30 s): a bridge started while the database was
+    away would have polled no gate for that long."""
+    import gevent
+    from peewee import OperationalError
+
+    from gatebridge import service as service_module
+
+    monkeypatch.setattr(service_module, "RETRY_S", 0.05)
+    calls: list[int] = []
+
+    def reload() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("the database is away")
+
+    loop = gevent.spawn(BridgeService(app)._every, 30.0, reload)
+    try:
+        gevent.sleep(0.5)
+    finally:
+        loop.kill()
+    assert len(calls) == 2  # again after RETRY_S, then not before RELOAD_S
