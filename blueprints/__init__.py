@@ -5,13 +5,16 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map
 
+# The largest id the databases hold (a signed 64-bit integer).
+ID_MAX = 2**63 - 1
+
 
 class DatabaseId(IntegerConverter):
     """`<int:…>` of every route: a number the databases can hold as an id (SQLite refused a
     longer one with OverflowError, a 500; now such an address is no page, 404)."""
 
     def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = None,
-                 max: int | None = 2**63 - 1, signed: bool = False) -> None:
+                 max: int | None = ID_MAX, signed: bool = False) -> None:
         super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 

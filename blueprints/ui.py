@@ -9,7 +9,11 @@ from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms.widgets import HiddenInput
 
+from blueprints import ID_MAX
 from domain.errors import DomainError
+
+# The deepest ?page=N a list goes to by OFFSET; a longer number is nonsense, like letters.
+PAGE_MAX = 1_000_000
 
 
 def wants_partial(req: Request | None = None) -> bool:
@@ -27,9 +31,23 @@ def page(template: str, partial: str | None = None, status: int = 200, **ctx: An
     return response
 
 
+def whole_arg(name: str, default: int | None = None, most: int = ID_MAX) -> int | None:
+    """A query argument that is a whole number from 0 to `most`, else `default`: an id or a
+    page number. A longer one reached the database and answered 500 (SQLite's integers stop
+    at 2**63 - 1, and the OFFSET of a page multiplies it)."""
+
+    def whole(value: str) -> int:
+        number = int(value)
+        if not 0 <= number <= most:
+            raise ValueError(value)
+        return number
+
+    return request.args.get(name, default, type=whole)
+
+
 def page_number() -> int:
     """The ?page=N of a list, 1 when absent or nonsense."""
-    return max(1, request.args.get("page", 1, type=int) or 1)
+    return max(1, whole_arg("page", 1, PAGE_MAX) or 1)
 
 
 def paged(query, number: int, per: int, fetch=list) -> tuple[list, bool]:
@@ -46,7 +64,7 @@ def keyset_page(model, query, pivots, per: int) -> tuple[list, bool, int]:
     none, and the first page is shown); a bare ?page=N, as old links have it, goes by
     OFFSET."""
     number = page_number()
-    after, before = request.args.get("after", type=int), request.args.get("before", type=int)
+    after, before = whole_arg("after"), whole_arg("before")
     pivot = pivots.where(model.id == (after or before)).first() if after or before else None
     if pivot is not None:
         rows, beyond = model.page_after(query, pivot, per, backwards=not after)

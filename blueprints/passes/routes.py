@@ -39,6 +39,7 @@ from blueprints.ui import (
     page_number,
     paged,
     wants_partial,
+    whole_arg,
 )
 from domain import gates, passes
 from domain.access import check_plate
@@ -297,8 +298,8 @@ def events(tid: int) -> Response:
     form = _filter_form(tid)
     query = _event_filter(form).apply(GateEvent.feed(tid))
     number = page_number()
-    older = request.args.get("older_than", type=int)
-    newer = request.args.get("newer_than", type=int)
+    older = whole_arg("older_than")
+    newer = whole_arg("newer_than")
     if older or newer:
         # By keyset, newest first: a page deep in ten million events costs what the first does.
         if older:
@@ -328,7 +329,7 @@ def newer(tid: int) -> Response:
     Every open feed asks every second, and mostly nothing is new: that answer takes one
     lookup, before the filters and the events' people are worked out (~5× less work).
     """
-    after = max(0, request.args.get("after", 0, type=int) or 0)
+    after = whole_arg("after", 0) or 0
     newest = GateEvent.newest_after(tid, after)
     if newest is None:
         return Response(status=204)
