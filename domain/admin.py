@@ -6,8 +6,9 @@ from flask_babel import lazy_gettext as _l
 
 from domain import accounts, versions
 from domain.accounts import Account
-from domain.db import contains_text, db
+from domain.db import db, every_word
 from domain.errors import DomainError, NotFound
+from domain.phones import phone_fragments
 
 
 def search_accounts(text: str = ""):
@@ -15,17 +16,11 @@ def search_accounts(text: str = ""):
     query = Account.select().order_by(Account.created_at.desc(), Account.id.desc())
     text = (text or "").strip()
     if text:
-        cond = (
-            Account.email.contains(text.lower())
-            | contains_text(Account.surname, text)
-            | contains_text(Account.name, text)
-            | contains_text(Account.patronymic, text)
-        )
-        digits = "".join(ch for ch in text if ch.isdigit())
-        if len(digits) >= 3:
-            # Phones are stored as +7…; a typed 8 999… still finds them by the rest.
-            cond |= Account.phone.contains(digits[1:] if digits[0] == "8" else digits)
-        if text.isdigit():
+        cond = every_word(text[:100], Account.email, Account.surname, Account.name,
+                          Account.patronymic)
+        for fragment in phone_fragments(text):
+            cond |= Account.phone.contains(fragment)
+        if text.isdigit() and len(text) <= 18:  # an id the database can hold
             cond |= Account.id == int(text)
         query = query.where(cond)
     return query

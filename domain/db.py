@@ -224,14 +224,40 @@ def patiently(attempt: Callable[[], T], wait: float) -> T:
         pause = min(pause * 2, BUSY_PAUSE_MAX_S)
 
 
+SEARCH_WORDS = 6  # the words of a search read; more only make the query longer
+
+
 def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def folded(text: str) -> str:
+    """Text as searches compare it: lower case, «ё» read as «е» (most people type «е»)."""
+    return text.lower().replace("ё", "е")
+
+
 def contains_text(field: Any, text: str) -> Any:
-    """`field` contains `text` whatever the case, in any alphabet, on SQLite (its own lower()
-    and LIKE fold ASCII letters only) and on PostgreSQL alike."""
-    return fn.lower(field).contains(text.lower())
+    """`field` contains `text` whatever the case, in any alphabet, «ё» and «е» alike, on
+    SQLite (its own lower() and LIKE fold ASCII letters only) and on PostgreSQL alike."""
+    return fn.replace(fn.lower(field), "ё", "е").contains(folded(text))
+
+
+def sorted_text(field: Any) -> Any:
+    """`field` for ORDER BY as people sort names: case and «ё» aside («Ёлкин» sorted before
+    «Абрамов», «иванов» after «Яковлев»)."""
+    return fn.replace(fn.lower(field), "ё", "е")
+
+
+def every_word(text: str, *fields: Any) -> Any:
+    """Each word of `text` in one of `fields` (contains_text): «Федоров Роман» finds the one
+    whose surname is Фёдоров and name Роман; None for no words."""
+    found = None
+    for word in text.split()[:SEARCH_WORDS]:
+        anywhere = contains_text(fields[0], word)
+        for field in fields[1:]:
+            anywhere |= contains_text(field, word)
+        found = anywhere if found is None else found & anywhere
+    return found
 
 
 class CooperativeSqlite:

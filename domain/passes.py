@@ -18,9 +18,9 @@ from peewee import JOIN, BooleanField, CharField, ForeignKeyField
 
 from domain import versions
 from domain.accounts import Account
-from domain.db import BaseModel, NewestFirst, UtcDateTimeField, contains_text, db, utcnow
+from domain.db import BaseModel, NewestFirst, UtcDateTimeField, db, every_word, utcnow
 from domain.errors import DomainError, NotFound
-from domain.phones import phone_fragment
+from domain.phones import phone_fragments
 from domain.prepared import Prepared, Slot
 from domain.territories import Membership, Territory, Unit, lock_membership, serialised
 
@@ -346,14 +346,9 @@ class VehiclePass(NewestFirst, BaseModel):
         if not text:
             return query
         plate = normalize_plate(text)
-        words = (
-            contains_text(Account.surname, text)
-            | contains_text(Account.name, text)
-            | contains_text(Unit.name, text)
-        )
-        phone = phone_fragment(text)
-        if phone:
-            words |= Account.phone.contains(phone)
+        words = every_word(text, Account.surname, Account.name, Account.patronymic, Unit.name)
+        for fragment in phone_fragments(text):
+            words |= Account.phone.contains(fragment)
         return query.where(cls.plate.contains(plate) | words) if plate else query.where(words)
 
 

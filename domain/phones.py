@@ -43,12 +43,21 @@ def format_phone(e164: str | None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
-def phone_fragment(text: str) -> str | None:
-    """The digits to look for in stored phones (+7…) when someone searches by a phone typed
-    any way, whole or in part: «+7 (999) 000-00-03» as the lists show it, 8 999…, digits;
-    None when `text` is not a phone (three digits at least, nothing but phone characters)."""
+def phone_fragments(text: str) -> list[str]:
+    """What to look for in stored phones (+7…) when someone searches by a phone typed any
+    way, whole or in part: «+7 (999) 000-00-03» as the lists show it, 8 999…, digits; none
+    when `text` is not a phone (three digits at least, nothing but phone characters).
+
+    A beginning typed with 8 or +7 is the country's: «8 999 100» looks for +7999100 at the
+    start (and for 8999100 anywhere, in case the 8 was the number's own)."""
     digits = "".join(ch for ch in text if ch.isdigit())
-    if len(digits) < 3 or text.strip().strip("+0123456789 ()-\u00a0"):
-        return None
-    # A Russian number typed with a leading 8 or +7 is stored as +7…
-    return digits[1:] if len(digits) == 11 and digits[0] in "78" else digits
+    typed = text.strip()
+    if len(digits) < 3 or typed.strip("+0123456789 ()-\u00a0"):
+        return []
+    if len(digits) == 11 and digits[0] in "78":
+        return [digits[1:]]  # a whole Russian number, stored as +7…
+    if typed.startswith("+7"):
+        return ["+" + digits]
+    if typed.startswith("8"):
+        return ["+7" + digits[1:], digits]
+    return [digits]

@@ -27,9 +27,9 @@ from peewee import (
 
 from domain import accounts, limits, versions
 from domain.accounts import Account, Device
-from domain.db import BaseModel, UtcDateTimeField, contains_text, db, utcnow
+from domain.db import BaseModel, UtcDateTimeField, db, every_word, sorted_text, utcnow
 from domain.errors import DomainError, NotFound
-from domain.phones import phone_fragment
+from domain.phones import phone_fragments
 from domain.prepared import Prepared, Slot
 from domain.text import in_quotes, name_key
 
@@ -107,7 +107,7 @@ class Territory(BaseModel):
         text = (text or "").strip()
         if text:
             digits = "".join(ch for ch in text if ch.isdigit())
-            cond = contains_text(cls.name, text) | contains_text(cls.address, text)
+            cond = every_word(text, cls.name, cls.address)
             if len(digits) >= 3:
                 cond |= cls.code.contains(digits)
             query = query.where(cond)
@@ -166,7 +166,7 @@ class Membership(BaseModel):
             .switch(cls)
             .join(Unit, JOIN.LEFT_OUTER)
             .where(cls.territory == territory)
-            .order_by(Account.surname, Account.name, cls.id)
+            .order_by(sorted_text(Account.surname), sorted_text(Account.name), cls.id)
         )
 
     @staticmethod
@@ -176,14 +176,10 @@ class Membership(BaseModel):
         text = (text or "").strip()[:100]
         if not text:
             return query
-        match = (
-            contains_text(Account.surname, text) | contains_text(Account.name, text)
-            | contains_text(Account.patronymic, text) | Account.email.contains(text.lower())
-            | contains_text(Unit.name, text)
-        )
-        phone = phone_fragment(text)
-        if phone:
-            match = match | Account.phone.contains(phone)
+        match = every_word(text, Account.surname, Account.name, Account.patronymic,
+                           Account.email, Unit.name)
+        for fragment in phone_fragments(text):
+            match |= Account.phone.contains(fragment)
         return query.where(match)
 
     @classmethod

@@ -21,7 +21,8 @@ def person(surname: str = "", email_only: bool = False, **fields) -> Account:
         fields.setdefault("email", f"p{n}@example.ru")
     else:
         fields.setdefault("phone", f"+7999444{n:04d}")
-    return Account.create(surname=surname or f"Фамилия{n}", name="Имя", **fields)
+    fields.setdefault("name", "Имя")
+    return Account.create(surname=surname or f"Фамилия{n}", **fields)
 
 
 def signed_in(app: Flask, account: Account) -> FlaskClient:

@@ -14,6 +14,7 @@ import pytest
 from blueprints.passes import routes as passes_routes
 from domain import gates
 from domain.access import Credential, decide
+from domain.accounts import Account
 from domain.db import utcnow
 from domain.gates import Gate, GateEvent, record_event
 from domain.passes import VehiclePass
@@ -737,3 +738,17 @@ def test_home_actions_fit_the_role(app, world):
     assert "Добавить новую заявку" not in off and "Журнал" in off
     assert "Добавить новую заявку" not in admin and "Мои заявки" not in admin
     assert "Все пропуска" in admin and "Журнал" in admin
+
+
+def test_the_pass_list_finds_owners_as_people_type_them(app, client, auth, world):
+    """The pass list missed «Фёдоров» typed «Федоров», a full name, and the patronymic."""
+    with app.app_context():
+        Account.update(surname="Фёдоров", patronymic="Георгиевич").where(
+            Account.id == world.resident).execute()
+        _pass(world.resident, world.t, "A111AA77")
+        _pass(world.neighbour, world.t, "B222BB77")
+    auth.login("+79990000102")
+    for typed, rows in (("Федоров", 1), ("фЁдоров роман", 1), ("Георгиевич", 1),
+                        ("Роман Соседов", 0), ("8 999 000 01", 2), ("8 999 000 01 04", 1)):
+        found = client.get(f"/t/{world.t}/passes/all", query_string={"q": typed})
+        assert found.get_data(as_text=True).count('<tr id="pass-') == rows, typed

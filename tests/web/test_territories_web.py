@@ -714,3 +714,40 @@ def test_the_admin_s_lists_go_on_past_a_page(world, admin_client):
     assert 0 < second.count('<tr>') - 1 <= 10 and "Страница 2" in second
     searched = admin_client.get("/admin/accounts?q=Лишний").get_data(as_text=True)
     assert "q=%D0%9B" in searched  # the pager keeps the search
+
+
+def test_members_are_found_as_people_type_names_and_phones_and_sorted_as_people_read(world):
+    """«Алена» missed «Алёна», «Федоров Роман» missed «Федоров Роман Георгиевич», «8 999 100»
+    missed +7 999 100…, and «Ёлкин» came before «Абрамов» (s24 audit)."""
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        found = {
+            "Фёдоров": person("Фёдоров", name="Роман", patronymic="Георгиевич",
+                              phone="+79991000005"),
+            "Ёлкин": person("Ёлкин", name="Алёна"),
+            "Абрамов": person("Абрамов", name="Пётр"),
+            "иванов": person("иванов"),
+            "Яковлев": person("Яковлев", name="Роман", phone="+79998999100"),
+        }
+        for someone in found.values():
+            Membership.create(account=someone, territory=t, role="operator")
+    manager = signed_in(app, world["manager"])
+    url = f"/t/{t.id}/manage/members"
+
+    def names(q=None):
+        page = manager.get(url, query_string={"q": q} if q else {}).get_data(as_text=True)
+        table = page.partition('id="members"')[2]
+        return sorted((table.find(n), n) for n in (*found, "Управляева") if n in table)
+
+    assert [n for _at, n in names()] == ["Абрамов", "Ёлкин", "иванов", "Управляева",
+                                         "Фёдоров", "Яковлев"]
+    assert [n for _at, n in names("Алена")] == ["Ёлкин"]
+    assert [n for _at, n in names("федоров")] == ["Фёдоров"]
+    assert [n for _at, n in names("ФЁДОРОВ")] == ["Фёдоров"]
+    assert [n for _at, n in names("Федоров Роман")] == ["Фёдоров"]
+    assert [n for _at, n in names("Роман Георгиевич")] == ["Фёдоров"]
+    assert [n for _at, n in names("Роман")] == ["Фёдоров", "Яковлев"]
+    # A beginning typed with 8 is the country's; the same digits inside a number still count.
+    assert [n for _at, n in names("8 999 100")] == ["Фёдоров", "Яковлев"]
+    assert [n for _at, n in names("+7 999 100")] == ["Фёдоров"]
+    assert [n for _at, n in names("8 (999) 100-00-05")] == ["Фёдоров"]
