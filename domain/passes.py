@@ -158,6 +158,12 @@ def parse_plate(text: str, foreign: bool = False) -> str:
             ),
             field="plate",
         )
+    if classify_plate(norm) is None:
+        # A Russian plate typed with a slip is that plate, also under «иностранный номер»,
+        # which the hint below suggested for it: filed as foreign, it matched no camera.
+        meant = _russian_meant(norm)
+        if meant is not None:
+            return meant
     if foreign:
         if len(norm) < FOREIGN_MIN_LENGTH:
             raise DomainError(_l("Номер слишком короткий"), field="plate")
@@ -165,6 +171,30 @@ def parse_plate(text: str, foreign: bool = False) -> str:
     if classify_plate(norm) is None:
         raise _not_russian(norm)
     return norm
+
+
+# Letters O and digits 0 looked at for a slip; a plate has at most nine characters.
+_SLIPS_MAX = 8
+
+
+def _russian_meant(norm: str) -> str | None:
+    """The Russian plate a typed one was meant to be: «RUS», printed after the region,
+    copied with it, or the letter О and the digit 0 taken for each other («А ОО1 АА 77»).
+    Only when exactly one reading is a Russian plate; None otherwise."""
+    bases = [norm, norm[:-3]] if norm.endswith("RUS") else [norm]
+    found = set()
+    for base in bases:
+        spots = [i for i, ch in enumerate(base) if ch in "O0"]
+        if len(spots) > _SLIPS_MAX:
+            continue
+        for choice in range(1 << len(spots)):
+            chars = list(base)
+            for bit, i in enumerate(spots):
+                chars[i] = "0" if choice >> bit & 1 else "O"
+            reading = "".join(chars)
+            if classify_plate(reading) is not None:
+                found.add(reading)
+    return found.pop() if len(found) == 1 else None
 
 
 def _not_russian(norm: str) -> DomainError:

@@ -240,3 +240,29 @@ def test_plate_like_text_never_escapes_as_another_error(text: str) -> None:
         parse_plate(text)
     except DomainError:
         pass
+
+
+@pytest.mark.parametrize(("typed", "stored"), [
+    ("Р 321 РР 77 RUS", "P321PP77"),  # as printed on the plate
+    ("a777aa177rus", "A777AA177"),
+    ("А ОО1 АА 77", "A001AA77"),  # the letter О for a zero
+    ("А 123 0А 77", "A123OA77"),  # a zero for the letter О
+    ("ОО1 АА 77 RUS", None),  # no Russian reading: refused as before
+])
+def test_a_russian_plate_typed_with_a_slip_is_that_plate_also_when_marked_foreign(typed, stored):
+    """«Р 321 РР 77 RUS» was refused with «Буквы «R» нет… отметьте «иностранный номер»»; filed
+    as foreign it was P321PP77RUS, which no camera sends (s24 audit)."""
+    if stored is None:
+        with pytest.raises(DomainError):
+            parse_plate(typed)
+        return
+    assert parse_plate(typed) == stored
+    assert parse_plate(typed, foreign=True) == stored
+
+
+def test_a_slip_with_two_russian_readings_is_not_guessed() -> None:
+    # «O 123 0O 77» reads as О 123 ОО 77 (a car) and as 0123 ОО 77 (a motorcycle): neither
+    # is picked, and the person is asked to check the number.
+    with pytest.raises(DomainError) as caught:
+        parse_plate("O 123 0O 77")
+    assert caught.value.field == "plate"
