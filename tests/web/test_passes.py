@@ -752,3 +752,16 @@ def test_the_pass_list_finds_owners_as_people_type_them(app, client, auth, world
                         ("Роман Соседов", 0), ("8 999 000 01", 2), ("8 999 000 01 04", 1)):
         found = client.get(f"/t/{world.t}/passes/all", query_string={"q": typed})
         assert found.get_data(as_text=True).count('<tr id="pass-') == rows, typed
+
+
+def test_a_log_page_past_the_end_does_not_promise_new_events(app, client, auth, world):
+    """Page 9 of a log of one page said «Новые появятся здесь сами», and it never polls."""
+    with app.app_context():
+        record_event(world.t, code=1, reason="pass_valid", kind="plate", credential="A111AA77",
+                     gate=world.gate)
+    auth.login("+79990000102")
+    empty = client.get(f"/t/{world.t}/events?page=9").get_data(as_text=True)
+    assert "На этой странице событий нет" in empty and "появятся здесь сами" not in empty
+    assert f'href="/t/{world.t}/events"' in empty  # back to the newest
+    first = client.get(f"/t/{world.t}/events").get_data(as_text=True)
+    assert "На этой странице событий нет" not in first
