@@ -31,7 +31,7 @@ from domain.db import BaseModel, UtcDateTimeField, db, every_word, sorted_text, 
 from domain.errors import DomainError, NotFound
 from domain.phones import phone_fragments
 from domain.prepared import Prepared, Slot
-from domain.text import in_quotes, name_key
+from domain.text import in_quotes, name_key, natural_key
 
 KINDS = {
     "kindergarten": _l("Детский сад"),
@@ -127,6 +127,16 @@ class Unit(BaseModel):
             (("territory", "name"), True),
             (("territory", "account_number"), True),
         )
+
+    @classmethod
+    def in_order(cls, territory: Territory, text: str = "") -> list[Unit]:
+        """The territory's units as people read a list of them (text.natural_key), each with
+        `members`; with `text`, those whose name or account number has every word of it."""
+        query = cls.with_counts(territory)
+        text = (text or "").strip()[:100]
+        if text:
+            query = query.where(every_word(text, cls.name, cls.account_number))
+        return sorted(query, key=lambda unit: (natural_key(unit.name), unit.id))
 
     @classmethod
     def with_counts(cls, territory: Territory):

@@ -48,6 +48,15 @@ class MemberSearchForm(Form):
     q = StringField(_l("Поиск"), render_kw={"placeholder": _l("ФИО, телефон, почта, объект")})
 
 
+class UnitSearchForm(Form):
+    """The search over a territory's units (GET, no CSRF)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField(_l("Поиск"), render_kw={"placeholder": _l("Объект или лицевой счёт")})
+
+
 class MemberForm(Form):
     """A member's role and unit."""
 

@@ -17,6 +17,7 @@ from blueprints.manage.forms import (
     RejectForm,
     SettingsForm,
     UnitForm,
+    UnitSearchForm,
     role_choices,
     unit_choices,
 )
@@ -62,7 +63,7 @@ def _tell_decision(request: JoinRequest, member: Membership | None = None) -> No
 
 def _request_forms(posted: tuple[int, object] | None = None) -> list[tuple]:
     """Each pending request with its accept and reject forms (the posted one kept as typed)."""
-    units = list(Unit.with_counts(g.territory))
+    units = Unit.in_order(g.territory)
     rows = []
     for request in JoinRequest.pending_for(g.territory):
         prefix = f"r{request.id}-"
@@ -113,7 +114,7 @@ def accept(tid: int, rid: int) -> Response:
     if not JoinRequest.pending_for(g.territory).where(JoinRequest.id == rid).exists():
         abort(404)
     form = AcceptForm(prefix=f"r{rid}-a-")
-    form.unit.choices = unit_choices(Unit.with_counts(g.territory), "")
+    form.unit.choices = unit_choices(Unit.in_order(g.territory), "")
     form.role.choices = role_choices()
     if form.validate_on_submit():
         try:
@@ -181,7 +182,7 @@ def member(tid: int, mid: int) -> Response:
     found = _member_or_404(mid)
     form = MemberForm(obj=None, data={"role": found.role, "unit": found.unit_id or 0})
     form.role.choices = role_choices()
-    form.unit.choices = unit_choices(Unit.with_counts(g.territory), _("— без объекта —"))
+    form.unit.choices = unit_choices(Unit.in_order(g.territory), _("— без объекта —"))
     if form.validate_on_submit():
         try:
             territories.update_member(g.territory, mid, role=form.role.data,
@@ -216,9 +217,20 @@ def remove(tid: int, mid: int) -> Response:
     return redirect(url_for("manage.members", tid=tid))
 
 
+UNITS_PER_PAGE = 50
+
+
 def _units_page(form: UnitForm, status: int = 200) -> Response:
-    units = list(Unit.with_counts(g.territory))
-    return page("manage/units.html", units=units, form=form, status=status)
+    search = UnitSearchForm(http_request.args)
+    text = (search.q.data or "").strip()
+    number = page_number()
+    found = Unit.in_order(g.territory, text)
+    units = found[(number - 1) * UNITS_PER_PAGE:number * UNITS_PER_PAGE]
+    # The search swaps the table in; a posted new unit's mistakes come with the whole page.
+    partial = "manage/_units_table.html" if http_request.method == "GET" else None
+    return page("manage/units.html", partial, units=units, form=form,
+                search=search, number=number, more=len(found) > number * UNITS_PER_PAGE,
+                args={"q": text} if text else {}, status=status)
 
 
 @bp.route("/units", methods=["GET", "POST"])
