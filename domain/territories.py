@@ -764,6 +764,13 @@ def left_without_manager(account: Account) -> list[Territory]:
     return left
 
 
+def live_pass_count(territory: Territory, member: Membership) -> int:
+    """How many of the member's passes here would a change of role to operator revoke."""
+    from domain.passes import VehiclePass
+
+    return VehiclePass.select().where(_live_passes(territory, member, utcnow())).count()
+
+
 def _live_passes(territory: Territory, member: Membership, now: datetime) -> Expression:
     """Where-clause of the member's passes in the territory not revoked nor ended."""
     from domain.passes import VehiclePass

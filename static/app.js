@@ -242,9 +242,11 @@
   // which sends boosted and hx-post forms from its own listener on the form whatever
   // preventDefault said. (hx-confirm would not do: on a button it is never asked for a
   // form's submit, the form being what triggers the request.)
+  // A chosen option may carry the question instead (a role that ends something for good).
   document.addEventListener("submit", function (event) {
     const form = event.target;
-    const question = form.dataset && form.dataset.confirm;
+    const chosen = form.querySelector && form.querySelector("option[data-confirm]:checked");
+    const question = (form.dataset && form.dataset.confirm) || (chosen && chosen.dataset.confirm);
     if (question && !window.confirm(question)) {
       event.preventDefault();
       event.stopPropagation();

@@ -11,10 +11,14 @@ from blueprints.ui import Form
 from domain.territories import ROLES
 
 
-def role_choices() -> list[SelectChoice]:
-    """Roles in the reader's language, residents first."""
+def role_choices(asks: dict[str, str] | None = None) -> list[SelectChoice]:
+    """Roles in the reader's language, residents first; a role in `asks` carries the
+    question to ask before it is saved (static/app.js asks it)."""
     order = ("resident", "operator", "manager")
-    return [SelectChoice(r, str(ROLES[r])) for r in order]
+    asks = asks or {}
+    return [SelectChoice(r, str(ROLES[r]),
+                         render_kw={"data-confirm": asks[r]} if r in asks else {})
+            for r in order]
 
 
 def unit_choices(units, empty_label) -> list[SelectChoice]:

@@ -181,7 +181,7 @@ def member(tid: int, mid: int) -> Response:
     """Change a member's role and unit, or remove them."""
     found = _member_or_404(mid)
     form = MemberForm(obj=None, data={"role": found.role, "unit": found.unit_id or 0})
-    form.role.choices = role_choices()
+    form.role.choices = role_choices(_role_questions(found))
     form.unit.choices = unit_choices(Unit.in_order(g.territory), _("— без объекта —"))
     if form.validate_on_submit():
         try:
@@ -195,6 +195,9 @@ def member(tid: int, mid: int) -> Response:
                         "подают"), "success")
             else:
                 flash(_("Сохранено"), "success")
+            if found.account_id == current_user.id and form.role.data != "manager":
+                # Their own management ended: the console would answer 404 from here on.
+                return redirect(url_for("territories.home", tid=tid))
             return redirect(url_for("manage.members", tid=tid))
     return page("manage/member.html", member=found, form=form,
                 status=422 if form.errors else 200)
@@ -214,7 +217,27 @@ def remove(tid: int, mid: int) -> Response:
             return redirect(url_for("manage.member", tid=tid, mid=mid))
         flash(_("%(name)s больше не участник территории",
                 name=found.account.shown_name), "info")
+        if found.account_id == current_user.id:
+            return redirect(url_for("core.home"))  # nothing of the territory is theirs now
     return redirect(url_for("manage.members", tid=tid))
+
+
+def _role_questions(member: Membership) -> dict[str, str]:
+    """What to ask before a role is saved: a manager giving up their own management, and
+    passes a change to operator revokes (neither can be undone from this page)."""
+    asks: dict[str, list[str]] = {}
+    if member.account_id == current_user.id and member.role == "manager":
+        for role in ("resident", "operator"):
+            asks.setdefault(role, []).append(_(
+                "Вы перестанете управлять территорией «%(name)s»: управление станет вам "
+                "недоступно.", name=in_quotes(g.territory.name)))
+    if member.role != "operator":
+        live = territories.live_pass_count(g.territory, member)
+        if live:
+            asks.setdefault("operator", []).append(_(
+                "Охранники заявок не подают: действующие пропуска (%(num)s) будут отозваны, "
+                "и вернуть их будет нельзя.", num=live))
+    return {role: " ".join([*said, _("Сохранить?")]) for role, said in asks.items()}
 
 
 UNITS_PER_PAGE = 50

@@ -79,3 +79,40 @@ def test_create_join_accept_and_enter(browser, demo):
     page.goto(base + "/dev/outbox")
     assert "принят" in page.inner_text("#outbox")
     assert csp_violations(page) == []
+
+
+def test_a_role_change_that_revokes_passes_asks_first(browser, demo):
+    """Making a resident an operator revoked their passes with no question (s24 audit);
+    «Отмена» now keeps everything as it was."""
+    from tests.database import query, url_for
+
+    def sql(text, params=()):
+        return query(url_for(demo["instance"]), text, params)
+
+    resident_login = demo["logins"]["resident"][0]
+    tid, mid = sql(
+        "select m.territory_id, m.id from membership m join account a on a.id = m.account_id "
+        "join vehicle_pass p on p.account_id = a.id and p.territory_id = m.territory_id "
+        "where a.phone = ? and p.revoked_at is null limit 1", (resident_login,))[0]
+    page = browser.new_page()
+    asked = []
+
+    def answer(dialog):
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", answer)
+    sign_in(page, demo["base"], *demo["logins"]["manager"])
+    page.goto(f"{demo['base']}/t/{tid}/manage/members/{mid}")
+    posts = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    page.select_option("#role", "operator")
+    page.click("button:has-text('Сохранить')")
+    page.wait_for_timeout(700)  # time for a request that must not come
+    assert len(asked) == 1 and "будут отозваны" in asked[0] and posts == []
+    assert sql("select role from membership where id = ?", (mid,)) == [("resident",)]
+    # Another choice asks nothing.
+    page.select_option("#role", "resident")
+    page.click("button:has-text('Сохранить')")
+    page.wait_for_selector("text=Сохранено")
+    assert len(asked) == 1

@@ -788,3 +788,50 @@ def test_units_are_searched_paged_and_listed_as_people_count(world):
     body = partial.get_data(as_text=True)
     assert 'id="units-table"' in body and "<html" not in body and "q=" in body
     assert "Ничего не нашлось" in manager.get(url + "?q=нет-такого").get_data(as_text=True)
+
+
+def test_a_manager_giving_up_their_own_management_is_asked_and_lands_where_they_still_may(
+        world):
+    """Demoting or removing oneself answered 404 (the console was gone) over the old form,
+    and «Сохранено» was never seen (s24 audit)."""
+    import datetime as dt
+
+    from domain.db import utcnow
+    from domain.passes import VehiclePass
+
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        unit = add_unit(t, "Дом 1")
+        other = person("Второва")
+        Membership.create(account=other, territory=t, role="manager")
+        me = Membership.get(Membership.account == world["manager"])
+        resident = person("Жильцова")
+        theirs = Membership.create(account=resident, territory=t, role="resident", unit=unit)
+        VehiclePass.create(territory=t, account=resident, unit=unit, plate="A111AA77",
+                           valid_from=utcnow(), valid_to=utcnow() + dt.timedelta(days=1))
+    manager = signed_in(app, world["manager"])
+
+    def questions(mid):
+        html = manager.get(f"/t/{t.id}/manage/members/{mid}").get_data(as_text=True)
+        found = re.findall(r'<option[^>]*data-confirm="([^"]*)"[^>]*value="(\w+)"', html)
+        return {role: question for question, role in found}
+
+    asked = questions(me.id)
+    assert set(asked) == {"resident", "operator"}
+    assert "Вы перестанете управлять территорией" in asked["resident"]
+    asked = questions(theirs.id)
+    assert set(asked) == {"operator"} and "пропуска (1) будут отозваны" in asked["operator"]
+
+    saved = post(manager, f"/t/{t.id}/manage/members/{me.id}",
+                 {"role": "resident", "unit": str(unit.id)})
+    assert saved.status_code == 302 and saved.location.endswith(f"/t/{t.id}/")
+    home = manager.get(saved.location)
+    assert home.status_code == 200 and "Сохранено" in home.get_data(as_text=True)
+    # Back to manager by the other one; then out of the territory by their own hand.
+    with app.test_request_context():
+        Membership.update(role="manager").where(Membership.id == me.id).execute()
+    html = manager.get(f"/t/{t.id}/manage/members/{me.id}").get_data(as_text=True)
+    assert "Удалить себя из территории?" in html
+    gone = post(manager, f"/t/{t.id}/manage/members/{me.id}/remove")
+    assert gone.status_code == 302 and gone.location.endswith("/")
+    assert "больше не участник территории" in manager.get(gone.location).get_data(as_text=True)
