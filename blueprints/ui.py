@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Request, Response, make_response, render_template, request
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from markupsafe import Markup
+from wtforms import DateField, ValidationError
 from wtforms.widgets import HiddenInput
 
 from blueprints import ID_MAX
@@ -77,6 +80,24 @@ def keyset_page(model, query, pivots, per: int) -> tuple[list, bool, int]:
         return rows, more, number
     rows, more = model.page_after(query, None, per)
     return rows, more, 1
+
+
+# Days a date field takes: beyond them a date is a slip (31.12.9999 ended in a server error:
+# the day after it does not exist, and 01.01.0001 has no UTC before it).
+FIRST_DAY = dt.date(2000, 1, 1)
+LAST_DAY = dt.date(2099, 12, 31)
+
+
+def not_too_far(form: FlaskForm, field: DateField) -> None:
+    """Validator: a day no later than LAST_DAY."""
+    if field.data and field.data > LAST_DAY:
+        raise ValidationError(_l("Не позже 31.12.2099"))
+
+
+def not_too_early(form: FlaskForm, field: DateField) -> None:
+    """Validator: a day no earlier than FIRST_DAY."""
+    if field.data and field.data < FIRST_DAY:
+        raise ValidationError(_l("Не раньше 01.01.2000"))
 
 
 def form_error(form: FlaskForm, error: DomainError) -> None:

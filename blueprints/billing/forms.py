@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 
 from flask_babel import get_locale
@@ -19,24 +18,12 @@ from wtforms.validators import (
     NumberRange,
     Optional,
     StopValidation,
-    ValidationError,
 )
 
 from blueprints.i18n import format_money
-from blueprints.ui import Form
+from blueprints.ui import Form, not_too_far
 from domain.billing import KINDS, METHODS, STATUSES, parse_rubles
 from domain.errors import DomainError
-
-# A last day beyond this is a slip (31.12.9999 ended in a server error: the day after it
-# does not exist).
-LAST_DAY = dt.date(2099, 12, 31)
-
-
-def not_too_far(form: FlaskForm, field: DateField) -> None:
-    """Validator: a last day no later than LAST_DAY."""
-    if field.data and field.data > LAST_DAY:
-        raise ValidationError(_l("Не позже 31.12.2099"))
-
 
 # 1,380.50: an amount grouped as English shows it (format_money), read back in English.
 _EN_GROUPED = re.compile(r"\s*[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]{1,2})?\s*₽?\s*")

@@ -25,7 +25,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from blueprints.ui import Form
+from blueprints.ui import Form, not_too_early, not_too_far
 from domain.passes import QUICK_PERIODS, local_moment, normalize_plate, quick_period
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -170,8 +170,8 @@ class EventFilterForm(Form):
     class Meta:
         csrf = False
 
-    date_from = DateField(_l("С"), validators=[Optional()])
-    date_to = DateField(_l("По"), validators=[Optional()])
+    date_from = DateField(_l("С"), validators=[Optional(), not_too_early, not_too_far])
+    date_to = DateField(_l("По"), validators=[Optional(), not_too_early, not_too_far])
     gate = SelectField(_l("Ворота"), coerce=int, default=0, validators=[Optional()])
     decision = SelectField(_l("Решение"), choices=DECISION_FILTERS, default="")
     plate = StringField(

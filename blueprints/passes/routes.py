@@ -267,7 +267,7 @@ def _event_filter(form: EventFilterForm) -> EventFilter:
     if code is None and decision.isdigit():
         code = int(decision)
     return EventFilter(
-        since=midnight(form.date_from.data),
+        since=None if form.date_from.errors else midnight(form.date_from.data),
         # «По» before «С» is shown at the field and, like any bad value, filters nothing.
         until=None if form.date_to.errors else midnight(form.date_to.data, plus=1),
         gate_id=form.gate.data if isinstance(form.gate.data, int) and not form.gate.errors

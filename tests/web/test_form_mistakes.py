@@ -169,6 +169,26 @@ def test_event_log_dates_in_the_wrong_order_are_said_at_po(app):
     assert 'class="event ' not in page.get_data(as_text=True)
 
 
+def test_event_log_dates_the_calendar_allows_but_no_log_has_are_said_at_the_field(app):
+    """31.12.9999 in «По» (the date picker allows it) answered 500: the day after it does
+    not exist; 01.01.0001 in «С» has no UTC before it (s24 audit)."""
+    with app.test_request_context():
+        manager = person("Управляева")
+        territory = create_territory(manager, name="ЖК", kind="residential")
+        record_event(territory.id, code=1, reason="pass_valid", kind="plate",
+                     credential="A777AA77")
+    client = signed_in(app, manager)
+    for query, field, said in (("date_to=9999-12-31", "date_to", "Не позже 31.12.2099"),
+                               ("date_from=0001-01-01", "date_from", "Не раньше 01.01.2000")):
+        response = client.get(f"/t/{territory.id}/events?{query}")
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200, query
+        assert field_error(page, field) == said
+        assert 'class="event ' in page  # the bad date filters nothing
+        csv = client.get(f"/t/{territory.id}/events.csv?{query}")
+        assert csv.status_code == 200 and csv.get_data(as_text=True).count("\r\n") == 2
+
+
 # --- 4. Every field's mistake in one answer -------------------------------------------------
 
 
