@@ -107,12 +107,27 @@ def decision_form(tid: int, rid: int) -> Response:
     return redirect(url_for("manage.requests", tid=tid))
 
 
+def _already_decided(rid: int) -> Response | None:
+    """None for a request of this territory still waiting. One another manager (or another
+    tab) has decided is said so, with the list as it is now, instead of a 404 over the old
+    list; one its author withdrew is gone, as any id not of this territory: 404."""
+    found = JoinRequest.get_or_none((JoinRequest.id == rid)
+                                    & (JoinRequest.territory == g.territory))
+    if found is None:
+        abort(404)
+    if found.status == "pending":
+        return None
+    flash(_("Этот запрос уже рассмотрен"), "info")
+    return redirect(url_for("manage.requests", tid=g.territory.id))
+
+
 @bp.post("/requests/<int:rid>/accept")
 @manager_only
 def accept(tid: int, rid: int) -> Response:
     """Accept a request with a unit (existing or new) and a role; the person is told."""
-    if not JoinRequest.pending_for(g.territory).where(JoinRequest.id == rid).exists():
-        abort(404)
+    decided = _already_decided(rid)
+    if decided is not None:
+        return decided
     form = AcceptForm(prefix=f"r{rid}-a-")
     form.unit.choices = unit_choices(Unit.in_order(g.territory), "")
     form.role.choices = role_choices()
@@ -139,6 +154,9 @@ def accept(tid: int, rid: int) -> Response:
 @manager_only
 def reject(tid: int, rid: int) -> Response:
     """Reject a request, optionally with a reason; the person is told."""
+    decided = _already_decided(rid)
+    if decided is not None:
+        return decided
     form = RejectForm(prefix=f"r{rid}-x-")
     if not form.validate_on_submit():
         return _requests_page((rid, form), status=422)

@@ -115,6 +115,30 @@ def test_reject_with_a_reason_tells_an_email_only_person_by_mail(world):
     assert person_client.get(f"/t/{t.id}/").status_code == 404
 
 
+def test_a_request_another_manager_decided_is_said_so_with_the_list_as_it_is(world):
+    """Two managers (or two tabs): the second «Отклонить» answered 404 over the old list,
+    whose buttons looked as if they still worked (s24 audit)."""
+    app, t = world["app"], world["t"]
+    with app.test_request_context():
+        request = request_join(world["applicant"], t.code, "Дом 3")
+        other = person("Второва")
+        Membership.create(account=other, territory=t, role="manager")
+    first, second = signed_in(app, world["manager"]), signed_in(app, other)
+    assert post(first, f"/t/{t.id}/manage/requests/{request.id}/reject").status_code == 302
+    for action, data in (("reject", {}), ("accept", {f"r{request.id}-a-new_unit": "Дом 3",
+                                                     f"r{request.id}-a-role": "resident"})):
+        late = post(second, f"/t/{t.id}/manage/requests/{request.id}/{action}", data)
+        assert late.status_code == 302 and late.location.endswith(f"/t/{t.id}/manage/")
+        listed = second.get(late.location).get_data(as_text=True)
+        assert "Этот запрос уже рассмотрен" in listed and "Дом 3" not in listed
+    assert not Membership.select().where(Membership.account == world["applicant"]).exists()
+    # Another territory's request is still none of this one's: 404.
+    with app.test_request_context():
+        elsewhere = create_territory(person("Чужова"), name="БЦ", kind="business")
+        theirs = request_join(person("Гостева"), elsewhere.code, "Офис 1")
+    assert post(second, f"/t/{t.id}/manage/requests/{theirs.id}/reject").status_code == 404
+
+
 def test_accepting_into_a_full_unit_is_refused_at_the_unit_field(world):
     app, t = world["app"], world["t"]
     with app.test_request_context():
