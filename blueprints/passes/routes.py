@@ -114,7 +114,12 @@ def mine(tid: int) -> Response:
 @territory_route(roles=["manager"])
 def all_passes(tid: int) -> Response:
     """The manager's list of every pass of the territory: search, filters, pages."""
+    return _all_passes_page(LimitForm(limit=g.territory.max_permanent_passes))
+
+
+def _all_passes_page(limit_form: LimitForm, status: int = 200) -> Response:
     now = utcnow()
+    tid = g.territory.id
     filters = PassFilterForm(request.args)
     query = VehiclePass.search(VehiclePass.of_territory(tid), filters.q.data or "")
     if filters.status.data in ("active", "upcoming", "expired", "revoked"):
@@ -122,11 +127,11 @@ def all_passes(tid: int) -> Response:
     rows, more, number = keyset_page(
         VehiclePass, query, VehiclePass.select().where(VehiclePass.territory == tid), PER_PAGE)
     args = {k: v for k, v in request.args.items() if k not in ("page", "after", "before") and v}
-    return page(
-        "passes/all.html", "passes/_table.html", rows=rows, more=more, number=number,
-        args=args, filters=filters, now=now, form=EmptyForm(),
-        limit_form=LimitForm(limit=g.territory.max_permanent_passes),
-    )
+    # The search swaps the table in; the limit's mistake comes with the whole page.
+    partial = "passes/_table.html" if request.method == "GET" else None
+    return page("passes/all.html", partial, rows=rows, more=more, number=number, args=args,
+                filters=filters, now=now, form=EmptyForm(), limit_form=limit_form,
+                status=status)
 
 
 @bp.post("/t/<int:tid>/passes/<int:pid>/revoke")
@@ -148,11 +153,11 @@ def revoke(tid: int, pid: int) -> Response:
 def set_limit(tid: int) -> Response:
     """The manager sets how many permanent passes one person may keep."""
     form = LimitForm()
-    if form.validate_on_submit():
-        passes.set_permanent_limit(g.territory, form.limit.data)
-        flash(_("Сохранено"), "success")
-    else:
-        flash(_("Постоянных пропусков: число от 0 до 20"), "error")
+    if not form.validate_on_submit():
+        # At the field, with what was typed, in the whole page (not the table's partial).
+        return _all_passes_page(form, status=422)
+    passes.set_permanent_limit(g.territory, form.limit.data)
+    flash(_("Сохранено"), "success")
     return redirect(url_for(".all_passes", tid=tid))
 
 

@@ -20,6 +20,7 @@ from domain.gates import Gate, GateEvent, record_event
 from domain.passes import VehiclePass
 from domain.territories import Membership, Territory, Unit, create_territory
 from tests.conftest import csrf_token
+from tests.web.test_form_mistakes import field_error, input_value
 
 
 @pytest.fixture
@@ -189,6 +190,16 @@ def test_the_manager_sets_the_permanent_limit(app, client, auth, world):
     html = client.get(f"/t/{world.t}/passes/new").get_data(as_text=True)
     assert "Постоянный" not in html
     assert _file(client, world.t, plate="а111аа77", period="permanent").status_code == 422
+    # A number out of range is said at the field, in the page, with what was typed.
+    for typed in ("25", "-1", "два"):
+        wrong = client.post(f"/t/{world.t}/passes/limit",
+                            data={"csrf_token": token, "limit": typed})
+        html = wrong.get_data(as_text=True)
+        assert wrong.status_code == 422 and "<html" in html, typed
+        assert field_error(html, "limit") in ("От 0 до 20", "Введите число"), typed
+        assert input_value(html, "limit") == typed
+    with app.app_context():
+        assert Territory.get_by_id(world.t).max_permanent_passes == 0
 
 
 def test_operators_do_not_file_and_passes_off_hides_the_form(app, client, auth, world):
