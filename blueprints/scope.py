@@ -37,10 +37,15 @@ def current_membership(tid: int) -> Membership:
         if territory is None:
             abort(404)
         found = Membership(account=current_user, territory=territory, role="manager")
-    elif current_user.is_admin and found.role != "manager":
-        # A copy: the row keeps the role the territory gave them (nothing saves this one).
-        found = Membership(id=found.id, account=found.account, territory=found.territory,
-                           role="manager", unit=found.unit)
+    return as_admin(found)
+
+
+def as_admin(found: Membership) -> Membership:
+    """The signed-in admin's own membership, raised to manager for this request (a copy:
+    the row keeps the role the territory gave them, and nothing saves this one)."""
+    if current_user.is_admin and found.role != "manager":
+        return Membership(id=found.id, account=found.account, territory=found.territory,
+                          role="manager", unit=found.unit)
     return found
 
 

@@ -39,7 +39,8 @@ SHELL = ["core.offline", "static:app.css", "static:app.js", "static:vendor/htmx.
 # module of the view: a page under a section marks its menu item, so a manager on
 # «Участники» still sees where they are. The manager's billing pages (billing/manage.py)
 # live in the billing blueprint, but their tabs are under «Управление».
-_SECTION_OF_ENDPOINT = {"core.home": "home", "billing.payments_registry": "payments"}
+_SECTION_OF_ENDPOINT = {"core.home": "home", "billing.payments_registry": "payments",
+                        "billing.territory_payments": "manage"}
 _SECTION_OF_BLUEPRINT = {"manage": "manage", "gates": "manage", "admin": "admin",
                          "profile": "profile"}
 _SECTION_OF_MODULE = {"blueprints.billing.manage": "manage"}

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from wtforms.fields.choices import SelectChoice
 
-from blueprints.scope import territory_route
+from blueprints.scope import as_admin, territory_route
 from blueprints.territories.forms import AddByNumberForm, CreateForm, JoinForm
 from blueprints.ui import EmptyForm, form_error, page
 from domain import territories
@@ -27,7 +27,10 @@ def _here() -> dict:
         if "membership" in g:
             return g.membership
         if "_here" not in g:
-            g._here = territories.current_choice(current_user, current_user.get_id())
+            chosen = territories.current_choice(current_user, current_user.get_id())
+            # As on the territory's own pages: an admin manages it («Управление» stayed
+            # off the header everywhere else).
+            g._here = as_admin(chosen) if chosen is not None else None
         return g._here
 
     def my_memberships() -> list[Membership]:

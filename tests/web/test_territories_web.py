@@ -608,6 +608,20 @@ def test_an_admin_who_lives_in_a_territory_still_manages_it(world):
     assert VehiclePass.get().unit.name == "Дом 3"
     assert "Т 555 ТТ 77" in admin.get(f"/t/{t.id}/passes").get_data(as_text=True)
     assert Membership.get_by_id(own.id).role == "resident"
+    # The header says so everywhere, not only on the territory's own pages (s24 audit).
+    manage = f'href="/t/{t.id}/manage/"'
+    for page in ("/", "/profile/", "/payments"):
+        html = admin.get(page, follow_redirects=True).get_data(as_text=True)
+        assert manage in html, page
+
+
+def test_the_manager_s_payments_are_under_management_in_the_header(world):
+    """«Платежи» of the console underlined «Территория» (s24 audit)."""
+    app, t = world["app"], world["t"]
+    manager = signed_in(app, world["manager"])
+    html = manager.get(f"/t/{t.id}/billing/payments").get_data(as_text=True)
+    assert re.search(rf'<a href="/t/{t.id}/manage/" aria-current="true">', html)
+    assert not re.search(rf'<a href="/t/{t.id}/" aria-current', html)
 
 
 def test_an_admin_who_is_a_guard_somewhere_files_no_pass_and_buys_nothing_there(world):
