@@ -40,6 +40,16 @@ def current_membership(tid: int) -> Membership:
     return as_admin(found)
 
 
+def own_role(member: Membership) -> str | None:
+    """The role the territory gave the person, which the gate reads: the row's, not the
+    admin's copy raised to manager; None for the admin's stand-in, which is no row."""
+    if member.id is None:
+        return None
+    if not getattr(current_user, "is_admin", False):
+        return member.role  # never raised
+    return Membership.select(Membership.role).where(Membership.id == member.id).scalar()
+
+
 def as_admin(found: Membership) -> Membership:
     """The signed-in admin's own membership, raised to manager for this request (a copy:
     the row keeps the role the territory gave them, and nothing saves this one)."""

@@ -12,7 +12,7 @@ from wtforms.fields.choices import SelectChoice
 
 from blueprints.billing import flows
 from blueprints.billing.forms import BindCardForm, BuyAccessForm, BuyCardForm, RegistryFilterForm
-from blueprints.scope import territory_route
+from blueprints.scope import own_role, territory_route
 from blueprints.ui import EmptyForm, form_error, keyset_page, page
 from domain import billing
 from domain.accounts import Account
@@ -48,9 +48,7 @@ def _buyer() -> None:
     stored role is what the gate reads). Before, the pages only hid the way in
     (billing/_home_actions.html), and the admin and guards bound cards and paid for access
     the gate then refused (audit, stop 23)."""
-    member = g.membership
-    if member.id is None or Membership.select(Membership.role).where(
-            Membership.id == member.id).scalar() not in BUYERS:
+    if own_role(g.membership) not in BUYERS:
         abort(404)
 
 

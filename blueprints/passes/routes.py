@@ -30,7 +30,7 @@ from blueprints.passes.forms import (
     PassForm,
     could_be_plate,
 )
-from blueprints.scope import territory_route
+from blueprints.scope import own_role, territory_route
 from blueprints.ui import (
     EmptyForm,
     form_error,
@@ -64,6 +64,10 @@ WATCHERS = ["operator", "manager"]
 MISTAKE_SHOWN = "X-Plate-Mistake"
 
 
+# The home's pass links (passes/_home_actions.html) are offered as _filer() lets them in.
+bp.add_app_template_global(own_role, "own_role")
+
+
 @bp.app_template_filter("plate")
 def plate_filter(norm: str) -> str:
     """A stored plate as people read it (А 777 АА 77)."""
@@ -79,12 +83,18 @@ def _back(default: str) -> str:
 # --- Passes ---------------------------------------------------------------------------
 
 
+def _filer() -> None:
+    """Only who may file passes here gets the pages: the admin where they are no member,
+    or where the territory made them a guard, got a form the filing then refused."""
+    if not g.territory.passes_enabled or own_role(g.membership) not in FILERS:
+        abort(404)
+
+
 @bp.route("/t/<int:tid>/passes/new", methods=["GET", "POST"])
 @territory_route(roles=FILERS)
 def new(tid: int) -> Response:
     """«Добавить новую заявку»: plate and period; the pass is at the gate at once."""
-    if not g.territory.passes_enabled:
-        abort(404)
+    _filer()
     form = PassForm(permanent_allowed=g.territory.max_permanent_passes > 0)
     if form.validate_on_submit():
         try:
@@ -105,6 +115,8 @@ def new(tid: int) -> Response:
 @territory_route(roles=FILERS)
 def mine(tid: int) -> Response:
     """«Мои заявки»: the person's own passes — active, upcoming, ended."""
+    if own_role(g.membership) not in FILERS:
+        abort(404)
     now = utcnow()
     groups = passes.own_passes(tid, g.membership.account_id, now)
     return page("passes/mine.html", groups=groups, now=now, form=EmptyForm())

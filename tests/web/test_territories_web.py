@@ -580,8 +580,7 @@ def test_the_admin_files_no_pass_where_they_are_no_member(world, admin_client):
     t = world["t"]
     response = post(admin_client, f"/t/{t.id}/passes/new",
                     {"plate": "Т555ТТ77", "valid_to": "2031-01-01T12:00"})
-    assert response.status_code == 422
-    assert "Заявки подают резиденты и управляющие" in response.get_data(as_text=True)
+    assert response.status_code == 404  # no form to fill that the filing would refuse
     assert VehiclePass.select().count() == 0
     # Nor is it offered: no «Добавить новую заявку», «Мои заявки» or access to buy.
     home = admin_client.get(f"/t/{t.id}/").get_data(as_text=True)
@@ -637,11 +636,20 @@ def test_an_admin_who_is_a_guard_somewhere_files_no_pass_and_buys_nothing_there(
         attach(boss, t, "operator")
     admin = signed_in(app, boss)
     assert admin.get(f"/t/{t.id}/manage/members").status_code == 200  # still manages
+    # Not offered the pass pages, which then refused the filing (s24 audit): no page at all.
+    assert "Добавить новую заявку" not in admin.get(f"/t/{t.id}/").get_data(as_text=True)
+    for page in ("passes/new", "passes"):
+        assert admin.get(f"/t/{t.id}/{page}").status_code == 404, page
     refused = post(admin, f"/t/{t.id}/passes/new",
                    {"plate": "Т555ТТ77", "valid_to": "2031-01-01T12:00"})
-    assert refused.status_code == 422
-    assert "Заявки подают резиденты и управляющие" in refused.get_data(as_text=True)
+    assert refused.status_code == 404
     assert VehiclePass.select().count() == 0
+    # Nor where they are no member at all (the stand-in); managing still works there.
+    with app.test_request_context():
+        elsewhere = create_territory(person("Чужова"), name="БЦ", kind="business")
+    assert admin.get(f"/t/{elsewhere.id}/passes/all").status_code == 200
+    for page in ("passes/new", "passes"):
+        assert admin.get(f"/t/{elsewhere.id}/{page}").status_code == 404, page
     assert admin.get(f"/t/{t.id}/billing/access").status_code == 404
 
 
