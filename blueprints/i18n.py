@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.numbers import format_decimal
-from flask import Flask, g, session
+from flask import Flask, g, has_request_context, session
 from flask_babel import Babel, Domain, get_locale, get_translations, gettext
 from flask_login import current_user
 from markupsafe import Markup
@@ -92,8 +92,16 @@ def locale_for(browser: Mapping[str, Any], account: Any | None) -> Locale:
 
 
 def select_timezone() -> str:
-    """Times are shown in the current territory's zone (UTC+03 by default)."""
-    return getattr(g, "timezone", None) or DEFAULT_TZ
+    """Times are shown in the current territory's zone: the page's, else the one the person
+    is in now (profile, devices, the deletion banner, the home page agree with it), else
+    UTC+03."""
+    zone = getattr(g, "timezone", None)
+    if zone is None and has_request_context():
+        from blueprints.scope import chosen
+
+        member = chosen()
+        g.timezone = zone = member.territory.timezone if member is not None else DEFAULT_TZ
+    return zone or DEFAULT_TZ
 
 
 def format_datetime(value: dt.datetime | None, tz: str | None = None) -> str:

@@ -10,7 +10,7 @@ from flask import abort, g
 from flask_login import current_user, login_required
 
 from domain.errors import NotFound
-from domain.territories import Membership, Territory, membership
+from domain.territories import Membership, Territory, current_choice, membership
 
 
 def current_membership(tid: int) -> Membership:
@@ -38,6 +38,20 @@ def current_membership(tid: int) -> Membership:
             abort(404)
         found = Membership(account=current_user, territory=territory, role="manager")
     return as_admin(found)
+
+
+def chosen() -> Membership | None:
+    """The membership of the territory the signed-in person is in now: the page's own, else
+    the one chosen (on this device, else by the account, else their only one), raised for
+    the admin as on the territory's pages; None for nobody or no choice."""
+    if not current_user.is_authenticated:
+        return None
+    if "membership" in g:
+        return g.membership
+    if "_chosen" not in g:
+        found = current_choice(current_user, current_user.get_id())
+        g._chosen = as_admin(found) if found is not None else None
+    return g._chosen
 
 
 def own_role(member: Membership) -> str | None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, flash, g, redirect, request, session, url_for
+from flask import Blueprint, Response, abort, flash, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from blueprints.auth.forms import ResendForm
 from blueprints.auth.routes import link_for
+from blueprints.i18n import select_timezone
 from blueprints.profile.forms import (
     DeletionConsequencesForm,
     PasswordChangeForm,
@@ -62,18 +63,6 @@ def _device() -> accounts.Device | None:
     return accounts.device_for_token(current_user.get_id())
 
 
-def _zone() -> str:
-    """The time zone of the territory chosen on this device while the person is still its
-    member, else UTC+03."""
-    from domain.territories import DEFAULT_TZ, Membership, Territory
-
-    device = _device()
-    found = (Membership.select(Membership, Territory).join(Territory)
-             .where((Membership.account == _me()) & (Membership.territory == device.territory_id))
-             .first()) if device and device.territory_id else None
-    return found.territory.timezone if found else DEFAULT_TZ
-
-
 def _status(form) -> int:
     return 422 if form.errors or form.form_errors else 200
 
@@ -81,8 +70,7 @@ def _status(form) -> int:
 @bp.get("")
 def index() -> Response:
     """«Профиль»: name, phone, e-mail, status, ID, time zone and current time."""
-    g.timezone = _zone()
-    now = utcnow().astimezone(ZoneInfo(g.timezone))
+    now = utcnow().astimezone(ZoneInfo(select_timezone()))
     return page("profile/index.html", account=_me(), now=now)
 
 
@@ -297,7 +285,6 @@ def delete_code() -> Response:
             form_error(form, error)
         else:
             session.pop("deletion", None)
-            g.timezone = _zone()
             from blueprints.i18n import format_date
 
             flash(_("Аккаунт будет удалён через 30 дней, %(date)s. До этого удаление можно "
@@ -320,5 +307,4 @@ def cancel_delete() -> Response:
         accounts.cancel_deletion(me)
         flash(_("Удаление аккаунта отменено"), "success")
         return redirect(url_for("profile.index"))
-    g.timezone = _zone()
     return page("profile/cancel_delete.html", account=me, form=form)

@@ -7,7 +7,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from wtforms.fields.choices import SelectChoice
 
-from blueprints.scope import as_admin, territory_route
+from blueprints.scope import chosen, territory_route
 from blueprints.territories.forms import AddByNumberForm, CreateForm, JoinForm
 from blueprints.ui import EmptyForm, form_error, page
 from domain import territories
@@ -21,17 +21,6 @@ bp = Blueprint("territories", __name__)
 def _here() -> dict:
     """`here()`: the membership of the territory the person is in now (header, nav, home)."""
 
-    def here() -> Membership | None:
-        if not current_user.is_authenticated:
-            return None
-        if "membership" in g:
-            return g.membership
-        if "_here" not in g:
-            chosen = territories.current_choice(current_user, current_user.get_id())
-            # As on the territory's own pages: an admin manages it («Управление» stayed
-            # off the header everywhere else).
-            g._here = as_admin(chosen) if chosen is not None else None
-        return g._here
 
     def my_memberships() -> list[Membership]:
         if not current_user.is_authenticated:
@@ -47,7 +36,7 @@ def _here() -> dict:
         query = JoinRequest.of_account(current_user).where(JoinRequest.status != "accepted")
         return list(query.limit(20))
 
-    return {"here": here, "my_memberships": my_memberships, "my_requests": my_requests}
+    return {"here": chosen, "my_memberships": my_memberships, "my_requests": my_requests}
 
 
 @bp.route("/territories/new", methods=["GET", "POST"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from peewee import CharField, ForeignKeyField, TextField
@@ -342,3 +343,35 @@ def test_a_person_without_a_name_is_greeted_by_the_phone_as_people_write_it(clie
     auth.login("+79990001122")
     assert "Здравствуйте, +7 (999) 000-11-22" in client.get("/").get_data(as_text=True)
     assert "<h1>+7 (999) 000-11-22</h1>" in client.get("/profile").get_data(as_text=True)
+
+
+def test_pages_outside_a_territory_show_times_in_the_one_the_person_is_in(app, client, me):
+    """The profile said UTC+03 on a new device while the home page showed a territory in
+    Kamchatka (its only one); the deletion banner and the flash above it named two different
+    days; the devices and one's own join request were in Moscow time (s24 audit)."""
+    import re
+
+    from domain.territories import Membership, create_territory, request_join
+
+    with app.test_request_context():
+        far = create_territory(me, name="Сад", kind="kindergarten", timezone="Asia/Kamchatka")
+        elsewhere = create_territory(Account.create(phone="+79990001199"), name="ЖК",
+                                     kind="residential", timezone="Asia/Vladivostok")
+        request = request_join(me, elsewhere.code, "Дом 1")
+        Account.update(deletion_due_at=dt.datetime(2027, 1, 2, 16, 46, tzinfo=dt.UTC)).where(
+            Account.id == me.id).execute()
+        Device.update(last_seen_at=dt.datetime(2026, 12, 3, 17, 0, tzinfo=dt.UTC),
+                      created_at=dt.datetime(2026, 12, 3, 17, 0, tzinfo=dt.UTC)).execute()
+        assert Membership.select().where(Membership.account == me).count() == 1
+    # Nothing chosen on this device: the only territory is where the person is.
+    profile = client.get("/profile").get_data(as_text=True)
+    assert "UTC+12" in profile
+    home = client.get("/").get_data(as_text=True)
+    assert "03.01.2027" in home and "02.01.2027" not in home  # 16:46 UTC is 04:46 there
+    devices = client.get("/profile/devices").get_data(as_text=True)
+    assert "04.12.2026 05:00" in devices
+    # One's own request is shown in its territory's zone, as its managers see it.
+    shown = request.created_at.astimezone(ZoneInfo("Asia/Vladivostok")).strftime(
+        "%d.%m.%Y %H:%M")
+    assert re.search(rf'id="request-{request.id}".*?{re.escape(shown)}', home, re.S)
+    assert far.timezone == "Asia/Kamchatka"
