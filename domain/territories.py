@@ -730,7 +730,7 @@ def update_member(
             )
         unit = _unit_for(territory, unit_id) if unit_id else None
         if role == "resident" and unit is None:
-            raise DomainError(_l("Резиденту нужен объект: выберите его или введите новый"), "unit")
+            raise DomainError(_l("Резиденту нужен объект: выберите его"), "unit")
         if unit is not None and unit.id != member.unit_id:
             _check_room(unit, leaving=member)
         from domain.passes import VehiclePass

@@ -496,6 +496,11 @@ def test_state_table_polls_itself_and_shows_the_controller(app, client, auth, wo
     assert f'id="gate-row-{world.gate}" data-status="fault"' in body
     assert "42" in body and "авария" in body and "Авария ворот, код 3" in body
     assert f'id="gate-row-{world.off}" data-status="disabled"' in body
+    # Each controller's events, as SPEC §7 has the manager see them: the log of that gate.
+    log = f'href="/t/{world.t}/events?gate={world.gate}"'
+    assert log in body
+    filtered = client.get(f"/t/{world.t}/events?gate={world.gate}")
+    assert filtered.status_code == 200
 
 
 def _errors_cell(html, gate_id):
