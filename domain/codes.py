@@ -23,7 +23,7 @@ from flask_babel import lazy_gettext as _l
 from peewee import CharField, ForeignKeyField, IntegerField, TextField
 
 from domain.accounts import Account
-from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, UtcDateTimeField, db, hold, utcnow
 from domain.errors import DomainError
 
 CODE_TTL = dt.timedelta(minutes=5)
@@ -161,6 +161,9 @@ def issue(
     """
     now = now or utcnow()
     with db.atomic():
+        # The checks below read what earlier sends wrote: parallel requests each saw none.
+        hold(target_key(target), *([_key("ip", ip)] if ip else []),
+             *([] if channel == "email" else ["global"]))
         last = latest(purpose, target)
         if last is not None and last.resend_in(now) > 0:
             wait = last.resend_in(now)

@@ -412,12 +412,18 @@ def membership(account: Account, territory_id: int) -> Membership:
 
 
 @contextmanager
-def serialised() -> Iterator[None]:
+def serialised(territory: Territory | int | None = None) -> Iterator[None]:
     """A transaction in which counting a unit's members and adding one cannot interleave.
 
     SQLite: BEGIN IMMEDIATE takes the database's write lock before the count, so a
     second writer waits (busy_timeout) and then counts what the first wrote. PostgreSQL:
     an ordinary transaction, and `_locked_unit` takes the unit's row with FOR UPDATE.
+
+    Given a `territory`, its row is held first (FOR UPDATE on PostgreSQL), for checks that
+    span the territory's rows rather than one: the last manager, a unit's name, a unit
+    still empty, a person's one pending request. Read committed let two managers demote
+    each other at once and leave the territory with none (concurrency audit, stop 24).
+    The territory is always the first row such a transaction holds.
     """
     target = getattr(db, "obj", db)
     if isinstance(target, SqliteDatabase) and db.transaction_depth() == 0:
@@ -425,6 +431,9 @@ def serialised() -> Iterator[None]:
             yield
     else:
         with db.atomic():
+            if territory is not None and getattr(target, "for_update", False):
+                tid = territory if isinstance(territory, int) else territory.id
+                Territory.select(Territory.id).where(Territory.id == tid).for_update().first()
             yield
 
 
@@ -514,7 +523,7 @@ def request_join(account: Account, code_text: str, unit_label: str,
     if territory is None:
         raise DomainError(_l("Территория с таким кодом не найдена"), "code")
     _give_back(tried)  # a right code is not a guess
-    with db.atomic():
+    with serialised(territory):  # two tabs sent two requests at once (stop 24)
         if Membership.select().where(
             (Membership.account == account) & (Membership.territory == territory)
         ).exists():
@@ -581,13 +590,14 @@ def accept_request(
 
     At most 10 accounts per unit, however many managers accept at the same moment.
     """
-    with serialised():
+    with serialised(territory):
         request = _pending(territory, request_id)
         unit = _unit_for(territory, unit_id, new_unit)
         # Claim the request first: a second manager's claim waits on this row, then finds
         # it decided (PostgreSQL re-checks the WHERE after the lock), and admits nobody.
         _decide(request, manager, "accepted")
         member = _admit(request.account, territory, role, unit)
+        _requests_answered(request.account, territory)  # any other of theirs, sent twice
     return member
 
 
@@ -642,7 +652,7 @@ def join_by_account_number(account: Account, territory_id: int, number: str,
         raise DomainError(_l("Слишком много неверных попыток. Попробуйте через 15 минут"),
                           "number")
     try:
-        with serialised():
+        with serialised(territory):
             unit = Unit.get_or_none(
                 (Unit.territory == territory) & (Unit.account_number == number))
             member = None
@@ -662,7 +672,7 @@ def join_by_account_number(account: Account, territory_id: int, number: str,
 
 def attach(account: Account, territory: Territory, role: str, unit_name: str = "") -> Membership:
     """Platform admin: put a person into a territory directly, with a role and unit."""
-    with serialised():
+    with serialised(territory):
         unit = _unit_for(territory, None, unit_name)
         member = _admit(account, territory, role, unit)
         _requests_answered(account, territory)
@@ -720,7 +730,7 @@ def update_member(
     """
     if role not in ROLES:
         raise DomainError(_l("Выберите роль"), "role")
-    with serialised():
+    with serialised(territory):
         member = _member(territory, member_id)
         if member.role == "manager" and role != "manager" and not _other_managers(
             territory, member
@@ -790,7 +800,7 @@ def remove_member(territory: Territory, member_id: int, by: Account | None = Non
     (audit, stop 23). Bound cards stay: they were bought, and a card opens nothing for
     someone who is not a member.
     """
-    with serialised():
+    with serialised(territory):
         member = _member(territory, member_id)
         lock_membership(member.id)  # as filing a pass does: one filed meanwhile is revoked too
         if member.role == "manager" and not _other_managers(territory, member):
@@ -834,7 +844,7 @@ def add_unit(territory: Territory, name: str, account_number: str | None = None)
     """A new unit («+ Добавить объект» of the manager), optionally with its account number."""
     name = _clean_name(name)
     number = _clean_number(account_number)
-    with db.atomic():
+    with serialised(territory):
         _check_unit_unique(territory, name, number)
         return Unit.create(territory=territory, name=name, account_number=number)
 
@@ -852,7 +862,7 @@ def rename_unit(
     """Change a unit's name and account number."""
     name = _clean_name(name)
     number = _clean_number(account_number)
-    with db.atomic():
+    with serialised(territory):
         unit = _unit(territory, unit_id)
         _check_unit_unique(territory, name, number, unit.id)
         unit.name, unit.account_number = name, number
@@ -861,8 +871,9 @@ def rename_unit(
 
 
 def delete_unit(territory: Territory, unit_id: int) -> None:
-    """Delete a unit nobody belongs to any more."""
-    with db.atomic():
+    """Delete a unit nobody belongs to any more (checked under the territory's lock: a
+    person accepted into it meanwhile was left a resident with no unit, stop 24)."""
+    with serialised(territory):
         unit = _unit(territory, unit_id)
         if Membership.select().where(Membership.unit == unit).exists():
             raise DomainError(_l("К объекту подключены люди — сначала переведите их в другой"))
@@ -960,7 +971,7 @@ def import_units_csv(territory: Territory, data: bytes) -> tuple[int, int]:
     """Load units and account numbers: all or nothing; returns (created, updated)."""
     rows, errors = _parse_units_csv(data)
     created = updated = 0
-    with db.atomic():
+    with serialised(territory):
         # A row names an existing unit up to case and spaces («дом 99» is «Дом 99»).
         existing = {name_key(u.name): u for u in Unit.select().where(Unit.territory == territory)}
         taken = {u.account_number: u for u in existing.values() if u.account_number}
