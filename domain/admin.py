@@ -20,7 +20,7 @@ def search_accounts(text: str = ""):
                           Account.patronymic)
         for fragment in phone_fragments(text):
             cond |= Account.phone.contains(fragment)
-        if text.isdigit() and len(text) <= 18:  # an id the database can hold
+        if text.isascii() and text.isdigit() and len(text) <= 18:  # an id, as int() reads it
             cond |= Account.id == int(text)
         query = query.where(cond)
     return query

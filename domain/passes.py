@@ -159,9 +159,10 @@ def parse_plate(text: str, foreign: bool = False) -> str:
             field="plate",
         )
     if classify_plate(norm) is None:
-        # A Russian plate typed with a slip is that plate, also under «иностранный номер»,
-        # which the hint below suggested for it: filed as foreign, it matched no camera.
-        meant = _russian_meant(norm)
+        # A Russian plate typed with a slip is that plate. Under «иностранный номер», which
+        # the hint below suggested for «… RUS», only that suffix goes: a foreign plate of
+        # digits is kept as typed (12340056 became the motorcycle 1234 ОО 56, review stop 24).
+        meant = _russian_meant(norm, swaps=not foreign)
         if meant is not None:
             return meant
     if foreign:
@@ -177,14 +178,14 @@ def parse_plate(text: str, foreign: bool = False) -> str:
 _SLIPS_MAX = 8
 
 
-def _russian_meant(norm: str) -> str | None:
+def _russian_meant(norm: str, swaps: bool = True) -> str | None:
     """The Russian plate a typed one was meant to be: «RUS», printed after the region,
-    copied with it, or the letter О and the digit 0 taken for each other («А ОО1 АА 77»).
-    Only when exactly one reading is a Russian plate; None otherwise."""
+    copied with it, or (`swaps`) the letter О and the digit 0 taken for each other
+    («А ОО1 АА 77»). Only when exactly one reading is a Russian plate; None otherwise."""
     bases = [norm, norm[:-3]] if norm.endswith("RUS") else [norm]
     found = set()
     for base in bases:
-        spots = [i for i, ch in enumerate(base) if ch in "O0"]
+        spots = [i for i, ch in enumerate(base) if ch in "O0"] if swaps else []
         if len(spots) > _SLIPS_MAX:
             continue
         for choice in range(1 << len(spots)):

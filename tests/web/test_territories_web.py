@@ -456,6 +456,8 @@ def test_admin_sees_and_searches_everything(world, admin_client):
     assert "Новикова" in found and "Управляева" not in found
     phone = world["applicant"].phone
     assert "Новикова" in admin_client.get(f"/admin/accounts?q=8{phone[2:]}").get_data(as_text=True)
+    for digits in ("²", "①", "٣"):  # digits to str.isdigit(), not to int() (review, stop 24)
+        assert admin_client.get("/admin/accounts", query_string={"q": digits}).status_code == 200
     # The admin acts as a manager of any territory.
     assert admin_client.get(f"/t/{t.id}/manage/members").status_code == 200
 
