@@ -166,8 +166,12 @@ def set_limit(tid: int) -> Response:
     """The manager sets how many permanent passes one person may keep."""
     form = LimitForm()
     if not form.validate_on_submit():
-        # At the field, with what was typed, in the whole page (not the table's partial).
-        return _all_passes_page(form, status=422)
+        # At the field, with what was typed, in the whole page (not the table's partial),
+        # under the list's address: the boosted form would push the POST-only one it sent
+        # to, and a reload then answered 405 (review, stop 24).
+        response = _all_passes_page(form, status=422)
+        response.headers["HX-Replace-Url"] = url_for(".all_passes", tid=tid)
+        return response
     passes.set_permanent_limit(g.territory, form.limit.data)
     flash(_("Сохранено"), "success")
     return redirect(url_for(".all_passes", tid=tid))

@@ -198,6 +198,7 @@ def test_the_manager_sets_the_permanent_limit(app, client, auth, world):
         assert wrong.status_code == 422 and "<html" in html, typed
         assert field_error(html, "limit") in ("От 0 до 20", "Введите число"), typed
         assert input_value(html, "limit") == typed
+        assert wrong.headers["HX-Replace-Url"] == f"/t/{world.t}/passes/all"
     with app.app_context():
         assert Territory.get_by_id(world.t).max_permanent_passes == 0
 
