@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from graphlib import TopologicalSorter
@@ -72,23 +71,6 @@ class Steps:
                 ops.append(self.migrator.add_column(table, field.column_name, field))
         if ops:
             migrate(*ops)
-
-    def drop_column(self, table: str, column: str) -> None:
-        """Drop a column nothing reads any more, where the table has it.
-
-        SQLite drops it in place since 3.35. Older versions would have playhouse rebuild the
-        table, whose DROP TABLE, with foreign keys on, empties the tables under it (see
-        _add_not_null_in_place): there the column stays, as harmless as it was."""
-        if not self.database.table_exists(table) or column not in self._columns(table):
-            return
-        if self._sqlite():
-            if sqlite3.sqlite_version_info < (3, 35, 0):
-                log.warning("%s.%s kept: SQLite %s drops a column only by rebuilding the table",
-                            table, column, sqlite3.sqlite_version)
-                return
-            migrate(self.migrator.drop_column(table, column, legacy=False))
-        else:
-            migrate(self.migrator.drop_column(table, column))
 
     def _sqlite(self) -> bool:
         return isinstance(getattr(self.database, "obj", self.database), SqliteDatabase)
@@ -162,17 +144,19 @@ MIGRATIONS: list[Migration] = [
      lambda s: _ids_never_reused(s)),
     # Two gates reaching one controller: the one that named it first keeps it (it was the
     # older id, and an old gate re-pointed at another territory's controller took it over).
-    # Until stop 24 this step also added and filled gate.address_since; the bridge stopped
-    # reading it at stop 22, step 13 drops it where this step added it, and this step no
-    # longer adds it, so every database ends the same.
+    # Until stop 24 this step also added and filled gate.address_since, which nothing reads
+    # any more. A database still before this step was served by code that never read it
+    # either, so the step no longer adds it (see the note after the last step).
     (11, "gate.address_since, gate_status.reached: which gate keeps a controller, restarts too",
      lambda s: s.add_columns(_model("gates", "GateStatus"), "reached")),
     # Earlier gates keep None: they work with whichever controller answers at their address.
     (12, "gate.serial: the controller a gate works with, by the serial printed on it",
      lambda s: s.add_columns(_model("gates", "Gate"), "serial")),
-    (13, "gate.address_since dropped: nothing has read it since the bridge tells a gate's "
-         "controller by what it reached",
-     lambda s: s.drop_column("gate", "address_since")),
+    # gate.address_since is read by nothing since stop 24 (and by no rule since stop 22).
+    # Its column stays in the databases steps 11-12 gave it to: processes of the previous
+    # release still select it while an upgrade rolls through them (every process upgrades
+    # at start, docs/deploy.md), and dropping it here broke their pages with a 500 (review,
+    # stop 24). A later release drops it, as any column, one release after the last reader.
 ]
 
 
