@@ -656,6 +656,10 @@ def join_by_account_number(account: Account, territory_id: int, number: str,
             unit = Unit.get_or_none(
                 (Unit.territory == territory) & (Unit.account_number == number))
             member = None
+            if Membership.select().where((Membership.account == account)
+                                         & (Membership.territory == territory)).exists():
+                # Accepted by a manager meanwhile: in the person's words, not the manager's.
+                raise DomainError(_l("Вы уже подключены к этой территории"), "territory")
             if unit is not None:
                 member = _admit(account, territory, "resident", _locked_unit(territory, unit.id))
                 _requests_answered(account, territory)

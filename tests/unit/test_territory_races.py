@@ -135,3 +135,19 @@ def test_sign_ups_at_once_to_one_phone_send_one_code(app):
     assert str(outcome.get("result", "")).startswith("Новый код можно запросить через"), outcome
     with app.app_context():
         assert codes.Code.select().where(codes.Code.target == phone).count() == 1
+
+
+def test_joining_by_number_as_a_manager_accepts_the_person_speaks_to_the_person(app, place,
+                                                                              make_account):
+    """They were told «Этот человек уже подключён к территории», the manager's words."""
+    from domain.territories import join_by_account_number
+
+    t = place["t"]
+    with app.app_context():
+        unit = add_unit(t, "Дом 7", account_number="77001")
+        joining = make_account(phone="+79997770005")
+    first = _first([Membership.insert(account=joining.id, territory=t.id, role="resident",
+                                      unit=unit.id)], t.id)
+    outcome = race(app, first, _second(app, lambda: join_by_account_number(
+        joining, t.id, "77001")))
+    assert outcome.get("result") == "Вы уже подключены к этой территории", outcome
