@@ -258,12 +258,12 @@ def folded(text: str) -> str:
 def contains_text(field: Any, text: str) -> Any:
     """`field` contains `text` whatever the case, in any alphabet, «ё» and «е» alike, on
     SQLite (its own lower() and LIKE fold ASCII letters only) and on PostgreSQL alike."""
-    return fn.replace(fn.lower(field), "ё", "е").contains(folded(text))
+    return folded_field(field).contains(folded(text))
 
 
-def sorted_text(field: Any) -> Any:
-    """`field` for ORDER BY as people sort names: case and «ё» aside («Ёлкин» sorted before
-    «Абрамов», «иванов» after «Яковлев»)."""
+def folded_field(field: Any) -> Any:
+    """`field` as folded() folds text, in SQL: to search it, and to sort names as people do
+    («Ёлкин» was sorted before «Абрамов», «иванов» after «Яковлев»)."""
     return fn.replace(fn.lower(field), "ё", "е")
 
 

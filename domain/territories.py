@@ -27,7 +27,7 @@ from peewee import (
 
 from domain import accounts, limits, versions
 from domain.accounts import Account, Device
-from domain.db import BaseModel, UtcDateTimeField, db, every_word, sorted_text, utcnow
+from domain.db import BaseModel, UtcDateTimeField, db, every_word, folded_field, utcnow
 from domain.errors import DomainError, NotFound
 from domain.phones import phone_fragments
 from domain.prepared import Prepared, Slot
@@ -176,7 +176,7 @@ class Membership(BaseModel):
             .switch(cls)
             .join(Unit, JOIN.LEFT_OUTER)
             .where(cls.territory == territory)
-            .order_by(sorted_text(Account.surname), sorted_text(Account.name), cls.id)
+            .order_by(folded_field(Account.surname), folded_field(Account.name), cls.id)
         )
 
     @staticmethod
