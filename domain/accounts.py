@@ -789,6 +789,10 @@ def set_blocked(account: Account, blocked: bool) -> None:
         versions.bump_account(account.id)
         if blocked:
             Device.delete().where(Device.account == account).execute()
+            # Nor does a press of theirs the bridge has not taken yet (gates.request_open).
+            from domain.gates import drop_presses
+
+            drop_presses(account.id, "account_blocked")
 
 
 def purge_account(account: Account) -> None:

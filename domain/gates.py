@@ -26,7 +26,7 @@ from domain.db import BaseModel, UtcDateTimeField, db, utcnow
 from domain.errors import DomainError, NotFound
 from domain.networks import Network, outside_networks
 from domain.prepared import Prepared, Slot
-from domain.territories import Membership, Territory, serialised
+from domain.territories import Membership, Territory, lock_membership, serialised
 from domain.text import in_quotes, name_key
 
 DIRECTIONS = {"entry": _l("Въезд"), "exit": _l("Выезд"), "both": _l("Въезд и выезд")}
@@ -296,7 +296,22 @@ def open_by_operator(member: Membership, gate_id: int, now: dt.datetime | None =
     if member.role not in ("operator", "manager"):
         raise NotFound(_l("Ворота не найдены"))
     gate = territory_gate(member.territory_id, gate_id)
-    return request_open(gate, member.account_id, "operator", now)
+    if member.id is None:  # the admin where they are no member: no row to lose meanwhile
+        return request_open(gate, member.account_id, "operator", now)
+
+    def still_there():
+        from domain.access import DENY_BLOCKED, GRANT, Decision
+
+        found = (Membership.select(Membership.role, Account.blocked).join(Account)
+                 .where(Membership.id == member.id).first())
+        if found is None:
+            return Decision(DENY_BLOCKED, "not_member")
+        if found.account.blocked:
+            return Decision(DENY_BLOCKED, "account_blocked")
+        return Decision(GRANT, "operator_open")
+
+    return request_open(gate, member.account_id, "operator", now, member_id=member.id,
+                        recheck=still_there)
 
 
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -694,6 +709,7 @@ COMMAND_FAILURES = {
     "not_confirmed": _l("Ворота не подтвердили, что открылись. Проверьте и нажмите ещё раз"),
     "timeout": _l("Ворота не ответили вовремя. Нажмите ещё раз"),
     "stale": _l("Команда не отправлена: прошло слишком много времени. Нажмите ещё раз"),
+    "access_ended": _l("Доступ закрыт — ворота не открыты"),
 }
 
 
@@ -785,13 +801,28 @@ def lock_gate(gate_id: int) -> None:
         Gate.select(Gate.id).where(Gate.id == gate_id).for_update().first()
 
 
+class PressRefused(DomainError):
+    """The person may not open the gate any more: `decision` says why."""
+
+    def __init__(self, decision) -> None:
+        super().__init__(decision.reason_label)
+        self.decision = decision
+
+
 def request_open(
-    gate: Gate, account_id: int, reason: str, now: dt.datetime | None = None
+    gate: Gate, account_id: int, reason: str, now: dt.datetime | None = None, *,
+    member_id: int | None = None, recheck=None,
 ) -> GateCommand:
     """Ask the bridge to open `gate`; fails at once (DomainError) when it is not online.
 
     The caller has checked the person may open this gate. Every press is an event: a
     failure here is recorded at once, a success when the bridge reports it.
+
+    `recheck()` decides again (an access.Decision) with the person's membership
+    (`member_id`) and account held: a member removed or an account blocked while the press
+    was on its way got the gate opened (concurrency audit, stop 24). A removal or a block
+    committed first is seen here (PressRefused); one that comes after waits for this press
+    and then fails it (drop_presses).
     """
     now = now or utcnow()
     if not gate.enabled:
@@ -799,6 +830,13 @@ def request_open(
     online = gate_online(gate.id, now)
     with serialised():
         lock_gate(gate.id)
+        if member_id is not None:
+            lock_membership(member_id)
+            _lock_account(account_id)
+        if recheck is not None:
+            decision = recheck()
+            if not decision.granted:
+                raise PressRefused(decision)
         # The same person's press before the last one is answered (a double tap, a slow
         # network) is that press: the controller acts on every command, and two taps
         # opened the barrier twice (audit, stop 23).
@@ -817,6 +855,32 @@ def request_open(
     if not online:
         raise DomainError(COMMAND_FAILURES["offline"])
     return command
+
+
+def _lock_account(account_id: int) -> None:
+    """Inside serialised(): hold the account's row on PostgreSQL (a block waits for it)."""
+    if getattr(getattr(db, "obj", db), "for_update", False):
+        Account.select(Account.id).where(Account.id == account_id).for_update().first()
+
+
+def drop_presses(account_id: int, reason: str, territory_id: int | None = None) -> int:
+    """Fail the account's presses the bridge has not taken yet (of one territory, or all):
+    its access has just ended. Each is logged as refused, with `reason`. Returns how many."""
+    from domain.access import DENY_BLOCKED
+
+    now = utcnow()
+    waiting = GateCommand.select().where((GateCommand.account == account_id)
+                                         & (GateCommand.status == "pending"))
+    if territory_id is not None:
+        waiting = waiting.where(GateCommand.territory == territory_id)
+    dropped = 0
+    for command in waiting:
+        failed = GateCommand.update(status="failed", failure="access_ended", done_at=now).where(
+            (GateCommand.id == command.id) & (GateCommand.status == "pending")).execute()
+        if failed:
+            _press_event(command, DENY_BLOCKED, reason)
+            dropped += 1
+    return dropped
 
 
 def command_of(territory_id: int, command_id: int, account_id: int | None = None) -> GateCommand:

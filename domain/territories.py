@@ -815,6 +815,10 @@ def remove_member(territory: Territory, member_id: int, by: Account | None = Non
         VehiclePass.update(revoked_at=now, revoked_by=by).where(
             _live_passes(territory, member, now)).execute()
         member.delete_instance()
+        # A press of theirs the bridge has not taken yet opens nothing (gates.request_open).
+        from domain.gates import drop_presses
+
+        drop_presses(member.account_id, "not_member", territory.id)
         versions.bump(territory.id)
     return member
 

@@ -10,7 +10,7 @@ from blueprints.gates.forms import GateForm
 from blueprints.scope import territory_route
 from blueprints.ui import EmptyForm, form_error, page, wants_partial
 from domain import gates
-from domain.access import Credential, decide
+from domain.access import Credential, Decision, decide
 from domain.db import utcnow
 from domain.errors import DomainError, NotFound
 from domain.gates import Gate
@@ -62,16 +62,25 @@ def _press(tid: int, gid: int) -> Response:
     if not gate.enabled:
         abort(404)
     member = g.membership
-    decision = decide(g.territory, Credential("account", str(member.account_id)), 1, utcnow())
-    if not decision.granted:
-        gates.record_event(tid, code=decision.code, reason=decision.reason, kind="phone",
-                           direction=gate.event_direction, gate=gate,
-                           account=member.account_id, actor=member.account_id)
-        return page("gates/_command.html", failure=decision.reason_label, gate=gate)
+
+    def decision() -> Decision:
+        return decide(g.territory, Credential("account", str(member.account_id)), 1, utcnow())
+
+    verdict = decision()
     try:
-        command = gates.request_open(gate, member.account_id, "phone")
+        if verdict.granted:
+            # Decided again with the membership held: removed or blocked meanwhile, refused.
+            command = gates.request_open(gate, member.account_id, "phone",
+                                         member_id=member.id, recheck=decision)
+    except gates.PressRefused as press:
+        verdict = press.decision
     except DomainError as error:
         return page("gates/_command.html", failure=error.message, gate=gate)
+    if not verdict.granted:
+        gates.record_event(tid, code=verdict.code, reason=verdict.reason, kind="phone",
+                           direction=gate.event_direction, gate=gate,
+                           account=member.account_id, actor=member.account_id)
+        return page("gates/_command.html", failure=verdict.reason_label, gate=gate)
     return page("gates/_command.html", command=command, gate=gate)
 
 
