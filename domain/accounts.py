@@ -16,7 +16,7 @@ from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from peewee import BooleanField, CharField, ForeignKeyField, IntegerField
 
-from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, UtcDateTimeField, db, for_update, utcnow, writing
 from domain.errors import DomainError
 from domain.prepared import Prepared, Slot
 from domain.text import in_quotes
@@ -252,7 +252,18 @@ def sign_in(account: Account, label: str, ip: str | None) -> str:
         raise DomainError(_l("Аккаунт заблокирован"))
     token = secrets.token_urlsafe(32)
     now = utcnow()
-    with db.atomic():
+    with writing():
+        # The account's row is held, and read again: a password changed, or the account
+        # blocked, since it was checked signs nobody in (a sign-in with the old password
+        # racing «Сменить пароль» kept its session), and sign-ins at once trim the devices
+        # one after another (they pushed each other out under the limit: concurrency audit,
+        # stop 24).
+        now_held = for_update(Account.select(Account.password_hash, Account.blocked)
+                              .where(Account.id == account.id)).first()
+        if now_held is None or now_held.blocked:
+            raise DomainError(_l("Аккаунт заблокирован"))
+        if now_held.password_hash != account.password_hash:
+            raise DomainError(_l("Неверный логин или пароль"))
         Device.delete().where((Device.account == account) & (Device.expires_at <= now)).execute()
         Device.create(
             account=account,

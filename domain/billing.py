@@ -29,14 +29,13 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     IntegrityError,
-    SqliteDatabase,
     TextField,
     fn,
 )
 
 from domain import versions
 from domain.accounts import Account
-from domain.db import BaseModel, NewestFirst, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, NewestFirst, UtcDateTimeField, db, for_update, utcnow, writing
 from domain.errors import DomainError, NotFound
 from domain.territories import Territory
 
@@ -834,7 +833,7 @@ def start_purchase(
         raise DomainError(_l("Доступ по приложению в этой территории бесплатный"))
     if offer.kind == "card" and territory.kind != "kindergarten":
         raise DomainError(_l("Карты в этой территории не продаются"))
-    with _writing():
+    with writing():
         promo = None
         discount = 0
         if promo_code.strip():
@@ -887,24 +886,6 @@ class RefundTooEarly(DomainError):
     nothing is recorded, and the provider, told so, announces the refund again later."""
 
 
-def _writing():
-    """A transaction that takes SQLite's write lock at BEGIN (IMMEDIATE).
-
-    In WAL mode a deferred transaction that reads and then writes fails at once with
-    SQLITE_BUSY when another writer committed in between; taking the lock first makes
-    concurrent writers wait their turn (busy_timeout) instead. PostgreSQL uses row locks.
-    """
-    if isinstance(db.obj, SqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
-
-
-def _for_update(query):
-    """Lock the selected rows where the database can (PostgreSQL); SQLite's write lock,
-    taken by the transaction's first write, already serialises every writer."""
-    return query.for_update() if getattr(db.obj, "for_update", False) else query
-
-
 def payment_by_provider_id(provider_payment_id: str) -> Payment:
     """Our payment for a provider's id; NotFound for an id we never issued."""
     payment = Payment.get_or_none(Payment.provider_payment_id == provider_payment_id)
@@ -939,11 +920,11 @@ def apply_success(
     payment = payment_by_provider_id(provider_payment_id)
     if amount_kopecks != payment.expected_kopecks:
         raise AmountMismatch(_l("Сумма платежа не совпадает с выставленной"))
-    with _writing():
+    with writing():
         if not _record(payment.id, "payment.succeeded", amount_kopecks, now):
             return False
         # Locked, so a cancel at the same moment goes wholly before or after this.
-        payment = _for_update(Payment.select().where(Payment.id == payment.id)).get()
+        payment = for_update(Payment.select().where(Payment.id == payment.id)).get()
         if payment.status not in ("pending", "canceled"):
             return False
         orphan = payment.account_id is None
@@ -984,7 +965,7 @@ def _extend_app_access(payment: Payment, now: dt.datetime) -> None:
     AccessGrant.insert(
         account=payment.account_id, territory=payment.territory_id, paid_until=now
     ).on_conflict_ignore().execute()
-    grant = _for_update(
+    grant = for_update(
         AccessGrant.select().where(
             (AccessGrant.account == payment.account_id)
             & (AccessGrant.territory == payment.territory_id)
@@ -1022,8 +1003,8 @@ def _cancel(payment_id: int, event: str, now: dt.datetime, *, final: bool) -> bo
     is paid after all; the provider's own cancel, when it comes, gives it back. Only what
     changes something is recorded.
     """
-    with _writing():
-        payment = _for_update(Payment.select().where(Payment.id == payment_id)).get()
+    with writing():
+        payment = for_update(Payment.select().where(Payment.id == payment_id)).get()
         cancels = payment.status == "pending"
         releases = (final and payment.promo_id is not None
                     and payment.status in ("pending", "canceled")
@@ -1116,8 +1097,8 @@ def apply_refund(provider_payment_id: str, amount_kopecks: int | None = None, *,
     """
     now = now or utcnow()
     payment = payment_by_provider_id(provider_payment_id)
-    with _writing():
-        payment = _for_update(Payment.select().where(Payment.id == payment.id)).get()
+    with writing():
+        payment = for_update(Payment.select().where(Payment.id == payment.id)).get()
         if payment.status in ("pending", "canceled"):
             raise RefundTooEarly(_l("Платёж ещё не оплачен"))
         left = payment.refundable_kopecks
@@ -1144,7 +1125,7 @@ def _take_back_app_time(payment: Payment) -> None:
     the later of its payment and the end before it (as buying did), so that their «Оплачено
     до» and the access end agree. A fixed span taken off would not: 3 months bought in
     December are 90 days, the 12 after them 366, and the rest would end a day late."""
-    grant = _for_update(AccessGrant.select().where(
+    grant = for_update(AccessGrant.select().where(
         (AccessGrant.account == payment.account_id)
         & (AccessGrant.territory == payment.territory_id)
     )).first()
@@ -1169,7 +1150,7 @@ def _take_back_app_time(payment: Payment) -> None:
 def _take_back_card(payment: Payment) -> None:
     """Undo what a refunded purchase did to its card: the end it had before, when nothing
     extended the card since; else the purchase's span off the current end."""
-    card = _for_update(Card.select().where(
+    card = for_update(Card.select().where(
         (Card.territory == payment.territory_id) & (Card.number == payment.card_number)
         & (Card.account == payment.account_id)
     )).first()
@@ -1225,11 +1206,11 @@ class _TakenCard(Exception):
 
 def _bind_card(account: Account, territory: Territory, number: str, now: dt.datetime) -> Card:
     try:
-        with _writing():
+        with writing():
             existing = Card.get_or_none((Card.territory == territory) & (Card.number == number))
             if existing is not None and existing.account_id != account.id:
                 raise _TakenCard
-            purchase = _for_update(cards_awaiting_number(account.id, territory.id)).first()
+            purchase = for_update(cards_awaiting_number(account.id, territory.id)).first()
             if existing is not None and purchase is None:
                 raise DomainError(_l("Эта карта уже привязана к вашему аккаунту"),
                                   field="card_number")
@@ -1277,8 +1258,8 @@ def approve_card(territory: Territory, card_id: int, until: dt.datetime,
     now = now or utcnow()
     if until <= now:
         raise DomainError(_l("Эта дата уже прошла"), field="until")
-    with _writing():
-        card = _for_update(Card.select().where(
+    with writing():
+        card = for_update(Card.select().where(
             (Card.id == card_id) & (Card.territory == territory))).first()
         if card is None:
             raise NotFound(_l("Карта не найдена"))

@@ -232,6 +232,26 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def writing() -> Any:
+    """A transaction that reads and then writes what it read decided.
+
+    SQLite: its write lock is taken at BEGIN (IMMEDIATE). In WAL mode a deferred
+    transaction that reads and then writes fails at once with SQLITE_BUSY when another
+    writer committed in between; taking the lock first makes concurrent writers wait their
+    turn (busy_timeout) instead. PostgreSQL: an ordinary transaction, whose rows are held
+    with for_update(). Inside another transaction: a savepoint, under its lock.
+    """
+    if isinstance(getattr(db, "obj", db), SqliteDatabase) and db.transaction_depth() == 0:
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()
+
+
+def for_update(query: Any) -> Any:
+    """Hold the selected rows where the database can (PostgreSQL); SQLite's write lock,
+    taken at writing()'s BEGIN, already lets one writer at a time in."""
+    return query.for_update() if getattr(getattr(db, "obj", db), "for_update", False) else query
+
+
 def hold(*names: str) -> None:
     """Inside a transaction on PostgreSQL, one at a time per name: a transaction-level
     advisory lock for each, taken in one order so that two holders never wait for each

@@ -22,7 +22,7 @@ from peewee import (
 
 from domain import versions
 from domain.accounts import Account
-from domain.db import BaseModel, UtcDateTimeField, db, utcnow
+from domain.db import BaseModel, UtcDateTimeField, db, for_update, utcnow
 from domain.errors import DomainError, NotFound
 from domain.networks import Network, outside_networks
 from domain.prepared import Prepared, Slot
@@ -797,8 +797,7 @@ def _on_its_way(gate: Gate, now: dt.datetime):
 def lock_gate(gate_id: int) -> None:
     """Inside serialised(): hold the gate's row (FOR UPDATE) on PostgreSQL; on SQLite,
     BEGIN IMMEDIATE already lets one writer at a time in."""
-    if getattr(getattr(db, "obj", db), "for_update", False):
-        Gate.select(Gate.id).where(Gate.id == gate_id).for_update().first()
+    for_update(Gate.select(Gate.id).where(Gate.id == gate_id)).first()
 
 
 class PressRefused(DomainError):
@@ -859,8 +858,7 @@ def request_open(
 
 def _lock_account(account_id: int) -> None:
     """Inside serialised(): hold the account's row on PostgreSQL (a block waits for it)."""
-    if getattr(getattr(db, "obj", db), "for_update", False):
-        Account.select(Account.id).where(Account.id == account_id).for_update().first()
+    for_update(Account.select(Account.id).where(Account.id == account_id)).first()
 
 
 def drop_presses(account_id: int, reason: str, territory_id: int | None = None) -> int:

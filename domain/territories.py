@@ -20,14 +20,22 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     IntegrityError,
-    SqliteDatabase,
     TextField,
     fn,
 )
 
 from domain import accounts, limits, versions
 from domain.accounts import Account, Device
-from domain.db import BaseModel, UtcDateTimeField, db, every_word, folded_field, utcnow
+from domain.db import (
+    BaseModel,
+    UtcDateTimeField,
+    db,
+    every_word,
+    folded_field,
+    for_update,
+    utcnow,
+    writing,
+)
 from domain.errors import DomainError, NotFound
 from domain.phones import phone_fragments
 from domain.prepared import Prepared, Slot
@@ -425,29 +433,21 @@ def serialised(territory: Territory | int | None = None) -> Iterator[None]:
     each other at once and leave the territory with none (concurrency audit, stop 24).
     The territory is always the first row such a transaction holds.
     """
-    target = getattr(db, "obj", db)
-    if isinstance(target, SqliteDatabase) and db.transaction_depth() == 0:
-        with db.atomic("IMMEDIATE"):
-            yield
-    else:
-        with db.atomic():
-            if territory is not None and getattr(target, "for_update", False):
-                tid = territory if isinstance(territory, int) else territory.id
-                Territory.select(Territory.id).where(Territory.id == tid).for_update().first()
-            yield
+    with writing():
+        if territory is not None:
+            tid = territory if isinstance(territory, int) else territory.id
+            for_update(Territory.select(Territory.id).where(Territory.id == tid)).first()
+        yield
 
 
 def lock_membership(membership_id: int) -> None:
     """Inside serialised(): hold the membership's row (FOR UPDATE) on PostgreSQL."""
-    if getattr(getattr(db, "obj", db), "for_update", False):
-        Membership.select(Membership.id).where(Membership.id == membership_id).for_update().first()
+    for_update(Membership.select(Membership.id).where(Membership.id == membership_id)).first()
 
 
 def _locked_unit(territory: Territory, unit_id: int) -> Unit:
-    query = Unit.select().where((Unit.id == unit_id) & (Unit.territory == territory))
-    if getattr(getattr(db, "obj", db), "for_update", False):
-        query = query.for_update()
-    unit = query.first()
+    unit = for_update(Unit.select().where((Unit.id == unit_id)
+                                          & (Unit.territory == territory))).first()
     if unit is None:
         raise DomainError(_l("Такого объекта нет на этой территории"), "unit")
     return unit
