@@ -61,3 +61,36 @@ def test_sign_ins_at_once_keep_each_other_under_the_limit(app, person):
     assert outcome.get("result") == "signed in", outcome
     with app.app_context():
         assert Device.select().where(Device.account == person.id).count() == 2
+
+
+def test_an_address_claimed_by_two_accounts_at_once_is_refused_not_a_500(app, person):
+    """A stranger's e-mail sign-up link and an account's new-e-mail link, opened at once:
+    the second answered 500 from the unique index."""
+    from domain import codes
+    from domain.db import lock_key
+
+    email = "shared@example.ru"
+    with app.test_request_context():
+        _code, token = codes.issue(codes.EMAIL_CHANGE, email, "email", ip=None,
+                                   account=person)
+
+    def stranger_signs_up(database) -> None:
+        if test_database.postgresql():
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)",
+                                 (lock_key("login:" + email),))
+        database.execute(Account.insert(email=email, email_confirmed=True))
+
+    def confirm():
+        with app.test_request_context():
+            try:
+                accounts.confirm_email_change(token)
+                return "confirmed"
+            except DomainError as error:
+                return str(error.message)
+            finally:
+                db.close()
+
+    outcome = race(app, stranger_signs_up, confirm)
+    assert outcome.get("result") == "Этот e-mail уже зарегистрирован", outcome
+    with app.app_context():
+        assert Account.get_by_id(person.id).email != email
