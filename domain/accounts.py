@@ -785,9 +785,18 @@ def confirm_deletion(account: Account, code_id: int | None, typed: str) -> dt.da
     from domain import codes
 
     code = codes.verify(code_id, codes.DELETION, typed)
-    with db.atomic():
+    with writing():
         if code.account_id != account.id:
             raise DomainError(_l("Код устарел. Запросите новый."), "code")
+        # The territories the account manages are held (in one order) before the check, as a
+        # manager's demotion holds its territory: two managers asking at once both went,
+        # leaving their territory with none (concurrency audit, stop 24).
+        from domain.territories import Membership, Territory
+
+        managed = Membership.select(Membership.territory).where(
+            (Membership.account == account) & (Membership.role == "manager"))
+        list(for_update(Territory.select(Territory.id).where(Territory.id.in_(managed))
+                        .order_by(Territory.id)))
         _check_not_the_last_manager(account)
         codes.consume(code)
         account.deletion_due_at = utcnow() + DELETION_GRACE

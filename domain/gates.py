@@ -22,7 +22,7 @@ from peewee import (
 
 from domain import versions
 from domain.accounts import Account
-from domain.db import BaseModel, UtcDateTimeField, db, for_update, utcnow
+from domain.db import BaseModel, UtcDateTimeField, db, for_update, utcnow, writing
 from domain.errors import DomainError, NotFound
 from domain.networks import Network, outside_networks
 from domain.prepared import Prepared, Slot
@@ -468,7 +468,7 @@ def _claiming_controller(territory_id: int, gate_id: int | None, host: str, port
     controller at once both pass the check; the unique index refuses the second row, and
     they are told what the check tells anyone who comes later, at the same field."""
     try:
-        with db.atomic():
+        with writing():
             gate = write()
             # The bridge reloads its gates when the version moves, not only every few
             # seconds: a port edited, «Открыть» went to the old controller meanwhile.
@@ -536,6 +536,8 @@ def update_gate(
     """Change a gate of the territory; the bridge picks the change up within seconds."""
 
     def write() -> Gate:
+        # Held first: a gate deleted meanwhile is not «Сохранено» (concurrency audit, stop 24).
+        lock_gate(gate_id)
         gate = territory_gate(territory_id, gate_id)
         _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order,

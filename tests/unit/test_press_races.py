@@ -115,3 +115,27 @@ def test_a_press_on_its_way_when_access_ends_opens_nothing(app, site, ending):
         reason = "not_member" if ending == "removed" else "account_blocked"
         assert (event.code, event.reason, event.account_id) == (
             DENY_BLOCKED, reason, site["resident"].id)
+
+
+def test_a_gate_edited_while_it_is_deleted_is_not_saved(app, site):
+    """The edit said «Сохранено» over a gate that was gone."""
+    from domain.errors import NotFound
+
+    def deletion(database) -> None:
+        _locking(("gate", site["gate"]))(database)
+        database.execute(Gate.delete().where(Gate.id == site["gate"]))
+
+    def edit():
+        with app.test_request_context():
+            try:
+                gates.update_gate(site["t"].id, site["gate"], name="Въезд-2", host="127.0.0.1",
+                                  port=5020, unit_id=1, direction="both", poll_ms=200,
+                                  word_order="big", enabled=True)
+                return "saved"
+            except NotFound:
+                return "gone"
+            finally:
+                db.close()
+
+    outcome = race(app, deletion, edit)
+    assert outcome.get("result") == "gone", outcome

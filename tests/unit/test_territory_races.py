@@ -151,3 +151,29 @@ def test_joining_by_number_as_a_manager_accepts_the_person_speaks_to_the_person(
     outcome = race(app, first, _second(app, lambda: join_by_account_number(
         joining, t.id, "77001")))
     assert outcome.get("result") == "Вы уже подключены к этой территории", outcome
+
+
+def test_two_managers_asking_to_delete_their_accounts_at_once_leave_one(app, place,
+                                                                        make_account):
+    """Both were promised a deletion, and the territory (with a resident) had no manager
+    not on their way out."""
+    import datetime as dt
+
+    from domain import accounts, codes
+    from domain.accounts import Account
+
+    t = place["t"]
+    with app.test_request_context():
+        Membership.create(account=make_account(phone="+79997770006"), territory=t,
+                          role="operator")
+        second = Account.get_by_id(place["second"].id)
+        code, secret = codes.issue(codes.DELETION, second.phone, "sms", ip=None,
+                                   account=second)
+        first_id = Membership.get_by_id(place["mine"]).account_id
+    first = _first([Account.update(deletion_due_at=utcnow() + dt.timedelta(days=30)).where(
+        Account.id == first_id)], t.id)
+    outcome = race(app, first, _second(app, lambda: accounts.confirm_deletion(
+        second, code.id, secret)))
+    assert str(outcome.get("result", "")).startswith("Вы единственный управляющий"), outcome
+    with app.app_context():
+        assert Account.get_by_id(second.id).deletion_due_at is None
