@@ -60,6 +60,24 @@ def race(app: Flask, write_first: Callable[[Any], None], second: Callable[[], An
     return outcome
 
 
+def in_request(app: Flask, call: Callable[[], Any]) -> Callable[[], Any]:
+    """For race()'s `second`: `call()` in a request of the app, on the thread's own
+    connection, closed after; a refusal (DomainError) is returned as its message."""
+    from domain.db import db
+    from domain.errors import DomainError
+
+    def run() -> Any:
+        with app.test_request_context():
+            try:
+                return call()
+            except DomainError as error:
+                return str(error.message)
+            finally:
+                db.close()
+
+    return run
+
+
 def insert_gate(territory_id: int, name: str, host: str, port: int, unit_id: int):
     """For race(): the first manager's gate, written as add_gate writes it after its check."""
 

@@ -18,7 +18,7 @@ from domain.db import db, utcnow
 from domain.gates import Gate, GateCommand, GateEvent
 from domain.territories import Membership, Territory, create_territory, remove_member
 from tests import database as test_database
-from tests.gate_race import race
+from tests.gate_race import in_request, race
 
 
 @pytest.fixture
@@ -88,16 +88,6 @@ def _pending_press(site):
     return press
 
 
-def _end(app, end):
-    def run():
-        with app.test_request_context():
-            try:
-                return end()
-            finally:
-                db.close()
-    return run
-
-
 @pytest.mark.parametrize("ending", ["removed", "blocked"])
 def test_a_press_on_its_way_when_access_ends_opens_nothing(app, site, ending):
     def end():
@@ -106,7 +96,7 @@ def test_a_press_on_its_way_when_access_ends_opens_nothing(app, site, ending):
         else:
             set_blocked(Account.get_by_id(site["resident"].id), True)
 
-    outcome = race(app, _pending_press(site), _end(app, end))
+    outcome = race(app, _pending_press(site), in_request(app, end))
     assert "error" not in outcome, outcome
     with app.app_context():
         command = GateCommand.get()

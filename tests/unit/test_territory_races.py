@@ -15,8 +15,7 @@ from __future__ import annotations
 import pytest
 
 from domain import codes
-from domain.db import db, lock_key, utcnow
-from domain.errors import DomainError
+from domain.db import lock_key, utcnow
 from domain.territories import (
     JoinRequest,
     Membership,
@@ -28,7 +27,7 @@ from domain.territories import (
     update_member,
 )
 from tests import database as test_database
-from tests.gate_race import race
+from tests.gate_race import in_request, race
 
 
 def _first(writes: list, territory_id: int | None = None, holds: tuple[str, ...] = ()):
@@ -49,19 +48,6 @@ def _first(writes: list, territory_id: int | None = None, holds: tuple[str, ...]
     return write
 
 
-def _second(app, call):
-    def run():
-        with app.test_request_context():
-            try:
-                return call()
-            except DomainError as error:
-                return str(error.message)
-            finally:
-                db.close()
-
-    return run
-
-
 @pytest.fixture
 def place(app, make_account):
     with app.app_context():
@@ -76,7 +62,7 @@ def test_two_managers_demoting_each_other_at_once_leave_one_manager(app, place):
     t = place["t"]
     first = _first([Membership.update(role="operator").where(Membership.id == place["mine"])],
                    t.id)
-    outcome = race(app, first, _second(app, lambda: update_member(
+    outcome = race(app, first, in_request(app, lambda: update_member(
         t, place["other"], role="operator", unit_id=None)))
     assert outcome.get("result") == (
         "Это последний управляющий территории — назначьте сначала другого"), outcome
@@ -92,7 +78,7 @@ def test_a_unit_is_not_deleted_while_someone_is_accepted_into_it(app, place, mak
         joining = make_account(phone="+79997770003")
     first = _first([Membership.insert(account=joining.id, territory=t.id, role="resident",
                                       unit=unit.id)], t.id)
-    outcome = race(app, first, _second(app, lambda: delete_unit(t, unit.id)))
+    outcome = race(app, first, in_request(app, lambda: delete_unit(t, unit.id)))
     assert outcome.get("result") == (
         "К объекту подключены люди — сначала переведите их в другой"), outcome
     with app.app_context():
@@ -103,7 +89,7 @@ def test_a_unit_is_not_deleted_while_someone_is_accepted_into_it(app, place, mak
 def test_one_unit_added_from_two_tabs_in_two_cases_is_made_once(app, place):
     t = place["t"]
     first = _first([Unit.insert(territory=t.id, name="дом 11b")], t.id)
-    outcome = race(app, first, _second(app, lambda: add_unit(t, "ДОМ 11B")))
+    outcome = race(app, first, in_request(app, lambda: add_unit(t, "ДОМ 11B")))
     assert outcome.get("result") == "Такой объект уже есть", outcome
     with app.app_context():
         assert [u.name for u in Unit.select().where(Unit.territory == t)] == ["дом 11b"]
@@ -115,7 +101,7 @@ def test_one_person_s_request_sent_from_two_tabs_is_one_request(app, place, make
         asking = make_account(phone="+79997770004")
     first = _first([JoinRequest.insert(account=asking.id, territory=t.id, unit_label="Дом 1")],
                    t.id)
-    outcome = race(app, first, _second(app, lambda: request_join(asking, t.code, "Дом 1")))
+    outcome = race(app, first, in_request(app, lambda: request_join(asking, t.code, "Дом 1")))
     assert outcome.get("result") == "Запрос уже отправлен — дождитесь решения управляющего"
     with app.app_context():
         assert JoinRequest.select().where(JoinRequest.account == asking).count() == 1
@@ -130,7 +116,7 @@ def test_sign_ups_at_once_to_one_phone_send_one_code(app):
                                       secret_hash="x", created_at=now,
                                       expires_at=now + codes.CODE_TTL)],
                    holds=(key, "global"))
-    outcome = race(app, first, _second(app, lambda: codes.issue(
+    outcome = race(app, first, in_request(app, lambda: codes.issue(
         codes.SIGNUP, phone, "call", ip=None)))
     assert str(outcome.get("result", "")).startswith("Новый код можно запросить через"), outcome
     with app.app_context():
@@ -148,7 +134,7 @@ def test_joining_by_number_as_a_manager_accepts_the_person_speaks_to_the_person(
         joining = make_account(phone="+79997770005")
     first = _first([Membership.insert(account=joining.id, territory=t.id, role="resident",
                                       unit=unit.id)], t.id)
-    outcome = race(app, first, _second(app, lambda: join_by_account_number(
+    outcome = race(app, first, in_request(app, lambda: join_by_account_number(
         joining, t.id, "77001")))
     assert outcome.get("result") == "Вы уже подключены к этой территории", outcome
 
@@ -172,7 +158,7 @@ def test_two_managers_asking_to_delete_their_accounts_at_once_leave_one(app, pla
         first_id = Membership.get_by_id(place["mine"]).account_id
     first = _first([Account.update(deletion_due_at=utcnow() + dt.timedelta(days=30)).where(
         Account.id == first_id)], t.id)
-    outcome = race(app, first, _second(app, lambda: accounts.confirm_deletion(
+    outcome = race(app, first, in_request(app, lambda: accounts.confirm_deletion(
         second, code.id, secret)))
     assert str(outcome.get("result", "")).startswith("Вы единственный управляющий"), outcome
     with app.app_context():
