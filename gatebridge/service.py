@@ -205,6 +205,7 @@ class BridgeService:
         self.group = Group()
         self._versions: dict[int, int] | None = None
         self._full_at = 0.0
+        self._read_at: dt.datetime | None = None  # when the last read that went through began
         self._decisions: OrderedDict[tuple[int, int], access.Decision] = OrderedDict()
         self.invalidations = 0
         # The writer's work: events in order, the latest state of each gate.
@@ -371,9 +372,13 @@ class BridgeService:
         """Forget the cached answers of every territory whose access version moved, and
         reload the gates then.
 
-        Each call reads only the versions changed in the last VERSION_OVERLAP seconds —
-        a change is stamped inside its transaction and may commit a little later, hence
-        the overlap — and every FULL_RESYNC seconds the whole table, as a safety net.
+        Each call reads only the versions changed since the last read that went through,
+        less VERSION_OVERLAP seconds — a change is stamped inside its transaction and may
+        commit a little later, hence the overlap — and every FULL_RESYNC seconds the whole
+        table, as a safety net. (Counted from now instead, a bridge that lost the database
+        for longer than the overlap missed what changed meanwhile until the next full read:
+        a revoked plate was let in up to 30 s after the database came back, bridge audit,
+        stop 24.)
 
         The gates and «Свободный выезд» travel in the gates' configs. Read only by the
         periodic reload, a manager switching free exit off saw exits let out for seconds,
@@ -382,9 +387,10 @@ class BridgeService:
         reloaded here: only theirs, as every pass filed moves a version too, and reading
         all gates took ~0.8 s of the bridge's loop at 10 000 territories.
         """
-        now = time.monotonic()
-        full = self._versions is None or now - self._full_at >= FULL_RESYNC
-        since = None if full else utcnow() - dt.timedelta(seconds=VERSION_OVERLAP)
+        now, started = time.monotonic(), utcnow()
+        full = (self._versions is None or self._read_at is None
+                or now - self._full_at >= FULL_RESYNC)
+        since = None if full else self._read_at - dt.timedelta(seconds=VERSION_OVERLAP)
         with db.connection_context():
             current = versions.versions(since)
         if self._versions is not None:
@@ -404,6 +410,7 @@ class BridgeService:
             self._versions = current
         if full:
             self._full_at = now
+        self._read_at = started
 
     # -- events -----------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from domain.db import utcnow
 from domain.gates import Gate, GateEvent
 from domain.territories import create_territory
@@ -189,3 +191,67 @@ def test_a_step_the_database_failed_is_tried_again_soon(app, monkeypatch):
     finally:
         loop.kill()
     assert len(calls) == 2  # again after RETRY_S, then not before RELOAD_S
+
+
+def test_a_bridge_started_while_the_database_is_away_looks_again_every_few_seconds(
+        app, monkeypatch):
+    """Its pauses grew to 30 s: every gate stayed unpolled for up to 30 s after the database
+    came back (bridge audit, stop 24)."""
+    from peewee import OperationalError
+
+    import domain.schema
+    from gatebridge import __main__ as bridge_main
+
+    failures = iter(range(6))
+
+    def upgrade(*_args, **_kwargs):
+        if next(failures, None) is not None:
+            raise OperationalError("connection refused")
+        return []
+
+    pauses: list[float] = []
+
+    class Stopping:
+        def wait(self, pause):
+            pauses.append(pause)
+            return False
+
+    monkeypatch.setattr(domain.schema, "upgrade", upgrade)
+    assert bridge_main._upgraded(app, Stopping()) is True
+    assert pauses == [1.0, 2.0, 3.0, 3.0, 3.0, 3.0]
+
+
+def test_what_changed_while_the_bridge_could_not_read_is_read_when_it_can(
+        app, make_account, monkeypatch):
+    """watch() read the versions of the last 5 s before now: a pass revoked while only the
+    bridge had lost the database was let in until the next full read (bridge audit, stop 24).
+    It now reads from its last read that went through."""
+    import datetime as dt
+
+    from peewee import OperationalError
+
+    from domain import versions
+
+    with app.app_context():
+        t = create_territory(make_account(), name="ЖК", kind="residential")
+        versions.bump(t.id)
+        bridge = BridgeService(app)
+        invalidated: list[int] = []
+        monkeypatch.setattr(bridge.cache, "invalidate",
+                            lambda tid=None, key=None: invalidated.append(tid))
+        bridge.watch()  # learns every version
+        # The bridge's reads fail for a while; meanwhile a change is stamped, long enough
+        # ago by the time the database answers again that "the last 5 s" would miss it.
+        real = versions.versions
+        monkeypatch.setattr(versions, "versions",
+                            lambda since=None: (_ for _ in ()).throw(OperationalError("away")))
+        with pytest.raises(OperationalError):
+            bridge.watch()
+        versions.TerritoryVersion.update(
+            version=versions.TerritoryVersion.version + 1,
+            changed_at=utcnow() - dt.timedelta(seconds=20),
+        ).where(versions.TerritoryVersion.territory_id == t.id).execute()
+        bridge._read_at -= dt.timedelta(seconds=30)  # the outage lasted half a minute
+        monkeypatch.setattr(versions, "versions", real)
+        bridge.watch()
+        assert invalidated == [t.id]
