@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -542,10 +543,17 @@ def update_gate(
         _check_gate(territory_id, gate_id, name=name, host=host, port=port, unit_id=unit_id,
                     direction=direction, poll_ms=poll_ms, word_order=word_order,
                     networks=networks, serial=serial)
+        before = _device(gate)
         gate.name, gate.host, gate.port = name.strip(), normal_host(host), port
         gate.unit_id, gate.direction, gate.poll_ms = unit_id, direction, poll_ms
         gate.word_order, gate.enabled, gate.serial = word_order, bool(enabled), serial
         gate.save()
+        if _device(gate) != before:
+            # Pointed elsewhere, the gate has reached nothing there yet; kept, what it had
+            # reached before came back with it when it was pointed back, and ranked it
+            # first at a controller another territory's gate had served since (bridge
+            # audit, stop 24).
+            GateStatus.update(reached=None).where(GateStatus.gate == gate.id).execute()
         return gate
 
     return _claiming_controller(territory_id, gate_id, host, port, unit_id, write)
@@ -678,15 +686,32 @@ def save_status(
         GateStatus.last_error: (last_error or None) and last_error[:500],
         GateStatus.updated_at: utcnow(),
     }
-    if reached is not None:
-        values[GateStatus.reached] = reached
-    if Gate.get_or_none(Gate.id == gate_id) is None:
+    gate = Gate.get_or_none(Gate.id == gate_id)
+    if gate is None:
         return  # deleted meanwhile
+    if reached is not None and _reached_device(reached) == _device(gate):
+        # Only what was reached at the gate's address as it is now: the bridge may still
+        # hold the old one for a moment after an edit (see update_gate).
+        values[GateStatus.reached] = reached
     (
         GateStatus.insert({GateStatus.gate: gate_id, **values})
         .on_conflict(conflict_target=[GateStatus.gate], update=values)
         .execute()
     )
+
+
+def _device(gate: Gate) -> list:
+    """What names a gate's controller, as the bridge stores it with what it reached
+    (gatebridge ControllerConfig.device): address, port, unit, serial."""
+    return [gate.host, gate.port, gate.unit_id, gate.serial]
+
+
+def _reached_device(reached: str) -> list | None:
+    try:
+        found = json.loads(reached)
+        return list(found["device"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def statuses(territory_id: int) -> dict[int, GateStatus]:

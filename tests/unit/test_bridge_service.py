@@ -255,3 +255,48 @@ def test_what_changed_while_the_bridge_could_not_read_is_read_when_it_can(
         monkeypatch.setattr(versions, "versions", real)
         bridge.watch()
         assert invalidated == [t.id]
+
+
+def test_a_gate_pointed_elsewhere_and_back_has_reached_nothing_there_yet(app, make_account):
+    """Moved away and back, a gate took the controller another territory's gate had served
+    meanwhile: its old «reached» came back with it and ranked it first (bridge audit,
+    stop 24). An edit of the address forgets it; one of the poll interval keeps it; the
+    bridge's writer, still on the old address for a moment, cannot write it back."""
+    from domain import gates
+    from gatebridge.poller import ControllerState, Reach
+    from gatebridge.service import config_of, reached_json
+
+    with app.app_context():
+        t = create_territory(make_account(), name="ЖК", kind="residential")
+        gate = gates.add_gate(t, name="Въезд", host="10.0.0.5", port=502)
+        bridge = BridgeService(app)
+        old = config_of(Gate.get_by_id(gate.id), t.free_exit)
+        bridge.poller.configs[gate.id] = old
+        bridge.poller.reached[gate.id] = Reach(("10.0.0.5", 502, 77), 1000.0)
+        bridge.store_state(old, ControllerState(gate.id, status="online"))
+
+        def stored():
+            return gates.GateStatus.get(gates.GateStatus.gate == gate.id).reached
+
+        def edit(**changed):
+            fields = {"name": "Въезд", "host": "10.0.0.5", "port": 502, "unit_id": 1,
+                      "direction": "both", "poll_ms": 200, "word_order": "big",
+                      "enabled": True, **changed}
+            gates.update_gate(t.id, gate.id, **fields)
+
+        assert stored() is not None
+        edit(poll_ms=100)
+        assert stored() is not None  # the same controller: still its own
+        edit(port=503)
+        assert stored() is None
+        bridge.reload()  # as the version watch does
+        assert gate.id not in bridge.poller.reached
+        # The writer's state of the old address, stored after the edit, is not taken.
+        gates.save_status(gate.id, status="online", last_seen_at=None, heartbeat=None,
+                          gate_state=0, fault_code=0, last_error=None,
+                          reached=reached_json(old, Reach(("10.0.0.5", 502, 77), 1000.0)))
+        assert stored() is None
+        edit(port=502)  # and back: nothing reached here yet
+        assert stored() is None
+        bridge.reload()
+        assert gate.id not in bridge.poller.reached
