@@ -624,7 +624,9 @@ class _Controller:
             # Still inside the grace period before offline: keep trying at the poll rate.
             delay = max(self.config.poll_ms / 1000, 0.05)
         self.poller.reconnect_waits.append((self.config.gate_id, delay))
-        gevent.sleep(delay)
+        # Woken early when the gate holding its controller goes (Poller._remove).
+        self.wake.clear()
+        self.wake.wait(delay)
 
     def _transport_failed(self, message: str) -> None:
         self.poller.release(self)
@@ -1253,9 +1255,17 @@ class Poller:
             self.reached.pop(gate_id, None)  # removed or moved: it may reach another
         controller = self.controllers.pop(gate_id, None)
         if controller is not None:
+            held = controller.identity if self.holds(controller) else None
             if controller.greenlet is not None:
                 controller.greenlet.kill(block=True, timeout=5)
             self._close(controller)
+            if held is not None and not keep_claim:
+                # A gate refused this controller tries at once, not after its backoff (up
+                # to 30 s with the barrier unserved: bridge audit, stop 24).
+                for waiting in self.controllers.values():
+                    if waiting.state.error_kind == "controller_taken":
+                        waiting.attempt = 0
+                        waiting.wake.set()
 
     def _close(self, controller: _Controller) -> None:
         self.release(controller)

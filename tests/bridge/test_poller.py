@@ -1479,3 +1479,20 @@ def test_an_exit_the_controller_let_out_on_its_own_is_not_opened_again(
     assert wait_until(lambda: state(simulator)["applied_decision_seq"] == card, timeout=3)
     assert state(simulator)["openings"] == opened + 2
     assert recorder.event_for(1, card)[2] == p.DecisionCode.GRANT
+
+
+def test_a_gate_refused_a_controller_serves_it_as_soon_as_its_holder_goes(
+        simulator, run_poller):
+    """The holder deleted or moved, the refused gate waited out its backoff (up to 30 s)
+    with the barrier unserved (bridge audit, stop 24); it now tries at once."""
+    _host, port = simulator.addresses[0]
+    holder = config_for(simulator, gate_id=1)
+    refused = ControllerConfig(gate_id=2, territory_id=8, host="localhost", port=port,
+                               poll_ms=50)
+    poller = run_poller([holder], backoff_base=10.0, backoff_cap=30.0, rng=lambda a, b: b)
+    assert online(poller, 1)
+    poller.update([holder, refused])
+    assert wait_until(lambda: poller.state(2).error_kind == "controller_taken", timeout=3)
+    gevent.sleep(0.3)  # into its backoff of 10 s
+    poller.update([refused])  # the holder deleted
+    assert online(poller, 2, timeout=2.0)
