@@ -149,6 +149,12 @@ def _standing(territory: Territory, account_id: int) -> tuple[Membership | None,
     return member, None
 
 
+def standing_refusal(territory: Territory | int, account_id: int) -> Decision | None:
+    """Why the account may not act in the territory now (not a member, blocked), or None."""
+    _member, problem = _standing(territory, account_id)
+    return None if problem is None else Decision(DENY_BLOCKED, problem, account_id=account_id)
+
+
 def _decide_account(territory: Territory, value: str, now: dt.datetime) -> Decision:
     try:
         account_id = int(value)

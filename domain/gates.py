@@ -301,15 +301,10 @@ def open_by_operator(member: Membership, gate_id: int, now: dt.datetime | None =
         return request_open(gate, member.account_id, "operator", now)
 
     def still_there():
-        from domain.access import DENY_BLOCKED, GRANT, Decision
+        from domain.access import GRANT, Decision, standing_refusal
 
-        found = (Membership.select(Membership.role, Account.blocked).join(Account)
-                 .where(Membership.id == member.id).first())
-        if found is None:
-            return Decision(DENY_BLOCKED, "not_member")
-        if found.account.blocked:
-            return Decision(DENY_BLOCKED, "account_blocked")
-        return Decision(GRANT, "operator_open")
+        return (standing_refusal(member.territory_id, member.account_id)
+                or Decision(GRANT, "operator_open"))
 
     return request_open(gate, member.account_id, "operator", now, member_id=member.id,
                         recheck=still_there)

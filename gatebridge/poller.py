@@ -1260,8 +1260,10 @@ class Poller:
                 controller.greenlet.kill(block=True, timeout=5)
             self._close(controller)
             if held is not None and not keep_claim:
-                # A gate refused this controller tries at once, not after its backoff (up
-                # to 30 s with the barrier unserved: bridge audit, stop 24).
+                # Gates refused a controller try again at once, not after their backoff (up
+                # to 30 s with the barrier unserved: bridge audit, stop 24): one of them
+                # may be waiting for this one. A refused gate no longer knows which one it
+                # was refused (its identity is released), so all of them try.
                 for waiting in self.controllers.values():
                     if waiting.state.error_kind == "controller_taken":
                         waiting.attempt = 0

@@ -145,8 +145,10 @@ def reached_identity(config: ControllerConfig, stored: str | None) -> Reach | No
     the moment it was reached (stop 21) is not taken: it may record a controller taken over
     by the ranking of then, and ranking it by when the address was written would make that
     for good; the gate reaches its controller again instead."""
+    if stored is None:
+        return None  # most gates: nothing stored
     try:
-        found = json.loads(stored or "null")
+        found = json.loads(stored)
         if found is None or found["device"] != list(config.device):
             return None
         address, port, serial = found["identity"]
@@ -205,7 +207,7 @@ class BridgeService:
         self.group = Group()
         self._versions: dict[int, int] | None = None
         self._full_at = 0.0
-        self._read_at: dt.datetime | None = None  # when the last read that went through began
+        self._read_at = utcnow()  # when the last read that went through began (with _versions)
         self._decisions: OrderedDict[tuple[int, int], access.Decision] = OrderedDict()
         self.invalidations = 0
         # The writer's work: events in order, the latest state of each gate.
@@ -288,8 +290,7 @@ class BridgeService:
                     log.warning("gate %s is misconfigured: %s", gate.id, exc)
                 continue
             (configs if gate.enabled else held).append(config)
-            stored = reached.get(gate.id)
-            reach = reached_identity(config, stored) if stored is not None else None
+            reach = reached_identity(config, reached.get(gate.id))
             if reach is not None:
                 known[gate.id] = reach
         self.poller.update(configs, held, known, territories=territories)
@@ -388,8 +389,7 @@ class BridgeService:
         all gates took ~0.8 s of the bridge's loop at 10 000 territories.
         """
         now, started = time.monotonic(), utcnow()
-        full = (self._versions is None or self._read_at is None
-                or now - self._full_at >= FULL_RESYNC)
+        full = self._versions is None or now - self._full_at >= FULL_RESYNC
         since = None if full else self._read_at - dt.timedelta(seconds=VERSION_OVERLAP)
         with db.connection_context():
             current = versions.versions(since)

@@ -66,21 +66,18 @@ def _press(tid: int, gid: int) -> Response:
     def decision() -> Decision:
         return decide(g.territory, Credential("account", str(member.account_id)), 1, utcnow())
 
-    verdict = decision()
     try:
-        if verdict.granted:
-            # Decided again with the membership held: removed or blocked meanwhile, refused.
-            command = gates.request_open(gate, member.account_id, "phone",
-                                         member_id=member.id, recheck=decision)
+        # Decided under the press's own locks: a removal or a block meanwhile is seen.
+        command = gates.request_open(gate, member.account_id, "phone", member_id=member.id,
+                                     recheck=decision)
     except gates.PressRefused as press:
-        verdict = press.decision
-    except DomainError as error:
-        return page("gates/_command.html", failure=error.message, gate=gate)
-    if not verdict.granted:
-        gates.record_event(tid, code=verdict.code, reason=verdict.reason, kind="phone",
+        refused = press.decision
+        gates.record_event(tid, code=refused.code, reason=refused.reason, kind="phone",
                            direction=gate.event_direction, gate=gate,
                            account=member.account_id, actor=member.account_id)
-        return page("gates/_command.html", failure=verdict.reason_label, gate=gate)
+        return page("gates/_command.html", failure=refused.reason_label, gate=gate)
+    except DomainError as error:
+        return page("gates/_command.html", failure=error.message, gate=gate)
     return page("gates/_command.html", command=command, gate=gate)
 
 
