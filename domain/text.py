@@ -23,5 +23,5 @@ _NUMBERS = re.compile(r"(\d+)")
 def natural_key(name: str) -> tuple:
     """A name as people sort a list of them: «Участок 2» before «Участок 10», «Дом 2» before
     «Дом 130», case and «ё» aside. Text and numbers alternate in the key, so any two compare."""
-    text = " ".join((name or "").split()).casefold().replace("ё", "е")
+    text = name_key(name).replace("ё", "е")
     return tuple(int(run) if i % 2 else run for i, run in enumerate(_NUMBERS.split(text)))
